@@ -1,0 +1,329 @@
+"""Query bytes → reply bytes: the behaviour table of dns-behaviour.md, without I/O.
+
+The header, question and additional section are parsed by hand (no message objects); the reply is
+assembled from the index's ready wire pieces. Where the behaviour reference is silent, srvd does what
+NSD 4.6 does (docs/behaviour.md lists those choices):
+
+- opcodes other than QUERY: NOTIMP, header only (no question), RD copied;
+- FORMERR is header only: QDCOUNT != 1, records in the answer or authority section, a nonzero RCODE
+  in the query, a bad name, a truncated question or record, anything but OPT or a final TSIG in the
+  additional section, two OPTs, an OPT not owned by the root or with malformed options;
+- EDNS version > 0: BADVERS before any other check of the question;
+- a TSIG record: NOTAUTH with a TSIG BADKEY record (srvd has no keys yet);
+- class ANY: the IN data with AA=0 and no SOA in the authority section;
+- AXFR over UDP: NOTIMP; AXFR and IXFR otherwise: REFUSED;
+- bytes after the last record are ignored.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from srvd.index import NS, SOA, Index
+from srvd.ordering import RandomSource
+
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, NOTAUTH = 0, 1, 2, 3, 4, 5, 9
+BADVERS = 16
+BADKEY = 17
+OPT = 41
+TSIG = 250
+IXFR = 251
+AXFR = 252
+ANY = 255
+CLASS_IN = 1
+CLASS_ANY = 255
+
+EDNS_PAYLOAD = 1232  # DNS Flag Day 2020
+UDP_PLAIN = 512
+TCP_LIMIT = 65535
+
+QR = 0x8000
+AA = 0x0400
+TC = 0x0200
+RD = 0x0100
+
+_HEADER = struct.Struct("!2sHHHHH")
+_COUNTS = struct.Struct("!HHHH")
+_U16 = struct.Struct("!H")
+_RR_FIXED = struct.Struct("!HHIH")
+_OPT_PLAIN = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0, 0)
+_OPT_DO = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0x8000, 0)
+
+
+class _FormErr(Exception):
+    pass
+
+
+def _opt(ext_rcode: int, do: int) -> bytes:
+    if not ext_rcode:
+        return _OPT_DO if do else _OPT_PLAIN
+    return b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, (ext_rcode << 24) | do, 0)
+
+
+def _header(ident: bytes, flags: int, qd: int, an: int, ns: int, ar: int) -> bytes:
+    return _HEADER.pack(ident, flags, qd, an, ns, ar)
+
+
+def _skip_name(msg: bytes, pos: int, end: int) -> int:
+    """The position after a (possibly compressed) name in a record; FORMERR if malformed."""
+    while True:
+        if pos >= end:
+            raise _FormErr
+        length = msg[pos]
+        if length == 0:
+            return pos + 1
+        if length >= 0xC0:
+            if pos + 2 > end:
+                raise _FormErr
+            return pos + 2
+        if length > 63:
+            raise _FormErr
+        pos += length + 1
+
+
+def read_name(msg: bytes, pos: int) -> bytes:
+    """The uncompressed wire form of the name at ``pos`` (pointers followed, loops refused)."""
+    out = bytearray()
+    jumps = 0
+    while True:
+        if pos >= len(msg):
+            raise _FormErr
+        length = msg[pos]
+        if length == 0:
+            out.append(0)
+            if len(out) > 255:
+                raise _FormErr
+            return bytes(out)
+        if length >= 0xC0:
+            if pos + 2 > len(msg) or jumps > 126:
+                raise _FormErr
+            pos = ((length & 0x3F) << 8) | msg[pos + 1]
+            jumps += 1
+            continue
+        if length > 63 or pos + 1 + length > len(msg):
+            raise _FormErr
+        out += msg[pos : pos + 1 + length]
+        pos += length + 1
+
+
+def _question_end(query: bytes) -> int:
+    """The end of the question section of a well-formed one-question query, or 0."""
+    pos = 12
+    n = len(query)
+    while pos < n:
+        length = query[pos]
+        if length == 0:
+            end = pos + 5
+            return end if end <= n and end - 12 <= 259 else 0
+        if length > 63:
+            return 0
+        pos += length + 1
+    return 0
+
+
+def servfail(query: bytes) -> bytes | None:
+    """The SERVFAIL reply to a query that srvd's own code failed on."""
+    if len(query) < 12 or query[2] & 0x80:
+        return None
+    rd = (query[2] << 8) & RD
+    end = _question_end(query) if query[4:6] == b"\x00\x01" else 0
+    flags = QR | ((query[2] & 0x78) << 8) | rd | SERVFAIL
+    return _header(query[:2], flags, 1 if end else 0, 0, 0, 0) + query[12:end]
+
+
+def formerr(query: bytes) -> bytes:
+    flags = QR | ((query[2] << 8) & (RD | 0x7800)) | FORMERR
+    return _header(query[:2], flags, 0, 0, 0, 0)
+
+
+def answer(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> bytes | None:
+    """The reply to one query, or None when no reply may be sent (short, or a response)."""
+    n = len(query)
+    if n < 12:
+        return None
+    flags = query[2] << 8 | query[3]
+    if flags & QR:
+        return None
+    ident = query[:2]
+    rd = flags & RD
+    if flags & 0x7800:  # opcode other than QUERY
+        return _header(ident, QR | (flags & 0x7800) | rd | NOTIMP, 0, 0, 0, 0)
+    try:
+        return _answer_query(query, n, ident, flags, rd, index, rng, tcp)
+    except _FormErr:
+        return _header(ident, QR | rd | FORMERR, 0, 0, 0, 0)
+
+
+def _answer_query(
+    query: bytes,
+    n: int,
+    ident: bytes,
+    flags: int,
+    rd: int,
+    index: Index,
+    rng: RandomSource,
+    tcp: bool,
+) -> bytes:
+    qd, an, ns, ar = _COUNTS.unpack_from(query, 4)
+    if qd != 1 or an or ns or flags & 0x000F:
+        raise _FormErr
+
+    # The question: labels only (no compression in a query's question), at most 255 octets.
+    pos = 12
+    last_underscore = -1  # offset in the name of its rightmost label that starts with "_"
+    while True:
+        if pos >= n:
+            raise _FormErr
+        length = query[pos]
+        if length == 0:
+            break
+        if length > 63 or pos + length >= n:
+            raise _FormErr
+        if query[pos + 1] == 95:  # "_"
+            last_underscore = pos - 12
+        pos += length + 1
+    name_end = pos + 1
+    if name_end - 12 > 255:
+        raise _FormErr
+    question_end = name_end + 4
+    if question_end > n:
+        raise _FormErr
+    qtype = query[name_end] << 8 | query[name_end + 1]
+    qclass = query[name_end + 2] << 8 | query[name_end + 3]
+
+    # The additional section: at most one OPT, and a TSIG only as the last record.
+    edns = False
+    payload = version = do = 0
+    tsig_at = -1
+    pos = question_end
+    for i in range(ar):
+        start = pos
+        pos = _skip_name(query, pos, n)
+        if pos + 10 > n:
+            raise _FormErr
+        rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(query, pos)
+        rdata = pos + 10
+        pos = rdata + rdlength
+        if pos > n:
+            raise _FormErr
+        if rtype == OPT:
+            if edns or query[start] != 0:
+                raise _FormErr
+            edns = True
+            payload = rclass
+            version = (ttl >> 16) & 0xFF
+            do = ttl & 0x8000
+            option = rdata
+            while option < pos:
+                if option + 4 > pos:
+                    raise _FormErr
+                option += 4 + (query[option + 2] << 8 | query[option + 3])
+            if option != pos:
+                raise _FormErr
+        elif rtype == TSIG and i == ar - 1:
+            tsig_at = start
+        else:
+            raise _FormErr
+
+    question = query[12:question_end]
+    if edns:
+        if version:
+            return (
+                _header(ident, QR | rd, 1, 0, 0, 1) + question + _opt(BADVERS >> 4, do)
+            )
+        opt = _opt(0, do)
+        limit = TCP_LIMIT if tcp else max(UDP_PLAIN, min(payload, EDNS_PAYLOAD))
+    else:
+        opt = b""
+        limit = TCP_LIMIT if tcp else UDP_PLAIN
+    additional = 1 if edns else 0
+
+    if tsig_at >= 0:
+        return _badkey(query, ident, rd, question, tsig_at, opt)
+    if qclass != CLASS_IN and qclass != CLASS_ANY:
+        return _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
+    if qtype == AXFR or qtype == IXFR:
+        rcode = NOTIMP if qtype == AXFR and not tcp else REFUSED
+        return _header(ident, QR | rd | rcode, 1, 0, 0, additional) + question + opt
+
+    # The zone: its apex is the rightmost "_" label (customer domains have none of their own).
+    if last_underscore < 0:
+        return _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
+    qname = query[12:name_end].lower()
+    zone = index.zones.get(qname[last_underscore:])
+    if zone is None:
+        return _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
+
+    authoritative = qclass == CLASS_IN
+    aa = AA if authoritative else 0
+    table = zone.table
+    if last_underscore == 0:  # the apex
+        if qtype == SOA or qtype == ANY:
+            records = index.soa(12, zone.serial, False)
+            count = 1
+        elif qtype == NS:
+            records = index.ns_records
+            count = index.ns_count
+        else:
+            node = table.apex
+            rrset = node.rrsets.get(qtype) if node is not None else None
+            if rrset is None:
+                return _negative(index, ident, rd, aa, question, zone.serial, 12, NOERROR, opt)
+            records = rrset.wire(rng, qname[qname[0] + 1 :])
+            count = rrset.count
+    else:
+        node = table.names.get(qname[:last_underscore])
+        pointer = 12 + last_underscore
+        if node is None:
+            return _negative(index, ident, rd, aa, question, zone.serial, pointer, NXDOMAIN, opt)
+        rrset = node.rrsets.get(qtype)
+        if rrset is None and qtype == ANY:
+            rrset = node.any
+        if rrset is None:
+            return _negative(index, ident, rd, aa, question, zone.serial, pointer, NOERROR, opt)
+        domain = qname[last_underscore + 1 + qname[last_underscore] :]
+        records = rrset.wire(rng, domain)
+        count = rrset.count
+    reply_size = 12 + len(question) + len(records) + len(opt)
+    if reply_size > limit:
+        return _header(ident, QR | aa | TC | rd, 1, 0, 0, additional) + question + opt
+    return _header(ident, QR | aa | rd, 1, count, 0, additional) + question + records + opt
+
+
+def _negative(
+    index: Index,
+    ident: bytes,
+    rd: int,
+    aa: int,
+    question: bytes,
+    serial: int,
+    pointer: int,
+    rcode: int,
+    opt: bytes,
+) -> bytes:
+    """NXDOMAIN or NODATA: the zone's SOA in the authority section (class IN only, as NSD)."""
+    additional = 1 if opt else 0
+    if not aa:
+        return _header(ident, QR | rd | rcode, 1, 0, 0, additional) + question + opt
+    soa = index.soa(pointer, serial, True)
+    return _header(ident, QR | aa | rd | rcode, 1, 0, 1, additional) + question + soa + opt
+
+
+def _badkey(query: bytes, ident: bytes, rd: int, question: bytes, tsig_at: int, opt: bytes) -> bytes:
+    """NOTAUTH with an unsigned TSIG BADKEY record (RFC 8945 §5.2.1): srvd knows no keys."""
+    key = read_name(query, tsig_at)
+    pos = _skip_name(query, tsig_at, len(query)) + 10
+    algorithm = read_name(query, pos)
+    pos = _skip_name(query, pos, len(query))
+    if pos + 10 > len(query):
+        raise _FormErr
+    signed_fudge = query[pos : pos + 8]
+    mac_size = query[pos + 8] << 8 | query[pos + 9]
+    pos += 10 + mac_size
+    if pos + 2 > len(query):
+        raise _FormErr
+    original_id = query[pos : pos + 2]
+    rdata = algorithm + signed_fudge + b"\x00\x00" + original_id + _U16.pack(BADKEY) + b"\x00\x00"
+    tsig = key + _RR_FIXED.pack(TSIG, CLASS_ANY, 0, len(rdata)) + rdata
+    additional = (1 if opt else 0) + 1
+    return _header(ident, QR | rd | NOTAUTH, 1, 0, 0, additional) + question + opt + tsig

@@ -1,0 +1,875 @@
+"""YAML configuration → frozen, validated model.
+
+Loading is fast on the common path (libyaml's CSafeLoader, plain dicts) and precise on the error
+path: every problem is collected with its file and key path, and the line is found afterwards by
+composing the offending file once more. Aliases, anchors and merge keys are refused (alias bombs),
+and so are duplicate keys, which YAML would otherwise silently resolve to the last one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+import ipaddress
+import json
+import os
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, NoReturn, TypeAlias
+
+import yaml
+
+from srvd.errors import SrvdError
+from srvd.names import InvalidName, host_name, owner_name, to_ascii
+
+try:
+    _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
+except AttributeError:  # pragma: no cover - libyaml missing
+    _BaseLoader = yaml.SafeLoader
+
+SRV = 33
+TXT = 16
+
+SERVICE_KEYS = (
+    "imap",
+    "imaps",
+    "pop3",
+    "pop3s",
+    "submission",
+    "submissions",
+    "caldav",
+    "caldavs",
+    "carddav",
+    "carddavs",
+    "jmap",
+    "autodiscover",
+)
+DAV_KEYS = frozenset({"caldav", "caldavs", "carddav", "carddavs"})
+PROFILE_KEYS = (*SERVICE_KEYS, "axigen", "srv", "txt")
+DOMAIN_KEYS = ("profile", *PROFILE_KEYS)
+TOP_KEYS = ("listen", "zone", "profiles", "domains", "include", "state_dir", "tcp")
+INCLUDE_KEYS = ("profiles", "domains", "include")
+ZONE_KEYS = ("ttl", "nameservers", "hostmaster", "refresh", "retry", "expire", "minimum")
+RECORD_KEYS = ("target", "port", "priority", "weight", "path")
+TCP_KEYS = ("idle_timeout", "max_connections")
+TEMPLATE = "{domain}"
+MAX_PROBLEMS = 50
+
+KeyPath: TypeAlias = tuple[str | int, ...]
+
+
+class ConfigError(SrvdError):
+    """The configuration is not valid."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(p.render() for p in problems))
+
+
+@dataclass(slots=True)
+class Problem:
+    file: str
+    path: KeyPath
+    message: str
+    line: int | None = None
+
+    @property
+    def key(self) -> str:
+        out = ""
+        for part in self.path:
+            if isinstance(part, int):
+                out += f"[{part}]"
+            else:
+                out += f".{part}" if out else str(part)
+        return out
+
+    def render(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        key = f" {self.key}:" if self.path else ""
+        return f"{where}:{key} {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    @property
+    def family_v6(self) -> bool:
+        return ":" in self.host
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if self.family_v6 else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SrvRecord:
+    priority: int
+    weight: int
+    port: int
+    target: str  # lowercase ASCII without trailing dot; "." = service not offered; may end in {domain}
+
+
+@dataclass(frozen=True, slots=True)
+class RRsetSpec:
+    """The records of one type at one owner, relative to the customer domain."""
+
+    owner: str  # such as "_imaps._tcp"
+    rtype: int  # SRV or TXT
+    srv: tuple[SrvRecord, ...] = ()
+    txt: tuple[str, ...] = ()  # one text per TXT record; may contain {domain}
+
+    @property
+    def templated(self) -> bool:
+        if self.rtype == SRV:
+            return any(r.target.endswith(TEMPLATE) for r in self.srv)
+        return any(TEMPLATE in t for t in self.txt)
+
+
+# What one profile key publishes: a tuple of RRsets, or None for "not published".
+Entries: TypeAlias = Mapping[str, tuple[RRsetSpec, ...] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneSettings:
+    ttl: int = 3600
+    nameservers: tuple[str, ...] = ()
+    hostmaster_local: str = "hostmaster"  # RNAME's first label: the mailbox, may contain dots
+    hostmaster_domain: str = ""  # the rest of RNAME
+    refresh: int = 3600
+    retry: int = 600
+    expire: int = 1209600
+    minimum: int = 300
+
+    @property
+    def hostmaster(self) -> str:
+        """The mailbox as an e-mail address."""
+        return f"{self.hostmaster_local}@{self.hostmaster_domain}"
+
+    @property
+    def negative_ttl(self) -> int:
+        return min(self.ttl, self.minimum)
+
+
+@dataclass(frozen=True, slots=True)
+class TcpSettings:
+    idle_timeout: float = 10.0
+    max_connections: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    entries: Entries
+
+
+@dataclass(frozen=True, slots=True)
+class DomainOverride:
+    profile: str | None
+    entries: Entries
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str
+    files: tuple[str, ...]
+    listen: tuple[Endpoint, ...]
+    zone: ZoneSettings
+    tcp: TcpSettings
+    state_dir: str | None
+    profiles: Mapping[str, Profile]
+    # customer domain (lowercase ASCII) → profile name, or a per-domain override
+    domains: Mapping[str, str | DomainOverride] = field(repr=False)
+
+    def entries_of(self, domain: str) -> dict[str, tuple[RRsetSpec, ...] | None]:
+        """The merged profile keys of one domain (profile, then its overrides)."""
+        entry = self.domains[domain]
+        if isinstance(entry, str):
+            return dict(self.profiles[entry].entries)
+        merged = dict(self.profiles[entry.profile].entries) if entry.profile else {}
+        merged.update(entry.entries)
+        return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML reading
+
+
+class _Refused(yaml.MarkedYAMLError):
+    pass
+
+
+class _Loader(_BaseLoader):
+    """CSafeLoader that refuses aliases, merge keys and duplicate mapping keys."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node in self.constructed_objects:
+            raise _Refused(
+                None, None, "YAML aliases and anchors are not allowed", node.start_mark
+            )
+        return super().construct_object(node, deep)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        if not isinstance(node, yaml.MappingNode):
+            raise _Refused(None, None, "expected a mapping", node.start_mark)
+        mapping: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _Refused(None, None, "YAML merge keys (<<) are not allowed", key_node.start_mark)
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                raise _Refused(None, None, "a mapping key must be a scalar", key_node.start_mark)
+            if key in mapping:
+                first = next(k for k, _ in node.value if k.value == key_node.value)
+                raise _Refused(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (first on line "
+                    f"{first.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+
+def _parse_file(path: str) -> Any:
+    """The data of one config file (YAML, or JSON when it ends in .json)."""
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if path.endswith(".json"):
+        try:
+            return json.loads(data)
+        except json.JSONDecodeError as exc:
+            raise _FileProblem(Problem(path, (), f"JSON syntax error: {exc.msg}", exc.lineno)) from None
+        except UnicodeDecodeError as exc:
+            raise _FileProblem(Problem(path, (), f"not UTF-8: {exc}")) from None
+    loader = _Loader(data)
+    try:
+        return loader.get_single_data()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        text = exc.problem or exc.context or "YAML error"
+        raise _FileProblem(Problem(path, (), f"YAML: {text}", line)) from None
+    except yaml.YAMLError as exc:
+        raise _FileProblem(Problem(path, (), f"YAML: {exc}")) from None
+    finally:
+        loader.dispose()
+
+
+class _FileProblem(Exception):
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
+
+
+def _locate(path: str, keys: KeyPath) -> int | None:
+    """The line of a key path in a YAML file (error path only; composes the file again)."""
+    if path.endswith(".json"):
+        return None
+    try:
+        with open(path, "rb") as handle:
+            node = yaml.compose(handle, Loader=_BaseLoader)
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for key in keys:
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                if str(key_node.value) == str(key):
+                    line = key_node.start_mark.line + 1
+                    node = value_node
+                    break
+            else:
+                return line
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation
+
+
+class _Stop(Exception):
+    """Too many problems; stop collecting."""
+
+
+def _suggest(key: object, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+class _Reader:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.file = ""
+
+    # -- problems
+
+    def problem(self, path: KeyPath, message: str, file: str | None = None) -> None:
+        self.problems.append(Problem(file or self.file, path, message))
+        if len(self.problems) >= MAX_PROBLEMS:
+            raise _Stop
+
+    def fail(self, path: KeyPath, message: str) -> NoReturn:
+        self.problem(path, message)
+        raise _Invalid
+
+    def mapping(self, value: Any, path: KeyPath, known: Iterable[str]) -> dict[Any, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a mapping, found {_kind(value)}")
+        known = tuple(known)
+        for key in value:
+            if key not in known:
+                self.problem((*path, key), f"unknown key{_suggest(key, known)}")
+        return value
+
+    def integer(self, value: Any, path: KeyPath, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(path, f"expected a whole number from {low} to {high}, found {_kind(value)}")
+        if not low <= value <= high:
+            self.fail(path, f"{value} is out of range ({low}-{high})")
+        return value
+
+    def text(self, value: Any, path: KeyPath) -> str:
+        if not isinstance(value, str):
+            self.fail(path, f"expected a string, found {_kind(value)}")
+        return value
+
+    def host(self, value: Any, path: KeyPath) -> str:
+        try:
+            return host_name(self.text(value, path))
+        except InvalidName as exc:
+            self.fail(path, str(exc))
+
+    # -- top level
+
+    def listen(self, value: Any, path: KeyPath) -> tuple[Endpoint, ...]:
+        if value is None:
+            return (Endpoint("0.0.0.0", 53), Endpoint("::", 53))
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            self.fail(path, "expected a list of addresses such as 127.0.0.1:53 or [::1]:53")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(parse_endpoint(self.text(item, (*path, i))))
+            except ValueError as exc:
+                self.problem((*path, i), str(exc))
+            except _Invalid:
+                pass
+        if len(set(out)) != len(out):
+            self.problem(path, "the same address is listed twice")
+        return tuple(out)
+
+    def zone(self, value: Any, path: KeyPath) -> ZoneSettings:
+        raw = self.mapping(value, path, ZONE_KEYS)
+        u31 = 2**31 - 1
+        kwargs: dict[str, Any] = {}
+        for key in ("ttl", "refresh", "retry", "expire", "minimum"):
+            if key in raw:
+                kwargs[key] = self.integer(raw[key], (*path, key), 0, u31)
+        nameservers = raw.get("nameservers")
+        if nameservers is None:
+            self.fail((*path, "nameservers"), "required: the NS names of the delegated subzones")
+        if isinstance(nameservers, str):
+            nameservers = [nameservers]
+        if not isinstance(nameservers, list) or not nameservers:
+            self.fail((*path, "nameservers"), "expected a list of host names")
+        names = tuple(self.host(ns, (*path, "nameservers", i)) for i, ns in enumerate(nameservers))
+        if len(set(names)) != len(names):
+            self.problem((*path, "nameservers"), "a name server is listed twice")
+        kwargs["nameservers"] = names
+        hostmaster = raw.get("hostmaster")
+        if hostmaster is None:
+            parent = names[0].split(".", 1)[-1]
+            local, domain = "hostmaster", parent
+        else:
+            hm = self.text(hostmaster, (*path, "hostmaster"))
+            if "@" in hm:
+                local, _, domain = hm.partition("@")
+            else:
+                local, _, domain = hm.partition(".")
+            if not local or len(local) > 63 or not local.isascii() or any(c in local for c in " \\\""):
+                self.fail((*path, "hostmaster"), f"{hm!r} is not a valid mailbox")
+            try:
+                domain = host_name(domain)
+            except InvalidName as exc:
+                self.fail((*path, "hostmaster"), str(exc))
+        kwargs["hostmaster_local"] = local
+        kwargs["hostmaster_domain"] = domain
+        return ZoneSettings(**kwargs)
+
+    def tcp(self, value: Any, path: KeyPath) -> TcpSettings:
+        raw = self.mapping(value, path, TCP_KEYS)
+        kwargs: dict[str, Any] = {}
+        if "idle_timeout" in raw:
+            timeout = raw["idle_timeout"]
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
+                0 < timeout <= 3600
+            ):
+                self.fail((*path, "idle_timeout"), "expected seconds, more than 0 and at most 3600")
+            kwargs["idle_timeout"] = float(timeout)
+        if "max_connections" in raw:
+            kwargs["max_connections"] = self.integer(
+                raw["max_connections"], (*path, "max_connections"), 1, 1_000_000
+            )
+        return TcpSettings(**kwargs)
+
+    # -- records
+
+    def srv_record(self, value: Any, path: KeyPath, allow_path: bool) -> tuple[SrvRecord, str | None]:
+        raw = self.mapping(value, path, RECORD_KEYS if allow_path else RECORD_KEYS[:-1])
+        if "target" not in raw:
+            self.fail(path, "a record needs a target")
+        if "port" not in raw:
+            self.fail(path, "a record needs a port")
+        target = self.target(raw["target"], (*path, "target"))
+        port = self.integer(raw["port"], (*path, "port"), 0, 65535)
+        priority = self.integer(raw.get("priority", 0), (*path, "priority"), 0, 65535)
+        weight = self.integer(raw.get("weight", 0), (*path, "weight"), 0, 65535)
+        dav_path = None
+        if allow_path and raw.get("path") is not None:
+            dav_path = self.text(raw["path"], (*path, "path"))
+            if not dav_path.startswith("/"):
+                self.fail((*path, "path"), f"{dav_path!r} must start with '/'")
+            if any(ord(c) < 0x20 for c in dav_path) or len(dav_path.encode()) > 1000:
+                self.fail((*path, "path"), "a path of printable text, at most 1000 octets")
+        return SrvRecord(priority, weight, port, target), dav_path
+
+    def target(self, value: Any, path: KeyPath) -> str:
+        target = self.text(value, path)
+        if target in (".", ""):
+            return "."
+        if TEMPLATE in target:
+            head = target.removesuffix(".").removesuffix(TEMPLATE)
+            if TEMPLATE in head or (head and not head.endswith(".")):
+                self.fail(path, f"{target!r}: {TEMPLATE} may only stand as the last labels")
+            if head:
+                try:
+                    head = host_name(head[:-1]) + "."
+                except InvalidName as exc:
+                    self.fail(path, str(exc))
+            return head + TEMPLATE
+        return self.host(target, path)
+
+    def srv_set(
+        self, value: Any, path: KeyPath, owner: str, allow_path: bool
+    ) -> tuple[RRsetSpec, ...] | None:
+        if value is None:
+            return None
+        if value is False:
+            return (RRsetSpec(owner, SRV, srv=(SrvRecord(0, 0, 0, "."),)),)
+        if value is True:
+            self.fail(path, "expected records or 'off'")
+        items = [value] if isinstance(value, dict) else value
+        if not isinstance(items, list) or not items:
+            self.fail(path, "expected a record {target, port, ...}, a list of them, or 'off'")
+        records: list[SrvRecord] = []
+        paths: set[str] = set()
+        for i, item in enumerate(items):
+            item_path = path if isinstance(value, dict) else (*path, i)
+            try:
+                record, dav_path = self.srv_record(item, item_path, allow_path)
+            except _Invalid:
+                continue
+            records.append(record)
+            if dav_path is not None:
+                paths.add(dav_path)
+        if any(r.target == "." for r in records) and len(items) > 1:
+            self.fail(path, "a '.' target (service not offered) cannot stand beside other records")
+        if len(set(records)) != len(records):
+            self.problem(path, "the same record is listed twice")
+        if len(paths) > 1:
+            self.fail(path, f"records give different paths: {sorted(paths)}")
+        out = [RRsetSpec(owner, SRV, srv=tuple(records))]
+        if paths:
+            out.append(RRsetSpec(owner, TXT, txt=(f"path={paths.pop()}",)))
+        return tuple(out)
+
+    def txt_set(self, value: Any, path: KeyPath, owner: str) -> tuple[RRsetSpec, ...] | None:
+        if value is None or value is False:
+            return None
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list) or not items:
+            self.fail(path, "expected a string or a list of strings (one TXT record each)")
+        texts = []
+        for i, item in enumerate(items):
+            text = self.text(item, (*path, i) if items is value else path)
+            if len(text.encode()) > 4000:
+                self.fail((*path, i), "a TXT record of at most 4000 octets")
+            texts.append(text)
+        if len(set(texts)) != len(texts):
+            self.problem(path, "the same text is listed twice")
+        return (RRsetSpec(owner, TXT, txt=tuple(texts)),)
+
+    def axigen(self, value: Any, path: KeyPath) -> tuple[RRsetSpec, ...] | None:
+        if value is None or value is False:
+            return None
+        text = self.text(value, path).strip()
+        if "://" in text or "/" in text:
+            self.fail(path, f"{text!r}: the WebMail host as host or host:port, without scheme or path")
+        host, sep, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
+        if sep:
+            if not port.isdigit() or not 0 < int(port) <= 65535:
+                self.fail(path, f"{text!r}: the port after ':' must be 1-65535")
+            port = str(int(port))
+        host = self.target(host, path)
+        if host == ".":
+            self.fail(path, "expected a host name")
+        return (RRsetSpec("_axigen", TXT, txt=(f"{host}:{port}" if sep else host,)),)
+
+    def entries(self, raw: dict[Any, Any], path: KeyPath) -> dict[str, tuple[RRsetSpec, ...] | None]:
+        """Profile keys → what they publish. Shared by profiles and domain overrides."""
+        out: dict[str, tuple[RRsetSpec, ...] | None] = {}
+        for key, value in raw.items():
+            try:
+                if key in SERVICE_KEYS:
+                    out[key] = self.srv_set(value, (*path, key), f"_{key}._tcp", key in DAV_KEYS)
+                elif key == "axigen":
+                    out[key] = self.axigen(value, (*path, key))
+                elif key in ("srv", "txt"):
+                    for owner_raw, records in self.owners(value, (*path, key)):
+                        owner = self.owner(owner_raw, (*path, key, owner_raw))
+                        sub = (*path, key, owner_raw)
+                        if key == "srv":
+                            out[f"srv {owner}"] = self.srv_set(records, sub, owner, False)
+                        else:
+                            out[f"txt {owner}"] = self.txt_set(records, sub, owner)
+            except _Invalid:
+                continue
+        return out
+
+    def owners(self, value: Any, path: KeyPath) -> Iterator[tuple[Any, Any]]:
+        if value is None:
+            return iter(())
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a mapping of owner names, found {_kind(value)}")
+        return iter(value.items())
+
+    def owner(self, value: Any, path: KeyPath) -> str:
+        try:
+            return owner_name(self.text(value, path))
+        except InvalidName as exc:
+            self.fail(path, str(exc))
+
+    def check_conflicts(self, entries: Entries, path: KeyPath, file: str | None = None) -> None:
+        seen: dict[tuple[str, int], str] = {}
+        for key, rrsets in entries.items():
+            for rrset in rrsets or ():
+                where = (rrset.owner, rrset.rtype)
+                if where in seen:
+                    kind = "SRV" if rrset.rtype == SRV else "TXT"
+                    self.problem(
+                        path,
+                        f"{kind} records at {rrset.owner} are given twice, by {seen[where]!r} "
+                        f"and {key!r}",
+                        file,
+                    )
+                seen[where] = key
+
+
+class _Invalid(Exception):
+    """This value is invalid (already reported); skip it."""
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    return {dict: "a mapping", list: "a list", str: "a string", int: "a number", float: "a number"}.get(
+        type(value), type(value).__name__
+    ) + (f" ({value!r})" if isinstance(value, int | float | str) and len(repr(value)) < 40 else "")
+
+
+def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:
+    """``127.0.0.1:53``, ``[::1]:5353``, ``::1`` or ``127.0.0.1`` → Endpoint."""
+    text = text.strip()
+    port = default_port
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep:
+            raise ValueError(f"{text!r}: missing ']'")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError(f"{text!r}: expected [address]:port")
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+        if not port_text.isdigit():
+            raise ValueError(f"{text!r}: the port must be a number")
+        port = int(port_text)
+    else:
+        host = text
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{text!r}: port out of range")
+    return Endpoint(str(address), port)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+@dataclass(slots=True)
+class _Source:
+    file: str
+    data: dict[Any, Any]
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, include and validate a configuration. Raises ConfigError with every problem found."""
+    reader = _Reader()
+    source = os.path.abspath(path)
+    try:
+        return _load(reader, source)
+    except _Stop:
+        pass
+    except _Invalid:
+        pass
+    _resolve_lines(reader.problems)
+    if not reader.problems:  # pragma: no cover - _Invalid is only raised after a problem
+        reader.problems.append(Problem(source, (), "invalid configuration"))
+    raise ConfigError(reader.problems)
+
+
+def _resolve_lines(problems: list[Problem]) -> None:
+    for problem in problems:
+        if problem.line is None and problem.path:
+            problem.line = _locate(problem.file, problem.path)
+
+
+def _read_sources(reader: _Reader, main: str) -> list[_Source]:
+    """The main file and every include, depth first, each file once."""
+    sources: list[_Source] = []
+    seen: set[str] = set()
+
+    def visit(file: str, allowed: tuple[str, ...], via: Problem | None) -> None:
+        real = os.path.realpath(file)
+        if real in seen:
+            if via:
+                reader.problem(via.path, f"{file} is included more than once", via.file)
+            return
+        seen.add(real)
+        reader.file = file
+        try:
+            data = _parse_file(file)
+        except OSError as exc:
+            if via:
+                reader.problem(via.path, f"cannot read {file}: {exc.strerror}", via.file)
+            else:
+                reader.problem((), f"cannot read: {exc.strerror}", file)
+            return
+        except _FileProblem as exc:
+            reader.problems.append(exc.problem)
+            return
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            reader.problem((), f"expected a mapping at the top, found {_kind(data)}", file)
+            return
+        reader.file = file
+        reader.mapping(data, (), allowed)
+        sources.append(_Source(file, data))
+        includes = data.get("include")
+        if includes is None:
+            return
+        if isinstance(includes, str):
+            includes = [includes]
+        if not isinstance(includes, list):
+            reader.problem(("include",), "expected a list of file names or patterns", file)
+            return
+        base = os.path.dirname(file)
+        for i, pattern in enumerate(includes):
+            where = Problem(file, ("include", i), "")
+            if not isinstance(pattern, str) or not pattern:
+                reader.problem(where.path, "expected a file name or a glob pattern", file)
+                continue
+            full = os.path.join(base, os.path.expanduser(pattern))
+            if glob.has_magic(full):
+                matches = sorted(glob.glob(full))
+            elif os.path.exists(full):
+                matches = [full]
+            else:
+                reader.problem(where.path, f"included file {full} does not exist", file)
+                continue
+            for match in matches:
+                visit(match, INCLUDE_KEYS, where)
+
+    visit(main, TOP_KEYS, None)
+    return sources
+
+
+def _load(reader: _Reader, main: str) -> Config:
+    sources = _read_sources(reader, main)
+    if not sources:
+        raise _Invalid
+    top = sources[0].data
+    reader.file = main
+    listen = zone = tcp = None
+    for step in ("listen", "zone", "tcp"):
+        try:
+            if step == "listen":
+                listen = reader.listen(top.get("listen"), ("listen",))
+            elif step == "zone":
+                zone = reader.zone(top.get("zone"), ("zone",))
+            else:
+                tcp = reader.tcp(top.get("tcp"), ("tcp",))
+        except _Invalid:
+            pass
+    state_dir = top.get("state_dir")
+    if state_dir is not None and not isinstance(state_dir, str):
+        reader.problem(("state_dir",), "expected a directory name")
+        state_dir = None
+    if isinstance(state_dir, str):
+        state_dir = os.path.join(os.path.dirname(main), os.path.expanduser(state_dir))
+
+    profiles = _profiles(reader, sources)
+    domains = _domains(reader, sources, profiles)
+    if reader.problems or listen is None or zone is None or tcp is None:
+        raise _Invalid
+    return Config(
+        source=main,
+        files=tuple(s.file for s in sources),
+        listen=listen,
+        zone=zone,
+        tcp=tcp,
+        state_dir=state_dir,
+        profiles=MappingProxyType(profiles),
+        domains=domains,
+    )
+
+
+def _profiles(reader: _Reader, sources: list[_Source]) -> dict[str, Profile]:
+    profiles: dict[str, Profile] = {}
+    origin: dict[str, str] = {}
+    for source in sources:
+        reader.file = source.file
+        raw = source.data.get("profiles")
+        if raw is None:
+            continue
+        if not isinstance(raw, dict):
+            reader.problem(("profiles",), f"expected a mapping of profiles, found {_kind(raw)}")
+            continue
+        for name, body in raw.items():
+            path: KeyPath = ("profiles", name)
+            if not isinstance(name, str):
+                reader.problem(path, "a profile name must be a string")
+                continue
+            if name in origin:
+                first = _locate(origin[name], path)
+                reader.problem(
+                    path,
+                    f"profile {name!r} is defined twice (first in {origin[name]}"
+                    f"{f':{first}' if first else ''})",
+                )
+                continue
+            origin[name] = source.file
+            try:
+                body = reader.mapping(body, path, PROFILE_KEYS)
+            except _Invalid:
+                continue
+            entries = reader.entries(body, path)
+            reader.check_conflicts(entries, path)
+            profiles[name] = Profile(name, MappingProxyType(entries))
+    return profiles
+
+
+def _domains(
+    reader: _Reader, sources: list[_Source], profiles: dict[str, Profile]
+) -> dict[str, str | DomainOverride]:
+    domains: dict[str, str | DomainOverride] = {}
+    known = {name: name for name in profiles}  # one string object per profile name, shared
+    for index, source in enumerate(sources):
+        reader.file = source.file
+        raw = source.data.get("domains")
+        if raw is None:
+            continue
+        if not isinstance(raw, dict):
+            reader.problem(("domains",), f"expected a mapping of domains, found {_kind(raw)}")
+            continue
+        for key, value in raw.items():
+            path: KeyPath = ("domains", key)
+            name = _domain_name(reader, key, path)
+            if name is None:
+                continue
+            if name in domains:
+                first_file, first_key = _first_definition(sources[: index + 1], name, key)
+                line = _locate(first_file, ("domains", first_key))
+                reader.problem(
+                    path,
+                    f"domain {name} is defined twice (first in {first_file}"
+                    f"{f':{line}' if line else ''})",
+                )
+                continue
+            if isinstance(value, str):
+                profile = known.get(value)
+                if profile is None:
+                    reader.problem(path, f"unknown profile {value!r}{_suggest(value, known)}")
+                    continue
+                domains[name] = profile
+                continue
+            try:
+                body = reader.mapping(value, path, DOMAIN_KEYS)
+            except _Invalid:
+                continue
+            if value is None or not body:
+                reader.problem(path, "expected a profile name or a mapping with 'profile:'")
+                continue
+            profile_name = body.get("profile")
+            if profile_name is not None and profile_name not in known:
+                reader.problem(
+                    (*path, "profile"),
+                    f"unknown profile {profile_name!r}{_suggest(profile_name, known)}",
+                )
+                continue
+            entries = reader.entries({k: v for k, v in body.items() if k != "profile"}, path)
+            override = DomainOverride(
+                known[profile_name] if profile_name is not None else None,
+                MappingProxyType(entries),
+            )
+            merged = dict(profiles[profile_name].entries) if profile_name is not None else {}
+            merged.update(entries)
+            reader.check_conflicts(merged, path)
+            domains[name] = override
+    return domains
+
+
+def _domain_name(reader: _Reader, key: Any, path: KeyPath) -> str | None:
+    if not isinstance(key, str):
+        reader.problem(path, f"a domain name must be a string, found {_kind(key)}")
+        return None
+    try:
+        return host_name(key)
+    except InvalidName as exc:
+        reader.problem(path, str(exc))
+        return None
+
+
+def _first_definition(sources: list[_Source], name: str, key: str) -> tuple[str, str]:
+    """Where a domain was first defined (error path only)."""
+    for source in sources:
+        raw = source.data.get("domains")
+        if not isinstance(raw, dict):
+            continue
+        for other in raw:
+            if isinstance(other, str) and other is not key:
+                try:
+                    if to_ascii(other) == name:
+                        return source.file, other
+                except InvalidName:
+                    continue
+    return sources[-1].file, key
