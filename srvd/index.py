@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from srvd.config import SRV, TEMPLATE, TXT, Config, RRsetSpec, SrvRecord, ZoneSettings
@@ -167,16 +167,6 @@ class Index:
         """The zone's SOA record, its owner a compression pointer into the question."""
         head = self.soa_negative_head if negative else self.soa_answer_head
         return struct.pack("!H", 0xC000 | pointer) + head + struct.pack("!I", serial) + self.soa_tail
-
-    def find(self, name: str) -> Zone | None:
-        return self.zones.get(to_wire(name))
-
-    def zones_of(self, domain: str) -> Iterator[tuple[bytes, Zone]]:
-        """The zones served for one customer domain (apex wire, zone)."""
-        suffix = to_wire(domain)
-        for apex, zone in self.zones.items():
-            if apex.endswith(suffix) and apex[apex[0] + 1 :] == suffix:
-                yield apex, zone
 
 
 # ---------------------------------------------------------------------------------------------

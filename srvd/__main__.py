@@ -1,0 +1,5 @@
+import sys
+
+from srvd.cli import main
+
+sys.exit(main())

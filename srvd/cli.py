@@ -1,0 +1,135 @@
+"""``srvd serve | check | zone``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from srvd import __version__
+from srvd.config import Config, ConfigError, load_config, parse_endpoint
+from srvd.index import build_index
+from srvd.serials import SerialState
+from srvd.service import find_config
+
+
+def _endpoint(value: str) -> object:
+    try:
+        return parse_endpoint(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="srvd", description="Authoritative DNS for mail and calendar discovery subzones."
+    )
+    parser.add_argument("--version", action="version", version=f"srvd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = "configuration file (default: /etc/srvd/srvd.yaml, else the bundled example)"
+
+    serve = commands.add_parser("serve", help="answer queries in the foreground, logging to stderr")
+    serve.add_argument("-c", "--config", help=config_help)
+    serve.add_argument(
+        "-l",
+        "--listen",
+        action="append",
+        type=_endpoint,
+        default=[],
+        metavar="ADDR:PORT",
+        help="listen here (UDP and TCP) instead of the configured addresses; repeatable",
+    )
+
+    check = commands.add_parser("check", help="validate the configuration and print a summary")
+    check.add_argument("-c", "--config", help=config_help)
+
+    zone = commands.add_parser("zone", help="print the zones served for one domain (master file)")
+    zone.add_argument("domain")
+    zone.add_argument("-c", "--config", help=config_help)
+    return parser
+
+
+def _load(path: str | None) -> Config | None:
+    source, _bundled = find_config(path)
+    try:
+        return load_config(source)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem.render(), file=sys.stderr)
+        count = len(exc.problems)
+        print(f"{source}: {count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        return None
+
+
+def check(path: str | None) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    stats = build_index(config).stats
+    files = len(config.files)
+    print(
+        f"{config.source}: OK: {stats.domains} domains, {stats.zones} zones, {stats.records} "
+        f"records, {stats.profiles} profiles, from {files} file{'s' if files != 1 else ''}; "
+        f"listening on {', '.join(str(e) for e in config.listen)}"
+    )
+    return 0
+
+
+def zone(domain: str, path: str | None) -> int:
+    from srvd.names import InvalidName, host_name
+    from srvd.zonefile import domain_zones, zone_text
+
+    config = _load(path)
+    if config is None:
+        return 1
+    try:
+        name = host_name(domain)
+    except InvalidName as exc:
+        print(f"srvd zone: {exc}", file=sys.stderr)
+        return 1
+    if name not in config.domains:
+        print(f"srvd zone: {name} is not a configured domain in {config.source}", file=sys.stderr)
+        return 1
+    index = build_index(config, SerialState(config.state_dir).source(None))
+    zones = domain_zones(config, index, name)
+    if not zones:
+        print(f"; {name}: its profile publishes no records, so srvd serves no zone for it")
+    print("\n".join(zone_text(index, apex, z) for apex, z in zones), end="")
+    return 0
+
+
+def serve(path: str | None, listen: Sequence[object]) -> int:
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from srvd.service import makeService
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    try:
+        service = makeService({"config": path, "listen": list(listen)}, reactor)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem.render(), file=sys.stderr)
+        return 1
+    try:
+        service.privilegedStartService()
+    except OSError as exc:
+        print(f"srvd: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check":
+        return check(args.config)
+    if args.command == "zone":
+        return zone(args.domain, args.config)
+    return serve(args.config, args.listen)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The responder: holds the current index and guards every answer.
+
+Every transport hands its bytes here. A failure inside srvd's own code while answering one query
+gives SERVFAIL and one (rate-limited) log line with the query; the process goes on.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+
+from twisted.logger import Logger
+
+from srvd.answer import answer, servfail
+from srvd.index import Index
+from srvd.ordering import RandomSource
+
+log = Logger()
+
+
+class RateLimitedLog:
+    """At most ``burst`` lines per ``period`` seconds; the rest are counted and summed up."""
+
+    def __init__(
+        self, burst: int = 10, period: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.burst = burst
+        self.period = period
+        self.clock = clock
+        self.window = -period
+        self.sent = 0
+        self.suppressed = 0
+
+    def allow(self) -> bool:
+        now = self.clock()
+        if now - self.window >= self.period:
+            if self.suppressed:
+                log.warn("{count} similar log lines suppressed", count=self.suppressed)
+            self.window = now
+            self.sent = 0
+            self.suppressed = 0
+        if self.sent < self.burst:
+            self.sent += 1
+            return True
+        self.suppressed += 1
+        return False
+
+
+class Responder:
+    """Answers queries from whatever index is current; ``index`` is swapped whole on reload."""
+
+    def __init__(self, index: Index, rng: RandomSource | None = None) -> None:
+        self.index = index
+        self.rng: RandomSource = rng if rng is not None else random.Random()
+        self.failures = 0
+        self.failure_log = RateLimitedLog()
+
+    def respond(self, query: bytes, tcp: bool = False) -> bytes | None:
+        try:
+            return answer(query, self.index, self.rng, tcp)
+        except Exception:
+            self.failures += 1
+            if self.failure_log.allow():
+                log.failure("answering query {query} failed", query=query.hex())
+            return servfail(query)

@@ -1,0 +1,205 @@
+"""The composition root: configuration → responder → listening sockets, as Twisted services.
+
+Both ``srvd serve`` and ``twistd srvd`` build their service here. Sockets are srvd's own (bound in
+``privilegedStartService``, so port 53 can be bound before privileges are dropped, then adopted by
+the reactor): that is where IPv6-only binding and large receive buffers are set.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from dataclasses import replace
+from importlib import resources
+from typing import Any, cast
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.internet.interfaces import IListeningPort, IReactorSocket, IReactorTime
+from twisted.logger import Logger
+from twisted.python import usage
+
+from srvd import __version__
+from srvd.config import Config, Endpoint, load_config, parse_endpoint
+from srvd.index import build_index
+from srvd.ordering import RandomSource
+from srvd.protocols import TCPFactory, UDPProtocol
+from srvd.responder import Responder
+from srvd.serials import SerialState
+
+log = Logger()
+
+SYSTEM_CONFIG = "/etc/srvd/srvd.yaml"
+SOCKET_BUFFER = 4 << 20  # bursts overflow the default 208 KiB receive buffer long before the CPU
+
+
+def bundled_config() -> str:
+    return str(resources.files("srvd") / "data" / "example.yaml")
+
+
+def find_config(path: str | None) -> tuple[str, bool]:
+    """The configuration to use: -c FILE, else /etc/srvd/srvd.yaml, else the bundled example."""
+    if path:
+        return path, False
+    if os.path.exists(SYSTEM_CONFIG):
+        return SYSTEM_CONFIG, False
+    return bundled_config(), True
+
+
+class Options(usage.Options):
+    synopsis = "[-c FILE] [--listen ADDR:PORT ...]"
+    optParameters = [
+        ["config", "c", None, "configuration file (default /etc/srvd/srvd.yaml, else the example)"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, value: str) -> None:
+        """listen on ADDR:PORT (UDP and TCP) instead of the configured addresses; repeatable"""
+        try:
+            self["listen"].append(parse_endpoint(value))
+        except ValueError as exc:
+            raise usage.UsageError(str(exc)) from None
+
+    opt_l = opt_listen
+
+
+def _bind(endpoint: Endpoint, kind: socket.SocketKind) -> socket.socket:
+    family = socket.AF_INET6 if endpoint.family_v6 else socket.AF_INET
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        else:
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        sock.bind((endpoint.host, endpoint.port))
+        if kind == socket.SOCK_STREAM:
+            sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_pair(endpoint: Endpoint) -> tuple[socket.socket, socket.socket]:
+    """A UDP and a TCP socket on one address and port (port 0: the same free port for both)."""
+    attempts = 20 if endpoint.port == 0 else 1
+    for attempt in range(attempts):
+        udp = _bind(endpoint, socket.SOCK_DGRAM)
+        try:
+            tcp = _bind(replace(endpoint, port=udp.getsockname()[1]), socket.SOCK_STREAM)
+        except OSError:
+            udp.close()
+            if attempt == attempts - 1:
+                raise
+            continue
+        return udp, tcp
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class ListenService(Service):
+    """UDP and TCP on one address."""
+
+    def __init__(self, endpoint: Endpoint, server: SrvdService) -> None:
+        self.endpoint = endpoint
+        self.server = server
+        self.sockets: tuple[socket.socket, socket.socket] | None = None
+        self.ports: list[IListeningPort] = []
+        self.bound: Endpoint | None = None
+
+    def privilegedStartService(self) -> None:
+        try:
+            self.sockets = bind_pair(self.endpoint)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {self.endpoint}: {exc.strerror}") from None
+        self.bound = replace(self.endpoint, port=self.sockets[0].getsockname()[1])
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        if self.sockets is None:
+            self.privilegedStartService()
+        assert self.sockets is not None
+        reactor = cast(IReactorSocket, self.server.reactor)
+        udp, tcp = self.sockets
+        self.ports = [
+            reactor.adoptDatagramPort(udp.fileno(), udp.family, self.server.udp),
+            reactor.adoptStreamPort(tcp.fileno(), tcp.family, self.server.tcp),
+        ]
+        udp.close()  # the reactor holds duplicates of the descriptors
+        tcp.close()
+        self.sockets = None
+        log.info("listening on {endpoint} (UDP and TCP)", endpoint=self.bound)
+        super().startService()
+
+    def stopService(self) -> defer.Deferred[Any]:
+        super().stopService()
+        ports, self.ports = self.ports, []
+        return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
+
+
+class SrvdService(MultiService):
+    """srvd: a responder over the configured index, on every listen address."""
+
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        rng: RandomSource | None = None,
+        listen: Sequence[Endpoint] = (),
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.serials = SerialState(config.state_dir)
+        index = build_index(config, self.serials.source(None))
+        self.responder = Responder(index, rng)
+        self.udp = UDPProtocol(self.responder)
+        self.tcp = TCPFactory(
+            self.responder,
+            cast(IReactorTime, reactor),
+            config.tcp.idle_timeout,
+            config.tcp.max_connections,
+        )
+        self.listeners = [ListenService(e, self) for e in (listen or config.listen)]
+        for listener in self.listeners:
+            listener.setServiceParent(self)
+
+    def startService(self) -> None:
+        stats = self.responder.index.stats
+        log.info(
+            "srvd {version}: {domains} domains, {zones} zones, {records} records from {source}",
+            version=__version__,
+            domains=stats.domains,
+            zones=stats.zones,
+            records=stats.records,
+            source=self.config.source,
+        )
+        try:
+            self.serials.write(self.responder.index)
+        except OSError as exc:
+            log.warn("cannot write the serials state file: {error}", error=exc)
+        super().startService()
+
+    @property
+    def addresses(self) -> list[Endpoint]:
+        return [listener.bound for listener in self.listeners if listener.bound is not None]
+
+
+def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdService:
+    """The service for ``twistd srvd`` and ``srvd serve``."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    path, bundled = find_config(options.get("config"))
+    if bundled:
+        log.info("no configuration given and none at {system}: running the bundled example", system=SYSTEM_CONFIG)
+    config = load_config(path)
+    return SrvdService(config, reactor, listen=options.get("listen") or ())

@@ -1,0 +1,105 @@
+"""Shared test helpers: Debian tools, a config writer, and a real srvd on a loopback port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "srvd" / "data" / "example.yaml"
+
+
+def require_tool(name: str) -> str:
+    """The path of a Debian tool; skip without it, but fail when CI sets SRVD_REQUIRE_TOOLS=1."""
+    path = shutil.which(name) or next(
+        (p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)), None
+    )
+    if path:
+        return path
+    message = f"{name} is not installed (Debian: see .ci/run for the package)"
+    if os.environ.get("SRVD_REQUIRE_TOOLS") == "1":
+        pytest.fail(message + " and SRVD_REQUIRE_TOOLS=1")
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    """A port free for both UDP and TCP on 127.0.0.1 right now."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind(("127.0.0.1", 0))
+            port = int(udp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+                return port
+    raise RuntimeError("no free port")
+
+
+def wait_for_dns(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> None:
+    """Wait until something answers a DNS query over UDP on host:port."""
+    query = b"\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x06\x00\x01"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.2)
+            try:
+                sock.sendto(query, (host, port))
+                sock.recv(512)
+                return
+            except OSError:
+                time.sleep(0.1)
+    raise TimeoutError(f"nothing answered DNS on {host}:{port} within {timeout} s")
+
+
+@dataclass
+class RunningServer:
+    process: subprocess.Popen[str]
+    port: int
+    host: str = "127.0.0.1"
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def start_srvd(config: Path, *extra: str, port: int | None = None) -> RunningServer:
+    """``srvd serve -c CONFIG --listen 127.0.0.1:PORT`` as a subprocess, once it answers."""
+    port = port or free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "srvd", "serve", "-c", str(config), "--listen", f"127.0.0.1:{port}", *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    server = RunningServer(process, port)
+    try:
+        wait_for_dns(port)
+    except TimeoutError:
+        server.stop()
+        output = process.stdout.read() if process.stdout else ""
+        raise RuntimeError(f"srvd did not start:\n{output}") from None
+    return server
+
+
+@pytest.fixture
+def example_server() -> Iterator[RunningServer]:
+    server = start_srvd(EXAMPLE)
+    yield server
+    server.stop()
