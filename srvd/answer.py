@@ -1,8 +1,8 @@
 """Query bytes → reply bytes: the behaviour table of dns-behaviour.md, without I/O.
 
-The header, question and additional section are parsed by hand (no message objects); the reply is
-assembled from the index's ready wire pieces. Where the behaviour reference is silent, srvd does what
-NSD 4.6 does (docs/behaviour.md lists those choices):
+The header, question and additional section are parsed by hand (no message objects); the reply
+is assembled from the index's ready wire pieces. Where the behaviour reference is silent, srvd
+does what NSD 4.6 does (docs/behaviour.md lists those choices):
 
 - opcodes other than QUERY: NOTIMP, header only (no question), RD copied;
 - FORMERR is header only: QDCOUNT != 1, records in the answer or authority section, a nonzero RCODE
@@ -228,9 +228,7 @@ def _answer_query(
     question = query[12:question_end]
     if edns:
         if version:
-            return (
-                _header(ident, QR | rd, 1, 0, 0, 1) + question + _opt(BADVERS >> 4, do)
-            )
+            return _header(ident, QR | rd, 1, 0, 0, 1) + question + _opt(BADVERS >> 4, do)
         opt = _opt(0, do)
         limit = TCP_LIMIT if tcp else max(UDP_PLAIN, min(payload, EDNS_PAYLOAD))
     else:
@@ -242,7 +240,7 @@ def _answer_query(
         return _badkey(query, ident, rd, question, tsig_at, opt)
     if qclass != CLASS_IN and qclass != CLASS_ANY:
         return _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
-    if qtype == AXFR or qtype == IXFR:
+    if qtype in (AXFR, IXFR):
         rcode = NOTIMP if qtype == AXFR and not tcp else REFUSED
         return _header(ident, QR | rd | rcode, 1, 0, 0, additional) + question + opt
 
@@ -258,7 +256,7 @@ def _answer_query(
     aa = AA if authoritative else 0
     table = zone.table
     if last_underscore == 0:  # the apex
-        if qtype == SOA or qtype == ANY:
+        if qtype in (SOA, ANY):
             records = index.soa(12, zone.serial, False)
             count = 1
         elif qtype == NS:
@@ -309,7 +307,9 @@ def _negative(
     return _header(ident, QR | aa | rd | rcode, 1, 0, 1, additional) + question + soa + opt
 
 
-def _badkey(query: bytes, ident: bytes, rd: int, question: bytes, tsig_at: int, opt: bytes) -> bytes:
+def _badkey(
+    query: bytes, ident: bytes, rd: int, question: bytes, tsig_at: int, opt: bytes
+) -> bytes:
     """NOTAUTH with an unsigned TSIG BADKEY record (RFC 8945 §5.2.1): srvd knows no keys."""
     key = read_name(query, tsig_at)
     pos = _skip_name(query, tsig_at, len(query)) + 10

@@ -117,8 +117,8 @@ def serve(path: str | None, listen: Sequence[object]) -> int:
         print(f"srvd: {exc.strerror or exc}", file=sys.stderr)
         return 1
     service.startService()
-    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
     return 0
 
 

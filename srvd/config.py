@@ -15,19 +15,18 @@ import json
 import os
 from collections.abc import Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import MappingProxyType
-from typing import Any, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
 
 import yaml
 
 from srvd.errors import SrvdError
 from srvd.names import InvalidName, host_name, owner_name, to_ascii
 
-try:
-    _BaseLoader: type[yaml.SafeLoader] = yaml.CSafeLoader  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - libyaml missing
+if TYPE_CHECKING:
     _BaseLoader = yaml.SafeLoader
+else:
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
 
 SRV = 33
 TXT = 16
@@ -109,7 +108,9 @@ class SrvRecord:
     priority: int
     weight: int
     port: int
-    target: str  # lowercase ASCII without trailing dot; "." = service not offered; may end in {domain}
+    target: (
+        str  # lowercase ASCII without trailing dot; "." = service not offered; may end in {domain}
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,9 +207,7 @@ class _Loader(_BaseLoader):
 
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         if node in self.constructed_objects:
-            raise _Refused(
-                None, None, "YAML aliases and anchors are not allowed", node.start_mark
-            )
+            raise _Refused(None, None, "YAML aliases and anchors are not allowed", node.start_mark)
         return super().construct_object(node, deep)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -217,7 +216,9 @@ class _Loader(_BaseLoader):
         mapping: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise _Refused(None, None, "YAML merge keys (<<) are not allowed", key_node.start_mark)
+                raise _Refused(
+                    None, None, "YAML merge keys (<<) are not allowed", key_node.start_mark
+                )
             key = self.construct_object(key_node, deep=deep)
             if not isinstance(key, Hashable):
                 raise _Refused(None, None, "a mapping key must be a scalar", key_node.start_mark)
@@ -242,7 +243,9 @@ def _parse_file(path: str) -> Any:
         try:
             return json.loads(data)
         except json.JSONDecodeError as exc:
-            raise _FileProblem(Problem(path, (), f"JSON syntax error: {exc.msg}", exc.lineno)) from None
+            raise _FileProblem(
+                Problem(path, (), f"JSON syntax error: {exc.msg}", exc.lineno)
+            ) from None
         except UnicodeDecodeError as exc:
             raise _FileProblem(Problem(path, (), f"not UTF-8: {exc}")) from None
     loader = _Loader(data)
@@ -399,7 +402,12 @@ class _Reader:
                 local, _, domain = hm.partition("@")
             else:
                 local, _, domain = hm.partition(".")
-            if not local or len(local) > 63 or not local.isascii() or any(c in local for c in " \\\""):
+            if (
+                not local
+                or len(local) > 63
+                or not local.isascii()
+                or any(c in local for c in ' \\"')
+            ):
                 self.fail((*path, "hostmaster"), f"{hm!r} is not a valid mailbox")
             try:
                 domain = host_name(domain)
@@ -414,8 +422,10 @@ class _Reader:
         kwargs: dict[str, Any] = {}
         if "idle_timeout" in raw:
             timeout = raw["idle_timeout"]
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not (
-                0 < timeout <= 3600
+            if (
+                isinstance(timeout, bool)
+                or not isinstance(timeout, int | float)
+                or not (0 < timeout <= 3600)
             ):
                 self.fail((*path, "idle_timeout"), "expected seconds, more than 0 and at most 3600")
             kwargs["idle_timeout"] = float(timeout)
@@ -427,7 +437,9 @@ class _Reader:
 
     # -- records
 
-    def srv_record(self, value: Any, path: KeyPath, allow_path: bool) -> tuple[SrvRecord, str | None]:
+    def srv_record(
+        self, value: Any, path: KeyPath, allow_path: bool
+    ) -> tuple[SrvRecord, str | None]:
         raw = self.mapping(value, path, RECORD_KEYS if allow_path else RECORD_KEYS[:-1])
         if "target" not in raw:
             self.fail(path, "a record needs a target")
@@ -517,7 +529,9 @@ class _Reader:
             return None
         text = self.text(value, path).strip()
         if "://" in text or "/" in text:
-            self.fail(path, f"{text!r}: the WebMail host as host or host:port, without scheme or path")
+            self.fail(
+                path, f"{text!r}: the WebMail host as host or host:port, without scheme or path"
+            )
         host, sep, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
         if sep:
             if not port.isdigit() or not 0 < int(port) <= 65535:
@@ -528,7 +542,9 @@ class _Reader:
             self.fail(path, "expected a host name")
         return (RRsetSpec("_axigen", TXT, txt=(f"{host}:{port}" if sep else host,)),)
 
-    def entries(self, raw: dict[Any, Any], path: KeyPath) -> dict[str, tuple[RRsetSpec, ...] | None]:
+    def entries(
+        self, raw: dict[Any, Any], path: KeyPath
+    ) -> dict[str, tuple[RRsetSpec, ...] | None]:
         """Profile keys → what they publish. Shared by profiles and domain overrides."""
         out: dict[str, tuple[RRsetSpec, ...] | None] = {}
         for key, value in raw.items():
@@ -587,9 +603,15 @@ def _kind(value: Any) -> str:
         return "nothing"
     if isinstance(value, bool):
         return f"a boolean ({'true' if value else 'false'})"
-    return {dict: "a mapping", list: "a list", str: "a string", int: "a number", float: "a number"}.get(
-        type(value), type(value).__name__
-    ) + (f" ({value!r})" if isinstance(value, int | float | str) and len(repr(value)) < 40 else "")
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__) + (
+        f" ({value!r})" if isinstance(value, int | float | str) and len(repr(value)) < 40 else ""
+    )
 
 
 def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:

@@ -33,7 +33,9 @@ def txt_rdata(text: str) -> bytes:
     raw = text.encode("utf-8")
     if not raw:
         return b"\x00"
-    return b"".join(bytes([len(c)]) + c for c in (raw[i : i + 255] for i in range(0, len(raw), 255)))
+    return b"".join(
+        bytes([len(c)]) + c for c in (raw[i : i + 255] for i in range(0, len(raw), 255))
+    )
 
 
 class Template:
@@ -69,7 +71,9 @@ class RRset:
         self.count = sum(len(items) for items, _ in groups)
         self.templated = any(not isinstance(p, bytes) for items, _ in groups for p in items)
         ordered = any(len(items) > 1 for items, _ in groups)
-        self.groups = tuple((tuple(items), tuple(weights), sum(weights)) for items, weights in groups)
+        self.groups = tuple(
+            (tuple(items), tuple(weights), sum(weights)) for items, weights in groups
+        )
         self.static: bytes | None = None
         if not ordered and not self.templated:
             self.static = b"".join(p for items, _ in groups for p in items)  # type: ignore[misc]
@@ -137,16 +141,12 @@ class IndexStats:
 class Index:
     """Everything an answer needs, immutable once built."""
 
-    def __init__(
-        self, settings: ZoneSettings, zones: dict[bytes, Zone], stats: IndexStats
-    ) -> None:
+    def __init__(self, settings: ZoneSettings, zones: dict[bytes, Zone], stats: IndexStats) -> None:
         self.settings = settings
         self.zones = zones
         self.stats = stats
         mname = to_wire(settings.nameservers[0])
-        rname = label_wire(settings.hostmaster_local.encode()) + to_wire(
-            settings.hostmaster_domain
-        )
+        rname = label_wire(settings.hostmaster_local.encode()) + to_wire(settings.hostmaster_domain)
         names = mname + rname
         rdlen = len(names) + 20
         self.soa_answer_head = struct.pack("!HHIH", SOA, CLASS_IN, settings.ttl, rdlen) + names
@@ -159,14 +159,20 @@ class Index:
         ns = b""
         for server in settings.nameservers:
             target = to_wire(server)
-            ns += ANSWER_OWNER + struct.pack("!HHIH", NS, CLASS_IN, settings.ttl, len(target)) + target
+            ns += (
+                ANSWER_OWNER
+                + struct.pack("!HHIH", NS, CLASS_IN, settings.ttl, len(target))
+                + target
+            )
         self.ns_records = ns
         self.ns_count = len(settings.nameservers)
 
     def soa(self, pointer: int, serial: int, negative: bool) -> bytes:
         """The zone's SOA record, its owner a compression pointer into the question."""
         head = self.soa_negative_head if negative else self.soa_answer_head
-        return struct.pack("!H", 0xC000 | pointer) + head + struct.pack("!I", serial) + self.soa_tail
+        return (
+            struct.pack("!H", 0xC000 | pointer) + head + struct.pack("!I", serial) + self.soa_tail
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,7 +295,9 @@ def build_index(config: Config, serial_of: SerialSource | None = None) -> Index:
             zones[apex] = zone
             records += table.records + per_zone_fixed
     stats = IndexStats(
-        domains=len(config.domains), zones=len(zones), records=records, profiles=len(config.profiles)
+        domains=len(config.domains),
+        zones=len(zones),
+        records=records,
+        profiles=len(config.profiles),
     )
     return Index(settings, zones, stats)
-

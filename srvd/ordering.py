@@ -67,10 +67,8 @@ def weighted_order(
             out.extend(rest)
             break
         zeros = sum(1 for i in left if not weights[i])
-        if zeros:
-            draw = _below(rng, remaining + 1)  # 0 .. remaining
-        else:
-            draw = _below(rng, remaining) + 1  # 1 .. remaining
+        # 0 .. remaining while weight-0 records remain, else 1 .. remaining
+        draw = _below(rng, remaining + 1) if zeros else _below(rng, remaining) + 1
         if draw == 0:
             position = _below(rng, zeros)
         else:

@@ -8,9 +8,9 @@ closes only its own connection.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol, ServerFactory
 from twisted.logger import Logger
 from twisted.protocols.basic import Int16StringReceiver
@@ -34,7 +34,7 @@ class UDPProtocol(DatagramProtocol):
         if reply is None:
             return
         try:
-            self.transport.write(reply, addr)
+            cast(IUDPTransport, self.transport).write(reply, addr)
         except OSError as exc:  # a full send buffer or an unreachable peer: drop this reply
             self.send_errors += 1
             if self.error_log.allow():
@@ -44,6 +44,10 @@ class UDPProtocol(DatagramProtocol):
 class TCPProtocol(Int16StringReceiver, TimeoutMixin):
     factory: TCPFactory
 
+    @property
+    def tcp(self) -> ITCPTransport:
+        return cast(ITCPTransport, self.transport)
+
     def callLater(self, period: float, func: Any) -> IDelayedCall:  # TimeoutMixin's clock
         return self.factory.clock.callLater(period, func)
 
@@ -52,7 +56,7 @@ class TCPProtocol(Int16StringReceiver, TimeoutMixin):
         factory.connections += 1
         if factory.connections > factory.max_connections:
             factory.rejected += 1
-            self.transport.abortConnection()
+            self.tcp.abortConnection()
             return
         self.setTimeout(factory.idle_timeout)
 
@@ -60,19 +64,19 @@ class TCPProtocol(Int16StringReceiver, TimeoutMixin):
         self.resetTimeout()
         reply = self.factory.responder.respond(string, True)
         if reply is None:
-            self.transport.loseConnection()
+            self.tcp.loseConnection()
             return
         self.sendString(reply)
 
     def timeoutConnection(self) -> None:
-        self.transport.abortConnection()
+        self.tcp.abortConnection()
 
     def connectionLost(self, reason: Any = None) -> None:
         self.factory.connections -= 1
         self.setTimeout(None)
 
 
-class TCPFactory(ServerFactory):
+class TCPFactory(ServerFactory[TCPProtocol]):
     protocol = TCPProtocol
     noisy = False
 

@@ -31,9 +31,7 @@ def next_serial(old: int, now: int) -> int:
     return (old + 1) & 0xFFFFFFFF
 
 
-def serial_source(
-    previous: Callable[[bytes], tuple[int, bytes] | None], now: int
-) -> SerialSource:
+def serial_source(previous: Callable[[bytes], tuple[int, bytes] | None], now: int) -> SerialSource:
     """Serials for a new index, given what each zone had before."""
     now &= 0xFFFFFFFF
 

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import replace
 from importlib import resources
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
@@ -49,7 +49,7 @@ def find_config(path: str | None) -> tuple[str, bool]:
 
 class Options(usage.Options):
     synopsis = "[-c FILE] [--listen ADDR:PORT ...]"
-    optParameters = [
+    optParameters: ClassVar[list[list[str | None]]] = [
         ["config", "c", None, "configuration file (default /etc/srvd/srvd.yaml, else the example)"],
     ]
 
@@ -129,8 +129,8 @@ class ListenService(Service):
         reactor = cast(IReactorSocket, self.server.reactor)
         udp, tcp = self.sockets
         self.ports = [
-            reactor.adoptDatagramPort(udp.fileno(), udp.family, self.server.udp),
-            reactor.adoptStreamPort(tcp.fileno(), tcp.family, self.server.tcp),
+            reactor.adoptDatagramPort(udp.fileno(), udp.family, self.server.udp, 65535),
+            reactor.adoptStreamPort(tcp.fileno(), tcp.family, cast(Any, self.server.tcp)),
         ]
         udp.close()  # the reactor holds duplicates of the descriptors
         tcp.close()
@@ -200,6 +200,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
         reactor = default_reactor
     path, bundled = find_config(options.get("config"))
     if bundled:
-        log.info("no configuration given and none at {system}: running the bundled example", system=SYSTEM_CONFIG)
+        log.info(
+            "no configuration given and none at {system}: running the bundled example",
+            system=SYSTEM_CONFIG,
+        )
     config = load_config(path)
     return SrvdService(config, reactor, listen=options.get("listen") or ())

@@ -61,7 +61,8 @@ def zone_text(index: Index, apex: bytes, zone: Zone) -> str:
         f"{settings.minimum}",
     ]
     lines += [
-        f"{origin}\t{settings.ttl}\tIN\tNS\t{master_name(to_wire(ns))}" for ns in settings.nameservers
+        f"{origin}\t{settings.ttl}\tIN\tNS\t{master_name(to_wire(ns))}"
+        for ns in settings.nameservers
     ]
     domain = apex[apex[0] + 1 :]
     for relative in sorted(zone.table.names, key=_canonical):
@@ -91,7 +92,12 @@ def _render(piece: Piece, domain: bytes) -> bytes:
 def domain_zones(config: Config, index: Index, domain: str) -> list[tuple[bytes, Zone]]:
     """The zones served for one configured customer domain, apex first by name."""
     labels = sorted(
-        {spec.owner.rsplit(".", 1)[-1] for rrsets in config.entries_of(domain).values() if rrsets for spec in rrsets}
+        {
+            spec.owner.rsplit(".", 1)[-1]
+            for rrsets in config.entries_of(domain).values()
+            if rrsets
+            for spec in rrsets
+        }
     )
     suffix = to_wire(domain)
     out = []
