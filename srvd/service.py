@@ -8,8 +8,10 @@ the reactor): that is where IPv6-only binding and large receive buffers are set.
 from __future__ import annotations
 
 import os
+import signal
 import socket
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from typing import Any, ClassVar, cast
@@ -22,9 +24,11 @@ from twisted.python import usage
 
 from srvd import __version__
 from srvd.config import Config, Endpoint, load_config, parse_endpoint
-from srvd.index import build_index
+from srvd.index import Index, build_index
+from srvd.notify import Notifier
 from srvd.ordering import RandomSource
 from srvd.protocols import TCPFactory, UDPProtocol
+from srvd.reload import Reloader
 from srvd.responder import Responder
 from srvd.serials import SerialState
 
@@ -145,7 +149,7 @@ class ListenService(Service):
 
 
 class SrvdService(MultiService):
-    """srvd: a responder over the configured index, on every listen address."""
+    """srvd: a responder over the configured index, on every listen address, reloaded on SIGHUP."""
 
     def __init__(
         self,
@@ -153,6 +157,7 @@ class SrvdService(MultiService):
         reactor: Any,
         rng: RandomSource | None = None,
         listen: Sequence[Endpoint] = (),
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -160,6 +165,15 @@ class SrvdService(MultiService):
         self.serials = SerialState(config.state_dir)
         index = build_index(config, self.serials.source(None))
         self.responder = Responder(index, rng)
+        self.notifier = Notifier(environ)
+        self.reloader = Reloader(
+            config.source,
+            lambda: self.responder.index,
+            self.publish,
+            self.serials,
+            reactor,
+            self.notifier,
+        )
         self.udp = UDPProtocol(self.responder)
         self.tcp = TCPFactory(
             self.responder,
@@ -186,6 +200,22 @@ class SrvdService(MultiService):
         except OSError as exc:
             log.warn("cannot write the serials state file: {error}", error=exc)
         super().startService()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGHUP, self.reloader.request_from_signal)
+        self.notifier.ready(f"serving {stats.domains} domains, {stats.zones} zones")
+
+    def stopService(self) -> defer.Deferred[Any]:
+        self.notifier.stopping()
+        return cast(defer.Deferred[Any], super().stopService())
+
+    def publish(self, config: Config, index: Index) -> None:
+        """Serve a new configuration (reactor thread): one assignment swaps the index."""
+        self.responder.index = index
+        if config.listen != self.config.listen:
+            log.warn("listen addresses changed in the configuration: they take effect on restart")
+        self.tcp.idle_timeout = config.tcp.idle_timeout
+        self.tcp.max_connections = config.tcp.max_connections
+        self.config = config
 
     @property
     def addresses(self) -> list[Endpoint]:

@@ -1,0 +1,223 @@
+"""Reload without dropping a query: build aside, swap once, keep the old index on failure.
+
+SIGHUP (or ``srvd reload``) asks for a reload. The configuration and every include are read,
+validated and built into a new Index on a worker thread while the reactor goes on answering from the
+current one; the new index is then published with one assignment on the reactor thread. A reload
+that fails changes nothing: the error is logged with file, line and key, and the old index keeps
+serving. A request that arrives while a reload runs is coalesced into one more reload after it, so
+the configuration on disk last is always the one that ends up loaded.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from srvd.config import Config, ConfigError, load_config
+from srvd.index import Index, build_index
+from srvd.names import wire_to_text
+from srvd.notify import Notifier
+from srvd.serials import SerialState
+
+log = Logger()
+
+LIST_AT_MOST = 10  # name the zones in the log when no more than this many changed
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    added: list[bytes]
+    removed: list[bytes]
+    changed: list[bytes]
+
+    def describe(self) -> str:
+        parts = []
+        for what, zones in (
+            ("added", self.added),
+            ("removed", self.removed),
+            ("changed", self.changed),
+        ):
+            if not zones:
+                continue
+            text = f"{len(zones)} zone{'s' if len(zones) != 1 else ''} {what}"
+            if len(zones) <= LIST_AT_MOST:
+                text += " (" + ", ".join(wire_to_text(z) for z in sorted(zones)) + ")"
+            parts.append(text)
+        return "; ".join(parts) if parts else "no zone changed"
+
+
+def compare(old: Index, new: Index) -> Changes:
+    """Which zones a new index adds, removes, or serves with other content (a new serial)."""
+    old_zones, new_zones = old.zones, new.zones
+    added = [apex for apex in new_zones if apex not in old_zones]
+    removed = [apex for apex in old_zones if apex not in new_zones]
+    changed = [
+        apex
+        for apex, zone in new_zones.items()
+        if (before := old_zones.get(apex)) is not None and before.serial != zone.serial
+    ]
+    return Changes(added, removed, changed)
+
+
+@dataclass(slots=True)
+class ReloadStats:
+    """What monitoring needs to know about reloads."""
+
+    succeeded: int = 0
+    failed: int = 0
+    last_successful: bool = True
+    last_success_time: float = 0.0  # Unix time
+    last_duration: float = 0.0  # seconds, of the last reload, successful or not
+    last_error: str = ""
+    in_progress: bool = False
+    coalesced: int = 0
+    listeners: list[Callable[[], None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    config: Config
+    index: Index
+    changes: Changes
+    seconds: float
+
+
+def build(path: str, previous: Index, serials: SerialState) -> Built:
+    """Read and build a configuration (worker thread). Raises ConfigError."""
+    started = time.monotonic()
+    collect = gc.isenabled()
+    gc.disable()  # a large build allocates millions of objects that all live on
+    try:
+        config = load_config(path)
+        index = build_index(config, serials.source(previous))
+    finally:
+        if collect:
+            gc.enable()
+    changes = compare(previous, index)
+    state = SerialState(config.state_dir, serials.clock)
+    try:
+        state.write(index)
+    except OSError as exc:
+        log.warn("cannot write the serials state file: {error}", error=exc)
+    return Built(config, index, changes, time.monotonic() - started)
+
+
+class Reloader:
+    """Runs reloads one at a time for a server; see the module docstring."""
+
+    def __init__(
+        self,
+        path: str,
+        current: Callable[[], Index],
+        publish: Callable[[Config, Index], None],
+        serials: SerialState,
+        reactor: Any,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.path = path
+        self.current = current
+        self.publish = publish
+        self.serials = serials
+        self.reactor = reactor
+        self.notifier = notifier or Notifier({})
+        self.stats = ReloadStats(last_success_time=time.time())
+        self.pending = False
+        self.waiting: list[defer.Deferred[bool]] = []
+        self.running_waiters: list[defer.Deferred[bool]] = []
+
+    def request(self) -> defer.Deferred[bool]:
+        """Ask for a reload (reactor thread). Fires with True once a reload that started after
+        this request has succeeded, False if it failed."""
+        waiter: defer.Deferred[bool] = defer.Deferred()
+        if self.stats.in_progress:
+            self.pending = True
+            self.stats.coalesced += 1
+            self.waiting.append(waiter)
+        else:
+            self.running_waiters = [waiter]
+            self._start()
+        return waiter
+
+    def request_from_signal(self, signum: int, frame: object) -> None:
+        """The SIGHUP handler: hands the request to the reactor thread."""
+        self.reactor.callFromThread(self.request)
+
+    def _start(self) -> None:
+        self.stats.in_progress = True
+        self.notifier.reloading()
+        log.info("reloading {path}", path=self.path)
+        started = time.monotonic()
+        d = threads.deferToThreadPool(
+            self.reactor,
+            self.reactor.getThreadPool(),
+            build,
+            self.path,
+            self.current(),
+            self.serials,
+        )
+        d.addBoth(self._outcome, started)
+
+    def _outcome(self, result: Built | Failure, started: float) -> None:
+        ok = (
+            self._failed(result, started)
+            if isinstance(result, Failure)
+            else self._succeeded(result)
+        )
+        self._finished(ok)
+
+    def _succeeded(self, built: Built) -> bool:
+        self.publish(built.config, built.index)
+        stats = built.index.stats
+        self.stats.succeeded += 1
+        self.stats.last_successful = True
+        self.stats.last_success_time = time.time()
+        self.stats.last_duration = built.seconds
+        self.stats.last_error = ""
+        log.info(
+            "reloaded in {seconds:.2f} s: {changes}; now {domains} domains, {zones} zones",
+            seconds=built.seconds,
+            changes=built.changes.describe(),
+            domains=stats.domains,
+            zones=stats.zones,
+        )
+        self.notifier.ready(f"serving {stats.domains} domains, {stats.zones} zones")
+        return True
+
+    def _failed(self, failure: Failure, started: float) -> bool:
+        self.stats.failed += 1
+        self.stats.last_successful = False
+        self.stats.last_duration = time.monotonic() - started
+        if failure.check(ConfigError):
+            error = failure.value
+            assert isinstance(error, ConfigError)
+            self.stats.last_error = str(error)
+            for problem in error.problems:
+                log.error("reload failed: {problem}", problem=problem.render())
+        else:
+            self.stats.last_error = failure.getErrorMessage()
+            log.failure("reload failed", failure)
+        log.warn("reload failed; still serving the previous configuration")
+        index = self.current().stats
+        self.notifier.ready(
+            f"reload failed; serving {index.domains} domains, {index.zones} zones from before"
+        )
+        return False
+
+    def _finished(self, ok: bool) -> None:
+        self.stats.in_progress = False
+        waiters, self.running_waiters = self.running_waiters, []
+        for waiter in waiters:
+            waiter.callback(ok)
+        for listener in self.stats.listeners:
+            listener()
+        if self.pending:
+            self.pending = False
+            self.running_waiters, self.waiting = self.waiting, []
+            self._start()
