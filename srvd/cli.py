@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +13,8 @@ from srvd.config import Config, ConfigError, load_config, parse_endpoint
 from srvd.index import build_index
 from srvd.serials import SerialState
 from srvd.service import find_config
+
+DEFAULT_PIDFILE = "/run/srvd/srvd.pid"
 
 
 def _endpoint(value: str) -> object:
@@ -38,6 +42,24 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ADDR:PORT",
         help="listen here (UDP and TCP) instead of the configured addresses; repeatable",
+    )
+
+    serve.add_argument(
+        "--pidfile", metavar="FILE", help="write the process id here (for `srvd reload`)"
+    )
+
+    reload = commands.add_parser(
+        "reload", help="check the configuration, then tell the running srvd to reload it (SIGHUP)"
+    )
+    reload.add_argument("-c", "--config", help=config_help)
+    reload.add_argument(
+        "--pidfile",
+        metavar="FILE",
+        default=DEFAULT_PIDFILE,
+        help=f"the pid file `srvd serve --pidfile` wrote (default {DEFAULT_PIDFILE})",
+    )
+    reload.add_argument(
+        "--no-check", action="store_true", help="signal without checking the configuration first"
     )
 
     check = commands.add_parser("check", help="validate the configuration and print a summary")
@@ -98,7 +120,45 @@ def zone(domain: str, path: str | None) -> int:
     return 0
 
 
-def serve(path: str | None, listen: Sequence[object]) -> int:
+def reload(path: str | None, pidfile: str, check_first: bool) -> int:
+    if check_first and check(path) != 0:
+        print("srvd reload: not signalled, the configuration has problems", file=sys.stderr)
+        return 1
+    try:
+        with open(pidfile, encoding="ascii") as handle:
+            pid = int(handle.read().strip())
+    except (OSError, ValueError) as exc:
+        print(f"srvd reload: cannot read a process id from {pidfile}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        print(f"srvd reload: cannot signal process {pid}: {exc.strerror}", file=sys.stderr)
+        return 1
+    print(f"srvd reload: asked process {pid} to reload")
+    return 0
+
+
+def _write_pidfile(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    temporary = f"{path}.{os.getpid()}"
+    with open(temporary, "w", encoding="ascii") as handle:
+        handle.write(f"{os.getpid()}\n")
+    os.replace(temporary, path)
+
+
+def _remove_pidfile(path: str) -> None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            if handle.read().strip() != str(os.getpid()):
+                return
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def serve(path: str | None, listen: Sequence[object], pidfile: str | None = None) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
@@ -116,6 +176,13 @@ def serve(path: str | None, listen: Sequence[object]) -> int:
     except OSError as exc:
         print(f"srvd: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    if pidfile:
+        try:
+            _write_pidfile(pidfile)
+        except OSError as exc:
+            print(f"srvd: cannot write the pid file {pidfile}: {exc.strerror}", file=sys.stderr)
+            return 1
+        reactor.addSystemEventTrigger("after", "shutdown", _remove_pidfile, pidfile)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
@@ -128,7 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(args.config)
     if args.command == "zone":
         return zone(args.domain, args.config)
-    return serve(args.config, args.listen)
+    if args.command == "reload":
+        return reload(args.config, args.pidfile, not args.no_check)
+    return serve(args.config, args.listen, args.pidfile)
 
 
 if __name__ == "__main__":  # pragma: no cover
