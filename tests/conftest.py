@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,9 +66,14 @@ def wait_for_dns(port: int, host: str = "127.0.0.1", timeout: float = 20.0) -> N
 
 @dataclass
 class RunningServer:
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
     port: int
+    log_path: Path
     host: str = "127.0.0.1"
+
+    def log(self) -> str:
+        """Everything srvd wrote to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -79,22 +85,32 @@ class RunningServer:
             return self.process.wait()
 
 
-def start_srvd(config: Path, *extra: str, port: int | None = None) -> RunningServer:
-    """``srvd serve -c CONFIG --listen 127.0.0.1:PORT`` as a subprocess, once it answers."""
+def start_srvd(
+    config: Path,
+    *extra: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    log_path: Path | None = None,
+) -> RunningServer:
+    """``srvd serve -c CONFIG --listen 127.0.0.1:PORT`` as a subprocess, once it answers.
+
+    Its output goes to a log file (``RunningServer.log()``), never to a pipe that could fill up.
+    """
     port = port or free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "srvd", "serve", "-c", str(config), "--listen", f"127.0.0.1:{port}", *extra],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    server = RunningServer(process, port)
+    if log_path is None:
+        handle, name = tempfile.mkstemp(prefix="srvd-", suffix=".log")
+        os.close(handle)
+        log_path = Path(name)
+    command = [sys.executable, "-m", "srvd", "serve", "-c", str(config)]
+    command += ["--listen", f"127.0.0.1:{port}", *extra]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    server = RunningServer(process, port, log_path)
     try:
         wait_for_dns(port)
     except TimeoutError:
         server.stop()
-        output = process.stdout.read() if process.stdout else ""
-        raise RuntimeError(f"srvd did not start:\n{output}") from None
+        raise RuntimeError(f"srvd did not start:\n{server.log()}") from None
     return server
 
 
