@@ -41,8 +41,13 @@ def _check_length(name: str) -> None:
         raise InvalidName(f"{name!r} is longer than 255 octets in wire form")
 
 
+_HOST_NAME = re.compile(r"(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+
+
 def host_name(raw: str) -> str:
     """A host name (SRV target, NS, domain): LDH labels, IDNA-converted, lowercase."""
+    if len(raw) < 254 and _HOST_NAME.match(raw):  # the common case: already canonical
+        return raw
     name = to_ascii(raw)
     if not name or name == ".":
         raise InvalidName("an empty name is not a host name")

@@ -1,4 +1,4 @@
-"""Reload on SIGHUP: answers change exactly as configured, failures change nothing, no query is lost."""
+"""Reload on SIGHUP: answers change as configured, failures change nothing, no query is lost."""
 
 from __future__ import annotations
 
