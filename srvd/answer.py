@@ -237,7 +237,10 @@ def _answer_query(
     additional = 1 if edns else 0
 
     if tsig_at >= 0:
-        return _badkey(query, ident, rd, question, tsig_at, opt)
+        reply = _badkey(query, ident, rd, question, tsig_at, opt)
+        if len(reply) > limit:  # long key or algorithm names: never more than the limit
+            return _header(ident, QR | TC | rd | NOTAUTH, 1, 0, 0, additional) + question + opt
+        return reply
     if qclass != CLASS_IN and qclass != CLASS_ANY:
         return _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
     if qtype in (AXFR, IXFR):

@@ -79,7 +79,8 @@ def _load(path: str | None) -> Config | None:
         for problem in exc.problems:
             print(problem.render(), file=sys.stderr)
         count = len(exc.problems)
-        print(f"{source}: {count} problem{'s' if count != 1 else ''} found", file=sys.stderr)
+        more = "" if exc.complete else " (checking stopped there; there may be more)"
+        print(f"{source}: {count} problem{'s' if count != 1 else ''} found{more}", file=sys.stderr)
         return None
 
 

@@ -13,10 +13,10 @@ import glob
 import ipaddress
 import json
 import os
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, cast
 
 import yaml
 
@@ -51,19 +51,21 @@ DOMAIN_KEYS = ("profile", *PROFILE_KEYS)
 TOP_KEYS = ("listen", "zone", "profiles", "domains", "include", "state_dir", "tcp")
 INCLUDE_KEYS = ("profiles", "domains", "include")
 ZONE_KEYS = ("ttl", "nameservers", "hostmaster", "refresh", "retry", "expire", "minimum")
-RECORD_KEYS = ("target", "port", "priority", "weight", "path")
+RECORD_KEYS = ("target", "port", "priority", "weight", "path")  # path: DAV services only
 TCP_KEYS = ("idle_timeout", "max_connections")
 TEMPLATE = "{domain}"
 MAX_PROBLEMS = 50
 
 KeyPath: TypeAlias = tuple[str | int, ...]
+T = TypeVar("T")
 
 
 class ConfigError(SrvdError):
     """The configuration is not valid."""
 
-    def __init__(self, problems: list[Problem]) -> None:
+    def __init__(self, problems: list[Problem], complete: bool = True) -> None:
         self.problems = problems
+        self.complete = complete  # False: collection stopped at MAX_PROBLEMS
         super().__init__("\n".join(p.render() for p in problems))
 
 
@@ -78,7 +80,7 @@ class Problem:
     def key(self) -> str:
         out = ""
         for part in self.path:
-            if isinstance(part, int):
+            if isinstance(part, int) and not isinstance(part, bool):
                 out += f"[{part}]"
             else:
                 out += f".{part}" if out else str(part)
@@ -241,7 +243,12 @@ def _parse_file(path: str) -> Any:
         data = handle.read()
     if path.endswith(".json"):
         try:
-            return json.loads(data)
+            return json.loads(data, object_pairs_hook=_unique_object)
+        except _DuplicateKey as exc:
+            line = _json_key_line(data, exc.key)
+            raise _FileProblem(
+                Problem(path, (), f"key {exc.key!r} appears twice in one object", line)
+            ) from None
         except json.JSONDecodeError as exc:
             raise _FileProblem(
                 Problem(path, (), f"JSON syntax error: {exc.msg}", exc.lineno)
@@ -250,6 +257,8 @@ def _parse_file(path: str) -> Any:
             raise _FileProblem(Problem(path, (), f"not UTF-8: {exc}")) from None
     loader = _Loader(data)
     try:
+        if b"&" in data:
+            _refuse_anchors(data)
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -262,6 +271,40 @@ def _parse_file(path: str) -> Any:
         loader.dispose()
 
 
+def _refuse_anchors(data: bytes) -> None:
+    """Anchors are refused even without an alias (libyaml's composer keeps no trace of them, so
+    the events are read; only for files that contain an "&" at all)."""
+    for event in yaml.parse(data, Loader=_BaseLoader):
+        if getattr(event, "anchor", None) is not None:
+            mark = cast(yaml.Mark, event.start_mark)
+            raise _Refused(None, None, "YAML aliases and anchors are not allowed", mark)
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return result
+
+
+def _json_key_line(data: bytes, key: str) -> int | None:
+    """The line of a key's second appearance in a JSON text (error path only)."""
+    needle = json.dumps(key).encode()
+    first = data.find(needle)
+    second = data.find(needle, first + 1) if first >= 0 else -1
+    return data.count(b"\n", 0, second) + 1 if second >= 0 else None
+
+
 class _FileProblem(Exception):
     def __init__(self, problem: Problem) -> None:
         super().__init__(problem.message)
@@ -269,9 +312,9 @@ class _FileProblem(Exception):
 
 
 def _locate(path: str, keys: KeyPath) -> int | None:
-    """The line of a key path in a YAML file (error path only; composes the file again)."""
-    if path.endswith(".json"):
-        return None
+    """The line of a key path in a YAML (or JSON) file (error path only: composes it again)."""
+    if not keys:
+        return 1
     try:
         with open(path, "rb") as handle:
             node = yaml.compose(handle, Loader=_BaseLoader)
@@ -281,7 +324,7 @@ def _locate(path: str, keys: KeyPath) -> int | None:
     for key in keys:
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
-                if str(key_node.value) == str(key):
+                if _same_key(key_node, key):
                     line = key_node.start_mark.line + 1
                     node = value_node
                     break
@@ -295,6 +338,16 @@ def _locate(path: str, keys: KeyPath) -> int | None:
     return line
 
 
+def _same_key(node: yaml.Node, key: str | int) -> bool:
+    if not isinstance(node, yaml.ScalarNode):
+        return False
+    try:
+        value = yaml.constructor.SafeConstructor().construct_object(node, deep=True)
+    except yaml.YAMLError:
+        value = node.value
+    return bool(value == key and type(value) is type(key)) or node.value == key
+
+
 # ---------------------------------------------------------------------------------------------
 # Validation
 
@@ -303,9 +356,28 @@ class _Stop(Exception):
     """Too many problems; stop collecting."""
 
 
+def _edits(a: str, b: str) -> int:
+    """Optimal string alignment distance: insertions, deletions, substitutions, swaps."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
 def _suggest(key: object, known: Iterable[str]) -> str:
-    close = difflib.get_close_matches(str(key), list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    text = str(key)
+    close = difflib.get_close_matches(text, list(known), n=5)
+    if not close:
+        return ""
+    best = min(close, key=lambda c: (_edits(text, c), abs(len(c) - len(text))))
+    return f" (did you mean {best!r}?)"
 
 
 class _Reader:
@@ -376,87 +448,104 @@ class _Reader:
 
     def zone(self, value: Any, path: KeyPath) -> ZoneSettings:
         raw = self.mapping(value, path, ZONE_KEYS)
-        u31 = 2**31 - 1
+        fields = _Fields()
         kwargs: dict[str, Any] = {}
         for key in ("ttl", "refresh", "retry", "expire", "minimum"):
             if key in raw:
-                kwargs[key] = self.integer(raw[key], (*path, key), 0, u31)
-        nameservers = raw.get("nameservers")
-        if nameservers is None:
-            self.fail((*path, "nameservers"), "required: the NS names of the delegated subzones")
-        if isinstance(nameservers, str):
-            nameservers = [nameservers]
-        if not isinstance(nameservers, list) or not nameservers:
-            self.fail((*path, "nameservers"), "expected a list of host names")
-        names = tuple(self.host(ns, (*path, "nameservers", i)) for i, ns in enumerate(nameservers))
-        if len(set(names)) != len(names):
-            self.problem((*path, "nameservers"), "a name server is listed twice")
+                kwargs[key] = fields(self.integer, raw[key], (*path, key), 0, 2**31 - 1)
+        names = fields(self.nameservers, raw.get("nameservers"), (*path, "nameservers"))
+        mailbox = fields(self.hostmaster, raw.get("hostmaster"), names, (*path, "hostmaster"))
+        fields.done()
+        assert names is not None and mailbox is not None
         kwargs["nameservers"] = names
-        hostmaster = raw.get("hostmaster")
-        if hostmaster is None:
-            parent = names[0].split(".", 1)[-1]
-            local, domain = "hostmaster", parent
-        else:
-            hm = self.text(hostmaster, (*path, "hostmaster"))
-            if "@" in hm:
-                local, _, domain = hm.partition("@")
-            else:
-                local, _, domain = hm.partition(".")
-            if (
-                not local
-                or len(local) > 63
-                or not local.isascii()
-                or any(c in local for c in ' \\"')
-            ):
-                self.fail((*path, "hostmaster"), f"{hm!r} is not a valid mailbox")
-            try:
-                domain = host_name(domain)
-            except InvalidName as exc:
-                self.fail((*path, "hostmaster"), str(exc))
-        kwargs["hostmaster_local"] = local
-        kwargs["hostmaster_domain"] = domain
+        kwargs["hostmaster_local"], kwargs["hostmaster_domain"] = mailbox
         return ZoneSettings(**kwargs)
+
+    def nameservers(self, value: Any, path: KeyPath) -> tuple[str, ...]:
+        if value is None:
+            self.fail(path, "required: the NS names of the delegated subzones")
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            self.fail(path, "expected a list of host names")
+        fields = _Fields()
+        names = tuple(fields(self.host, ns, (*path, i)) for i, ns in enumerate(value))
+        fields.done()
+        if len(set(names)) != len(names):
+            self.problem(path, "a name server is listed twice")
+        return cast(tuple[str, ...], names)
+
+    def hostmaster(
+        self, value: Any, nameservers: tuple[str, ...] | None, path: KeyPath
+    ) -> tuple[str, str]:
+        """SOA RNAME as (mailbox, domain); by default hostmaster at the first NS's parent."""
+        if value is None:
+            if not nameservers:
+                raise _Invalid
+            return "hostmaster", nameservers[0].split(".", 1)[-1]
+        text = self.text(value, path)
+        local, _, domain = text.partition("@") if "@" in text else text.partition(".")
+        if not local or len(local) > 63 or not local.isascii() or any(c in local for c in ' \\"'):
+            self.fail(path, f"{text!r} is not a valid mailbox")
+        try:
+            return local, host_name(domain)
+        except InvalidName as exc:
+            self.fail(path, str(exc))
 
     def tcp(self, value: Any, path: KeyPath) -> TcpSettings:
         raw = self.mapping(value, path, TCP_KEYS)
+        fields = _Fields()
         kwargs: dict[str, Any] = {}
         if "idle_timeout" in raw:
-            timeout = raw["idle_timeout"]
-            if (
-                isinstance(timeout, bool)
-                or not isinstance(timeout, int | float)
-                or not (0 < timeout <= 3600)
-            ):
-                self.fail((*path, "idle_timeout"), "expected seconds, more than 0 and at most 3600")
-            kwargs["idle_timeout"] = float(timeout)
-        if "max_connections" in raw:
-            kwargs["max_connections"] = self.integer(
-                raw["max_connections"], (*path, "max_connections"), 1, 1_000_000
+            kwargs["idle_timeout"] = fields(
+                self.seconds, raw["idle_timeout"], (*path, "idle_timeout")
             )
+        if "max_connections" in raw:
+            kwargs["max_connections"] = fields(
+                self.integer, raw["max_connections"], (*path, "max_connections"), 1, 1_000_000
+            )
+        fields.done()
         return TcpSettings(**kwargs)
+
+    def seconds(self, value: Any, path: KeyPath) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+            self.fail(path, "expected seconds, more than 0 and at most 3600")
+        return float(value)
 
     # -- records
 
     def srv_record(
         self, value: Any, path: KeyPath, allow_path: bool
     ) -> tuple[SrvRecord, str | None]:
-        raw = self.mapping(value, path, RECORD_KEYS if allow_path else RECORD_KEYS[:-1])
-        if "target" not in raw:
-            self.fail(path, "a record needs a target")
-        if "port" not in raw:
-            self.fail(path, "a record needs a port")
-        target = self.target(raw["target"], (*path, "target"))
-        port = self.integer(raw["port"], (*path, "port"), 0, 65535)
-        priority = self.integer(raw.get("priority", 0), (*path, "priority"), 0, 65535)
-        weight = self.integer(raw.get("weight", 0), (*path, "weight"), 0, 65535)
+        raw = self.mapping(value, path, RECORD_KEYS)
+        fields = _Fields()
+        for required in ("target", "port"):
+            if required not in raw:
+                fields(self.fail, path, f"a record needs a {required}")
+        target = fields(self.target, raw.get("target", "."), (*path, "target"))
+        port = fields(self.integer, raw.get("port", 0), (*path, "port"), 0, 65535)
+        priority = fields(self.integer, raw.get("priority", 0), (*path, "priority"), 0, 65535)
+        weight = fields(self.integer, raw.get("weight", 0), (*path, "weight"), 0, 65535)
         dav_path = None
-        if allow_path and raw.get("path") is not None:
-            dav_path = self.text(raw["path"], (*path, "path"))
-            if not dav_path.startswith("/"):
-                self.fail((*path, "path"), f"{dav_path!r} must start with '/'")
-            if any(ord(c) < 0x20 for c in dav_path) or len(dav_path.encode()) > 1000:
-                self.fail((*path, "path"), "a path of printable text, at most 1000 octets")
+        if raw.get("path") is not None:
+            if allow_path:
+                dav_path = fields(self.dav_path, raw["path"], (*path, "path"))
+            else:
+                fields(
+                    self.fail, (*path, "path"), "path is only for " + ", ".join(sorted(DAV_KEYS))
+                )
+        fields.done()
+        assert target is not None and port is not None and priority is not None
+        assert weight is not None
         return SrvRecord(priority, weight, port, target), dav_path
+
+    def dav_path(self, value: Any, path: KeyPath) -> str:
+        text = self.text(value, path)
+        if not text.startswith("/"):
+            self.fail(path, f"{text!r} must start with '/'")
+        if any(ord(c) < 0x20 for c in text) or len(text.encode()) > 1000:
+            self.fail(path, "a path of printable text, at most 1000 octets")
+        return text
 
     def target(self, value: Any, path: KeyPath) -> str:
         target = self.text(value, path)
@@ -516,9 +605,10 @@ class _Reader:
             self.fail(path, "expected a string or a list of strings (one TXT record each)")
         texts = []
         for i, item in enumerate(items):
-            text = self.text(item, (*path, i) if items is value else path)
+            item_path = (*path, i) if items is value else path
+            text = self.text(item, item_path)
             if len(text.encode()) > 4000:
-                self.fail((*path, i), "a TXT record of at most 4000 octets")
+                self.fail(item_path, "a TXT record of at most 4000 octets")
             texts.append(text)
         if len(set(texts)) != len(texts):
             self.problem(path, "the same text is listed twice")
@@ -598,6 +688,24 @@ class _Invalid(Exception):
     """This value is invalid (already reported); skip it."""
 
 
+class _Fields:
+    """Validate the fields of one mapping independently, so that every bad field is reported."""
+
+    def __init__(self) -> None:
+        self.ok = True
+
+    def __call__(self, check: Callable[..., T], *args: Any) -> T | None:
+        try:
+            return check(*args)
+        except _Invalid:
+            self.ok = False
+            return None
+
+    def done(self) -> None:
+        if not self.ok:
+            raise _Invalid
+
+
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
@@ -656,16 +764,19 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     """Read, include and validate a configuration. Raises ConfigError with every problem found."""
     reader = _Reader()
     source = os.path.abspath(path)
+    complete = True
     try:
         return _load(reader, source)
     except _Stop:
-        pass
+        complete = False
     except _Invalid:
         pass
     _resolve_lines(reader.problems)
+    order = {file: i for i, file in enumerate(dict.fromkeys(p.file for p in reader.problems))}
+    reader.problems.sort(key=lambda p: (order[p.file], p.line or 0))
     if not reader.problems:  # pragma: no cover - _Invalid is only raised after a problem
         reader.problems.append(Problem(source, (), "invalid configuration"))
-    raise ConfigError(reader.problems)
+    raise ConfigError(reader.problems, complete)
 
 
 def _resolve_lines(problems: list[Problem]) -> None:
@@ -701,10 +812,18 @@ def _read_sources(reader: _Reader, main: str) -> list[_Source]:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            reader.problem((), f"expected a mapping at the top, found {_kind(data)}", file)
+            reader.problems.append(
+                Problem(file, (), f"expected a mapping at the top, found {_kind(data)}", 1)
+            )
             return
         reader.file = file
-        reader.mapping(data, (), allowed)
+        for key in data:
+            if key in allowed:
+                continue
+            if key in TOP_KEYS:
+                reader.problem((key,), "allowed only in the main configuration file", file)
+            else:
+                reader.problem((key,), f"unknown key{_suggest(key, allowed)}", file)
         sources.append(_Source(file, data))
         includes = data.get("include")
         if includes is None:
@@ -729,6 +848,8 @@ def _read_sources(reader: _Reader, main: str) -> list[_Source]:
                 reader.problem(where.path, f"included file {full} does not exist", file)
                 continue
             for match in matches:
+                if glob.has_magic(full) and os.path.realpath(match) in seen:
+                    continue  # a pattern may well match the including file or one read already
                 visit(match, INCLUDE_KEYS, where)
 
     visit(main, TOP_KEYS, None)
@@ -759,8 +880,9 @@ def _load(reader: _Reader, main: str) -> Config:
     if isinstance(state_dir, str):
         state_dir = os.path.join(os.path.dirname(main), os.path.expanduser(state_dir))
 
-    profiles = _profiles(reader, sources)
-    domains = _domains(reader, sources, profiles)
+    all_profiles = _profiles(reader, sources)
+    domains = _domains(reader, sources, all_profiles)
+    profiles = {name: p for name, p in all_profiles.items() if p is not None}
     if reader.problems or listen is None or zone is None or tcp is None:
         raise _Invalid
     return Config(
@@ -775,8 +897,9 @@ def _load(reader: _Reader, main: str) -> Config:
     )
 
 
-def _profiles(reader: _Reader, sources: list[_Source]) -> dict[str, Profile]:
-    profiles: dict[str, Profile] = {}
+def _profiles(reader: _Reader, sources: list[_Source]) -> dict[str, Profile | None]:
+    """Profiles by name; None for a profile that is defined but invalid (already reported)."""
+    profiles: dict[str, Profile | None] = {}
     origin: dict[str, str] = {}
     for source in sources:
         reader.file = source.file
@@ -803,6 +926,7 @@ def _profiles(reader: _Reader, sources: list[_Source]) -> dict[str, Profile]:
             try:
                 body = reader.mapping(body, path, PROFILE_KEYS)
             except _Invalid:
+                profiles[name] = None
                 continue
             entries = reader.entries(body, path)
             reader.check_conflicts(entries, path)
@@ -811,10 +935,11 @@ def _profiles(reader: _Reader, sources: list[_Source]) -> dict[str, Profile]:
 
 
 def _domains(
-    reader: _Reader, sources: list[_Source], profiles: dict[str, Profile]
+    reader: _Reader, sources: list[_Source], profiles: dict[str, Profile | None]
 ) -> dict[str, str | DomainOverride]:
     domains: dict[str, str | DomainOverride] = {}
     known = {name: name for name in profiles}  # one string object per profile name, shared
+    overheads = {name: template_overhead(p.entries) for name, p in profiles.items() if p}
     for index, source in enumerate(sources):
         reader.file = source.file
         raw = source.data.get("domains")
@@ -841,8 +966,10 @@ def _domains(
                 profile = known.get(value)
                 if profile is None:
                     reader.problem(path, f"unknown profile {value!r}{_suggest(value, known)}")
-                    continue
-                domains[name] = profile
+                elif profiles[profile] is not None and _check_template_length(
+                    reader, name, overheads.get(profile, 0), path
+                ):  # (an invalid profile was reported already)
+                    domains[name] = profile
                 continue
             try:
                 body = reader.mapping(value, path, DOMAIN_KEYS)
@@ -852,22 +979,54 @@ def _domains(
                 reader.problem(path, "expected a profile name or a mapping with 'profile:'")
                 continue
             profile_name = body.get("profile")
+            if profile_name is not None and not isinstance(profile_name, str):
+                reader.problem(
+                    (*path, "profile"), f"expected a profile name, found {_kind(profile_name)}"
+                )
+                continue
             if profile_name is not None and profile_name not in known:
                 reader.problem(
                     (*path, "profile"),
                     f"unknown profile {profile_name!r}{_suggest(profile_name, known)}",
                 )
                 continue
+            base = profiles[profile_name] if profile_name is not None else None
+            if profile_name is not None and base is None:
+                continue  # the invalid profile was reported already
             entries = reader.entries({k: v for k, v in body.items() if k != "profile"}, path)
             override = DomainOverride(
                 known[profile_name] if profile_name is not None else None,
                 MappingProxyType(entries),
             )
-            merged = dict(profiles[profile_name].entries) if profile_name is not None else {}
+            merged = dict(base.entries) if base is not None else {}
             merged.update(entries)
             reader.check_conflicts(merged, path)
-            domains[name] = override
+            if _check_template_length(reader, name, template_overhead(merged), path):
+                domains[name] = override
     return domains
+
+
+def template_overhead(entries: Entries) -> int:
+    """The most octets a ``{domain}`` SRV target adds in front of the domain's wire name."""
+    most = 0
+    for rrsets in entries.values():
+        for spec in rrsets or ():
+            for record in spec.srv:
+                if record.target.endswith(TEMPLATE):
+                    head = record.target.removesuffix(TEMPLATE)
+                    most = max(most, len(head))  # "mail." is 5 octets in wire form too
+    return most
+
+
+def _check_template_length(reader: _Reader, name: str, overhead: int, path: KeyPath) -> bool:
+    if overhead and overhead + len(name) + 2 > 255:
+        reader.problem(
+            path,
+            f"a {{domain}} target of this domain's records would be longer than 255 octets "
+            f"({overhead + len(name) + 2}) for {name}",
+        )
+        return False
+    return True
 
 
 def _domain_name(reader: _Reader, key: Any, path: KeyPath) -> str | None:
