@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import struct
 
+from srvd.config import SERVICE_KEYS
 from srvd.index import NS, SOA, Index
+from srvd.names import label_wire
 from srvd.ordering import RandomSource
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, NOTAUTH = 0, 1, 2, 3, 4, 5, 9
@@ -136,22 +138,41 @@ def formerr(query: bytes) -> bytes:
     return _header(query[:2], flags, 0, 0, 0, 0)
 
 
+# The discovery services a query asks for, as the metrics count them (a bounded set).
+SERVICES = (*SERVICE_KEYS, "axigen", "other")
+AXIGEN = SERVICES.index("axigen")
+OTHER_SERVICE = SERVICES.index("other")
+NO_SERVICE = -1  # the query was not inside a served zone
+_SERVICE_OF = {label_wire(f"_{key}".encode()): i for i, key in enumerate(SERVICE_KEYS)}
+_TCP_LABEL = label_wire(b"_tcp")
+_AXIGEN_LABEL = label_wire(b"_axigen")
+
+# What a reply was, for counting: (reply or None, qtype or -1, rcode incl. extended, service)
+Outcome = tuple[bytes | None, int, int, int]
+
+
 def answer(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> bytes | None:
     """The reply to one query, or None when no reply may be sent (short, or a response)."""
+    return answer_outcome(query, index, rng, tcp)[0]
+
+
+def answer_outcome(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> Outcome:
+    """``answer`` with what the metrics count: the qtype, the rcode and the service asked for."""
     n = len(query)
     if n < 12:
-        return None
+        return None, -1, -1, NO_SERVICE
     flags = query[2] << 8 | query[3]
     if flags & QR:
-        return None
+        return None, -1, -1, NO_SERVICE
     ident = query[:2]
     rd = flags & RD
     if flags & 0x7800:  # opcode other than QUERY
-        return _header(ident, QR | (flags & 0x7800) | rd | NOTIMP, 0, 0, 0, 0)
+        reply = _header(ident, QR | (flags & 0x7800) | rd | NOTIMP, 0, 0, 0, 0)
+        return reply, -1, NOTIMP, NO_SERVICE
     try:
         return _answer_query(query, n, ident, flags, rd, index, rng, tcp)
     except _FormErr:
-        return _header(ident, QR | rd | FORMERR, 0, 0, 0, 0)
+        return _header(ident, QR | rd | FORMERR, 0, 0, 0, 0), -1, FORMERR, NO_SERVICE
 
 
 def _answer_query(
@@ -163,7 +184,7 @@ def _answer_query(
     index: Index,
     rng: RandomSource,
     tcp: bool,
-) -> bytes:
+) -> Outcome:
     qd, an, ns, ar = _COUNTS.unpack_from(query, 4)
     if qd != 1 or an or ns or flags & 0x000F:
         raise _FormErr
@@ -228,7 +249,8 @@ def _answer_query(
     question = query[12:question_end]
     if edns:
         if version:
-            return _header(ident, QR | rd, 1, 0, 0, 1) + question + _opt(BADVERS >> 4, do)
+            reply = _header(ident, QR | rd, 1, 0, 0, 1) + question + _opt(BADVERS >> 4, do)
+            return reply, qtype, BADVERS, NO_SERVICE
         opt = _opt(0, do)
         limit = TCP_LIMIT if tcp else max(UDP_PLAIN, min(payload, EDNS_PAYLOAD))
     else:
@@ -239,26 +261,28 @@ def _answer_query(
     if tsig_at >= 0:
         reply = _badkey(query, ident, rd, question, tsig_at, opt)
         if len(reply) > limit:  # long key or algorithm names: never more than the limit
-            return _header(ident, QR | TC | rd | NOTAUTH, 1, 0, 0, additional) + question + opt
-        return reply
+            reply = _header(ident, QR | TC | rd | NOTAUTH, 1, 0, 0, additional) + question + opt
+        return reply, qtype, NOTAUTH, NO_SERVICE
     if qclass != CLASS_IN and qclass != CLASS_ANY:
-        return _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
+        reply = _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
+        return reply, qtype, REFUSED, NO_SERVICE
     if qtype in (AXFR, IXFR):
         rcode = NOTIMP if qtype == AXFR and not tcp else REFUSED
-        return _header(ident, QR | rd | rcode, 1, 0, 0, additional) + question + opt
+        reply = _header(ident, QR | rd | rcode, 1, 0, 0, additional) + question + opt
+        return reply, qtype, rcode, NO_SERVICE
 
     # The zone: its apex is the rightmost "_" label (customer domains have none of their own).
-    if last_underscore < 0:
-        return _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
     qname = query[12:name_end].lower()
-    zone = index.zones.get(qname[last_underscore:])
+    zone = index.zones.get(qname[last_underscore:]) if last_underscore >= 0 else None
     if zone is None:
-        return _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
+        reply = _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
+        return reply, qtype, REFUSED, NO_SERVICE
 
     authoritative = qclass == CLASS_IN
     aa = AA if authoritative else 0
     table = zone.table
     if last_underscore == 0:  # the apex
+        service = AXIGEN if qname.startswith(_AXIGEN_LABEL) else OTHER_SERVICE
         if qtype in (SOA, ANY):
             records = index.soa(12, zone.serial, False)
             count = 1
@@ -269,26 +293,35 @@ def _answer_query(
             node = table.apex
             rrset = node.rrsets.get(qtype) if node is not None else None
             if rrset is None:
-                return _negative(index, ident, rd, aa, question, zone.serial, 12, NOERROR, opt)
+                reply = _negative(index, ident, rd, aa, question, zone.serial, 12, NOERROR, opt)
+                return reply, qtype, NOERROR, service
             records = rrset.wire(rng, qname[qname[0] + 1 :])
             count = rrset.count
     else:
-        node = table.names.get(qname[:last_underscore])
+        relative = qname[:last_underscore]
+        service = OTHER_SERVICE
+        if qname.startswith(_TCP_LABEL, last_underscore):
+            service = _SERVICE_OF.get(relative, OTHER_SERVICE)
+        node = table.names.get(relative)
         pointer = 12 + last_underscore
         if node is None:
-            return _negative(index, ident, rd, aa, question, zone.serial, pointer, NXDOMAIN, opt)
+            reply = _negative(index, ident, rd, aa, question, zone.serial, pointer, NXDOMAIN, opt)
+            return reply, qtype, NXDOMAIN, service
         rrset = node.rrsets.get(qtype)
         if rrset is None and qtype == ANY:
             rrset = node.any
         if rrset is None:
-            return _negative(index, ident, rd, aa, question, zone.serial, pointer, NOERROR, opt)
+            reply = _negative(index, ident, rd, aa, question, zone.serial, pointer, NOERROR, opt)
+            return reply, qtype, NOERROR, service
         domain = qname[last_underscore + 1 + qname[last_underscore] :]
         records = rrset.wire(rng, domain)
         count = rrset.count
     reply_size = 12 + len(question) + len(records) + len(opt)
     if reply_size > limit:
-        return _header(ident, QR | aa | TC | rd, 1, 0, 0, additional) + question + opt
-    return _header(ident, QR | aa | rd, 1, count, 0, additional) + question + records + opt
+        reply = _header(ident, QR | aa | TC | rd, 1, 0, 0, additional) + question + opt
+    else:
+        reply = _header(ident, QR | aa | rd, 1, count, 0, additional) + question + records + opt
+    return reply, qtype, NOERROR, service
 
 
 def _negative(

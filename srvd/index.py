@@ -41,20 +41,21 @@ def txt_rdata(text: str) -> bytes:
 class Template:
     """A record whose RDATA ends in (SRV) or contains (TXT) the customer domain."""
 
-    __slots__ = ("after", "before", "head", "rtype")
+    __slots__ = ("fixed", "head", "rtype")
 
-    def __init__(self, head: bytes, rtype: int, before: bytes, after: bytes) -> None:
+    def __init__(self, head: bytes, rtype: int, fixed: bytes) -> None:
         self.head = head  # owner pointer, type, class, TTL
         self.rtype = rtype
-        self.before = before  # SRV: priority/weight/port + leading labels; TXT: text before
-        self.after = after  # TXT: text after the domain
+        # SRV: priority, weight, port and the labels before the domain; TXT: the text
+        self.fixed = fixed
 
     def render(self, domain: bytes) -> bytes:
         """The record for one customer domain, given in wire form."""
         if self.rtype == SRV:
-            rdata = self.before + domain
+            rdata = self.fixed + domain
         else:
-            rdata = txt_rdata((self.before + wire_to_text(domain).encode() + self.after).decode())
+            text = self.fixed.replace(TEMPLATE.encode(), wire_to_text(domain).encode())
+            rdata = txt_rdata(text.decode())
         return self.head + struct.pack("!H", len(rdata)) + rdata
 
 
@@ -70,7 +71,8 @@ class RRset:
         self.rtype = rtype
         self.count = sum(len(items) for items, _ in groups)
         self.templated = any(not isinstance(p, bytes) for items, _ in groups for p in items)
-        ordered = any(len(items) > 1 for items, _ in groups)
+        # only SRV is ordered per answer (RFC 2782); other RRsets keep their configured order
+        ordered = rtype == SRV and any(len(items) > 1 for items, _ in groups)
         self.groups = tuple(
             (tuple(items), tuple(weights), sum(weights)) for items, weights in groups
         )
@@ -82,8 +84,8 @@ class RRset:
         """The records in this answer's order (RFC 2782 for SRV, drawn now)."""
         out: list[Piece] = []
         for items, weights, total in self.groups:
-            if len(items) == 1:
-                out.append(items[0])
+            if len(items) == 1 or self.rtype != SRV:
+                out.extend(items)
             else:
                 out.extend(weighted_order(items, weights, total, rng))
         return out
@@ -191,7 +193,7 @@ def _srv_piece(record: SrvRecord, ttl: int) -> Piece:
     elif record.target.endswith(TEMPLATE):
         labels = record.target.removesuffix(TEMPLATE)
         prefix = to_wire(labels.rstrip("."))[:-1] if labels else b""
-        return Template(head, SRV, fixed + prefix, b"")
+        return Template(head, SRV, fixed + prefix)
     else:
         rdata = fixed + to_wire(record.target)
     return head + struct.pack("!H", len(rdata)) + rdata
@@ -200,8 +202,7 @@ def _srv_piece(record: SrvRecord, ttl: int) -> Piece:
 def _txt_piece(text: str, ttl: int) -> Piece:
     head = ANSWER_OWNER + struct.pack("!HHI", TXT, CLASS_IN, ttl)
     if TEMPLATE in text:
-        before, _, after = text.partition(TEMPLATE)
-        return Template(head, TXT, before.encode(), after.encode())
+        return Template(head, TXT, text.encode())
     rdata = txt_rdata(text)
     return head + struct.pack("!H", len(rdata)) + rdata
 
