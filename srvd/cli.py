@@ -24,6 +24,10 @@ def _endpoint(value: str) -> object:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _metrics_endpoint(value: str) -> object:
+    return False if value == "off" else _endpoint(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="srvd", description="Authoritative DNS for mail and calendar discovery subzones."
@@ -46,6 +50,12 @@ def _parser() -> argparse.ArgumentParser:
 
     serve.add_argument(
         "--pidfile", metavar="FILE", help="write the process id here (for `srvd reload`)"
+    )
+    serve.add_argument(
+        "--metrics",
+        metavar="ADDR:PORT",
+        type=_metrics_endpoint,
+        help="serve /metrics here instead of the configured address, or 'off'",
     )
 
     reload = commands.add_parser(
@@ -159,7 +169,12 @@ def _remove_pidfile(path: str) -> None:
         pass
 
 
-def serve(path: str | None, listen: Sequence[object], pidfile: str | None = None) -> int:
+def serve(
+    path: str | None,
+    listen: Sequence[object],
+    pidfile: str | None = None,
+    metrics: object = None,
+) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
@@ -167,7 +182,8 @@ def serve(path: str | None, listen: Sequence[object], pidfile: str | None = None
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     try:
-        service = makeService({"config": path, "listen": list(listen)}, reactor)
+        options = {"config": path, "listen": list(listen), "metrics": metrics}
+        service = makeService(options, reactor)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem.render(), file=sys.stderr)
@@ -198,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return zone(args.domain, args.config)
     if args.command == "reload":
         return reload(args.config, args.pidfile, not args.no_check)
-    return serve(args.config, args.listen, args.pidfile)
+    return serve(args.config, args.listen, args.pidfile, args.metrics)
 
 
 if __name__ == "__main__":  # pragma: no cover

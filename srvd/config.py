@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import glob
+import hashlib
 import ipaddress
 import json
 import os
@@ -48,7 +49,8 @@ SERVICE_KEYS = (
 DAV_KEYS = frozenset({"caldav", "caldavs", "carddav", "carddavs"})
 PROFILE_KEYS = (*SERVICE_KEYS, "axigen", "srv", "txt")
 DOMAIN_KEYS = ("profile", *PROFILE_KEYS)
-TOP_KEYS = ("listen", "zone", "profiles", "domains", "include", "state_dir", "tcp")
+TOP_KEYS = ("listen", "metrics", "zone", "profiles", "domains", "include", "state_dir", "tcp")
+DEFAULT_METRICS = "127.0.0.1:9153"
 INCLUDE_KEYS = ("profiles", "domains", "include")
 ZONE_KEYS = ("ttl", "nameservers", "hostmaster", "refresh", "retry", "expire", "minimum")
 RECORD_KEYS = ("target", "port", "priority", "weight", "path")  # path: DAV services only
@@ -182,6 +184,8 @@ class Config:
     zone: ZoneSettings
     tcp: TcpSettings
     state_dir: str | None
+    metrics: Endpoint | None  # where /metrics is served; None: not at all
+    sha256: str  # of every file read, in order: tells which configuration is served
     profiles: Mapping[str, Profile]
     # customer domain (lowercase ASCII) → profile name, or a per-domain override
     domains: Mapping[str, str | DomainOverride] = field(repr=False)
@@ -237,10 +241,8 @@ class _Loader(_BaseLoader):
         return mapping
 
 
-def _parse_file(path: str) -> Any:
+def _parse_file(path: str, data: bytes) -> Any:
     """The data of one config file (YAML, or JSON when it ends in .json)."""
-    with open(path, "rb") as handle:
-        data = handle.read()
     if path.endswith(".json"):
         try:
             return json.loads(data, object_pairs_hook=_unique_object)
@@ -491,6 +493,14 @@ class _Reader:
             return local, host_name(domain)
         except InvalidName as exc:
             self.fail(path, str(exc))
+
+    def metrics(self, value: Any, path: KeyPath) -> Endpoint | None:
+        if value is False:
+            return None
+        try:
+            return parse_endpoint(self.text(DEFAULT_METRICS if value is None else value, path))
+        except ValueError as exc:
+            self.fail(path, f"{exc} (or 'off')")
 
     def tcp(self, value: Any, path: KeyPath) -> TcpSettings:
         raw = self.mapping(value, path, TCP_KEYS)
@@ -758,6 +768,7 @@ def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:
 class _Source:
     file: str
     data: dict[Any, Any]
+    digest: bytes  # sha256 of the file's bytes
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -799,7 +810,9 @@ def _read_sources(reader: _Reader, main: str) -> list[_Source]:
         seen.add(real)
         reader.file = file
         try:
-            data = _parse_file(file)
+            with open(file, "rb") as handle:
+                raw = handle.read()
+            data = _parse_file(file, raw)
         except OSError as exc:
             if via:
                 reader.problem(via.path, f"cannot read {file}: {exc.strerror}", via.file)
@@ -824,7 +837,7 @@ def _read_sources(reader: _Reader, main: str) -> list[_Source]:
                 reader.problem((key,), "allowed only in the main configuration file", file)
             else:
                 reader.problem((key,), f"unknown key{_suggest(key, allowed)}", file)
-        sources.append(_Source(file, data))
+        sources.append(_Source(file, data, hashlib.sha256(raw).digest()))
         includes = data.get("include")
         if includes is None:
             return
@@ -862,17 +875,11 @@ def _load(reader: _Reader, main: str) -> Config:
         raise _Invalid
     top = sources[0].data
     reader.file = main
-    listen = zone = tcp = None
-    for step in ("listen", "zone", "tcp"):
-        try:
-            if step == "listen":
-                listen = reader.listen(top.get("listen"), ("listen",))
-            elif step == "zone":
-                zone = reader.zone(top.get("zone"), ("zone",))
-            else:
-                tcp = reader.tcp(top.get("tcp"), ("tcp",))
-        except _Invalid:
-            pass
+    fields = _Fields()
+    listen = fields(reader.listen, top.get("listen"), ("listen",))
+    zone = fields(reader.zone, top.get("zone"), ("zone",))
+    tcp = fields(reader.tcp, top.get("tcp"), ("tcp",))
+    metrics = fields(reader.metrics, top.get("metrics"), ("metrics",))
     state_dir = top.get("state_dir")
     if state_dir is not None and not isinstance(state_dir, str):
         reader.problem(("state_dir",), "expected a directory name")
@@ -883,8 +890,11 @@ def _load(reader: _Reader, main: str) -> Config:
     all_profiles = _profiles(reader, sources)
     domains = _domains(reader, sources, all_profiles)
     profiles = {name: p for name, p in all_profiles.items() if p is not None}
-    if reader.problems or listen is None or zone is None or tcp is None:
+    if reader.problems or listen is None or zone is None or tcp is None or not fields.ok:
         raise _Invalid
+    digest = hashlib.sha256()
+    for source in sources:
+        digest.update(source.digest)
     return Config(
         source=main,
         files=tuple(s.file for s in sources),
@@ -892,6 +902,8 @@ def _load(reader: _Reader, main: str) -> Config:
         zone=zone,
         tcp=tcp,
         state_dir=state_dir,
+        metrics=metrics,
+        sha256=digest.hexdigest(),
         profiles=MappingProxyType(profiles),
         domains=domains,
     )

@@ -91,5 +91,9 @@ class TCPFactory(ServerFactory[TCPProtocol]):
         self.clock = clock
         self.idle_timeout = idle_timeout
         self.max_connections = max_connections
-        self.connections = 0
+        self.connections = 0  # including ones over the cap, until they are closed
         self.rejected = 0
+
+    @property
+    def open_connections(self) -> int:
+        return min(self.connections, self.max_connections)

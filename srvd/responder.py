@@ -9,11 +9,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from time import perf_counter_ns
 
 from twisted.logger import Logger
 
-from srvd.answer import answer, servfail
+from srvd.answer import NO_SERVICE, SERVFAIL, answer_outcome, servfail
 from srvd.index import Index
+from srvd.metrics import Counters
 from srvd.ordering import RandomSource
 
 log = Logger()
@@ -55,12 +57,18 @@ class Responder:
         self.rng: RandomSource = rng if rng is not None else random.Random()
         self.failures = 0
         self.failure_log = RateLimitedLog()
+        self.counters = Counters()
 
     def respond(self, query: bytes, tcp: bool = False) -> bytes | None:
+        started = perf_counter_ns()
         try:
-            return answer(query, self.index, self.rng, tcp)
+            reply, qtype, rcode, service = answer_outcome(query, self.index, self.rng, tcp)
         except Exception:
             self.failures += 1
             if self.failure_log.allow():
                 log.failure("answering query {query} failed", query=query.hex())
-            return servfail(query)
+            reply, qtype, rcode, service = servfail(query), -1, SERVFAIL, NO_SERVICE
+        counters = self.counters
+        counters.count(tcp, query, reply, qtype, rcode, service)
+        counters.time(perf_counter_ns() - started)
+        return reply

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Literal, cast
 
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
@@ -25,6 +25,7 @@ from twisted.python import usage
 from srvd import __version__
 from srvd.config import Config, Endpoint, load_config, parse_endpoint
 from srvd.index import Index, build_index
+from srvd.metrics import MetricsService, Snapshot, registry_for
 from srvd.notify import Notifier
 from srvd.ordering import RandomSource
 from srvd.protocols import TCPFactory, UDPProtocol
@@ -60,6 +61,16 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+
+    def opt_metrics(self, value: str) -> None:
+        """serve /metrics on ADDR:PORT instead of the configured address, or 'off'"""
+        if value == "off":
+            self["metrics"] = False
+            return
+        try:
+            self["metrics"] = parse_endpoint(value)
+        except ValueError as exc:
+            raise usage.UsageError(str(exc)) from None
 
     def opt_listen(self, value: str) -> None:
         """listen on ADDR:PORT (UDP and TCP) instead of the configured addresses; repeatable"""
@@ -158,6 +169,7 @@ class SrvdService(MultiService):
         rng: RandomSource | None = None,
         listen: Sequence[Endpoint] = (),
         environ: Mapping[str, str] | None = None,
+        metrics_at: Endpoint | Literal[False] | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -184,6 +196,33 @@ class SrvdService(MultiService):
         self.listeners = [ListenService(e, self) for e in (listen or config.listen)]
         for listener in self.listeners:
             listener.setServiceParent(self)
+        # --metrics overrides the configured address; False turns /metrics off
+        metrics = config.metrics if metrics_at is None else (metrics_at or None)
+        self.metrics: MetricsService | None = None
+        if metrics is not None:
+            self.metrics = MetricsService(metrics, registry_for(self.snapshot), reactor)
+            self.metrics.setServiceParent(self)
+
+    def snapshot(self) -> Snapshot:
+        """The figures the metrics collector reads at scrape time."""
+        stats = self.responder.index.stats
+        reloads = self.reloader.stats
+        return Snapshot(
+            counters=self.responder.counters,
+            domains=stats.domains,
+            zones=stats.zones,
+            records=stats.records,
+            tcp_connections=self.tcp.open_connections,
+            tcp_rejected=self.tcp.rejected,
+            udp_send_errors=self.udp.send_errors,
+            internal_errors=self.responder.failures,
+            reloads_succeeded=reloads.succeeded,
+            reloads_failed=reloads.failed,
+            last_reload_successful=reloads.last_successful,
+            last_reload_success_time=reloads.last_success_time,
+            last_reload_duration=reloads.last_duration,
+            config_sha256=self.config.sha256,
+        )
 
     def startService(self) -> None:
         stats = self.responder.index.stats
@@ -235,4 +274,6 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
             system=SYSTEM_CONFIG,
         )
     config = load_config(path)
-    return SrvdService(config, reactor, listen=options.get("listen") or ())
+    return SrvdService(
+        config, reactor, listen=options.get("listen") or (), metrics_at=options.get("metrics")
+    )

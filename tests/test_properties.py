@@ -377,6 +377,8 @@ def index_of(records: list[SrvRecord]) -> Index:
         zone=ZoneSettings(nameservers=("ns1.example.net",), hostmaster_domain="example.net"),
         tcp=TcpSettings(),
         state_dir=None,
+        metrics=None,
+        sha256="",
         profiles=MappingProxyType({"p": profile}),
         domains=MappingProxyType({"d.example": "p"}),
     )

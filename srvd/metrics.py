@@ -1,0 +1,323 @@
+"""Prometheus metrics: plain integers on the hot path, metric families built at scrape time.
+
+Answering a query costs a handful of list increments (no labels, no locks); the custom collector
+turns the counts into metric families when Prometheus scrapes. Every label is bounded: qtype is
+folded to a fixed set or ``other``, services come from a fixed list, and nothing is labelled per
+domain or per client.
+"""
+
+from __future__ import annotations
+
+import bisect
+import platform
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import twisted
+from prometheus_client.core import (
+    CollectorRegistry,
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from prometheus_client.twisted import MetricsResource
+from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+
+from srvd import __version__
+from srvd.answer import BADVERS, NOTAUTH, NXDOMAIN, SERVICES
+from srvd.config import Endpoint
+
+log = Logger()
+
+TRANSPORTS = ("udp", "tcp")
+QTYPES = ("SRV", "TXT", "A", "AAAA", "SOA", "NS", "ANY", "AXFR", "IXFR", "other")
+QTYPE_INDEX = {33: 0, 16: 1, 1: 2, 28: 3, 6: 4, 2: 5, 255: 6, 252: 7, 251: 8}
+OTHER_QTYPE = len(QTYPES) - 1
+RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "NOTAUTH", "BADVERS")
+RCODE_INDEX = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, NOTAUTH: 6, BADVERS: 7}
+RESULTS = ("answer", "nodata", "nxdomain")
+DROP_REASONS = ("short", "response")
+
+# Reply sizes: bucket bounds are multiples of 16, so a table indexed by (size - 1) >> 4 finds the
+# bucket of any size in one step.
+SIZE_BOUNDS = (64, 128, 256, 512, 768, 1024, 1232, 1536, 2048, 4096, 8192, 16384, 65536)
+_SIZE_BUCKET = bytes(
+    next(i for i, bound in enumerate(SIZE_BOUNDS) if bound >= 16 * step + 16)
+    for step in range(4096)
+)
+# srvd's own processing time per query, in nanoseconds (exposed in seconds).
+DURATION_BOUNDS_NS = (
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    10_000_000,
+    100_000_000,
+)
+
+
+class Counters:
+    """What the hot path counts: flat lists of integers, indexed arithmetically."""
+
+    __slots__ = (
+        "dropped",
+        "duration_buckets",
+        "duration_sum_ns",
+        "queries",
+        "services",
+        "size_buckets",
+        "size_sum",
+        "truncated",
+    )
+
+    def __init__(self) -> None:
+        self.queries = [0] * (len(TRANSPORTS) * len(QTYPES) * len(RCODES))
+        self.services = [0] * (len(SERVICES) * len(RESULTS))
+        self.dropped = [0] * len(DROP_REASONS)
+        self.truncated = 0
+        self.size_buckets = [0] * len(SIZE_BOUNDS)
+        self.size_sum = 0
+        self.duration_buckets = [0] * (len(DURATION_BOUNDS_NS) + 1)
+        self.duration_sum_ns = 0
+
+    def count(
+        self, tcp: bool, query: bytes, reply: bytes | None, qtype: int, rcode: int, service: int
+    ) -> None:
+        """Count one query and its reply (or why it got none)."""
+        if reply is None:
+            self.dropped[0 if len(query) < 12 else 1] += 1
+            return
+        row = QTYPE_INDEX.get(qtype, OTHER_QTYPE) + (len(QTYPES) if tcp else 0)
+        self.queries[row * len(RCODES) + RCODE_INDEX.get(rcode, 2)] += 1
+        if service >= 0:
+            # NXDOMAIN, else by ANCOUNT: an answer or NODATA
+            result = 2 if rcode == NXDOMAIN else 0 if reply[7] or reply[6] else 1
+            self.services[service * 3 + result] += 1
+        if reply[2] & 0x02:
+            self.truncated += 1
+        size = len(reply)
+        self.size_buckets[_SIZE_BUCKET[(size - 1) >> 4]] += 1
+        self.size_sum += size
+
+    def time(self, nanoseconds: int) -> None:
+        self.duration_buckets[bisect.bisect_left(DURATION_BOUNDS_NS, nanoseconds)] += 1
+        self.duration_sum_ns += nanoseconds
+
+    def add(self, other: Counters) -> None:
+        """Add another process's counts (multi-worker scrapes)."""
+        for name in ("queries", "services", "dropped", "size_buckets", "duration_buckets"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            for i, value in enumerate(theirs):
+                mine[i] += value
+        self.truncated += other.truncated
+        self.size_sum += other.size_sum
+        self.duration_sum_ns += other.duration_sum_ns
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the collector reads, gathered from the running server at scrape time."""
+
+    counters: Counters
+    domains: int
+    zones: int
+    records: int
+    tcp_connections: int
+    tcp_rejected: int
+    udp_send_errors: int
+    internal_errors: int
+    reloads_succeeded: int
+    reloads_failed: int
+    last_reload_successful: bool
+    last_reload_success_time: float
+    last_reload_duration: float
+    config_sha256: str
+
+
+def _histogram(
+    name: str, documentation: str, buckets: list[int], bounds: tuple[float, ...], total: float
+) -> HistogramMetricFamily:
+    cumulative = []
+    running = 0
+    for bound, count in zip((*bounds, float("inf")), buckets, strict=False):
+        running += count
+        cumulative.append(("+Inf" if bound == float("inf") else f"{bound:g}", running))
+    if len(buckets) == len(bounds):  # the last bound is the largest possible value: +Inf too
+        cumulative.append(("+Inf", running))
+    return HistogramMetricFamily(name, documentation, buckets=cumulative, sum_value=total)
+
+
+class SrvdCollector(Collector):
+    """Builds srvd's metric families from a Snapshot taken at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.snapshot()
+        c = s.counters
+        queries = CounterMetricFamily(
+            "srvd_queries",
+            "Queries answered, by transport, query type (folded) and response code.",
+            labels=["transport", "qtype", "rcode"],
+        )
+        i = 0
+        for transport in TRANSPORTS:
+            for qtype in QTYPES:
+                for rcode in RCODES:
+                    queries.add_metric([transport, qtype, rcode], c.queries[i])
+                    i += 1
+        yield queries
+
+        services = CounterMetricFamily(
+            "srvd_service_queries",
+            "Queries inside served zones by the discovery service asked for, and their result.",
+            labels=["service", "result"],
+        )
+        i = 0
+        for service in SERVICES:
+            for result in RESULTS:
+                services.add_metric([service, result], c.services[i])
+                i += 1
+        yield services
+
+        dropped = CounterMetricFamily(
+            "srvd_queries_dropped",
+            "Messages that got no reply: shorter than a header, or a response (QR=1).",
+            labels=["reason"],
+        )
+        for reason, value in zip(DROP_REASONS, c.dropped, strict=True):
+            dropped.add_metric([reason], value)
+        yield dropped
+
+        yield CounterMetricFamily(
+            "srvd_responses_truncated",
+            "UDP replies sent with TC=1 because the answer did not fit.",
+            value=c.truncated,
+        )
+        yield _histogram(
+            "srvd_response_size_bytes",
+            "Size of the replies sent.",
+            c.size_buckets,
+            tuple(float(b) for b in SIZE_BOUNDS),
+            c.size_sum,
+        )
+        yield _histogram(
+            "srvd_query_duration_seconds",
+            "srvd's own time to answer one query (parse, look up, order, assemble).",
+            c.duration_buckets,
+            tuple(b / 1e9 for b in DURATION_BOUNDS_NS),
+            c.duration_sum_ns / 1e9,
+        )
+        yield CounterMetricFamily(
+            "srvd_internal_errors",
+            "Queries answered SERVFAIL because srvd's own code failed.",
+            value=s.internal_errors,
+        )
+        yield CounterMetricFamily(
+            "srvd_udp_send_errors",
+            "UDP replies the kernel refused to send.",
+            value=s.udp_send_errors,
+        )
+        yield GaugeMetricFamily(
+            "srvd_tcp_connections", "TCP connections open now.", value=s.tcp_connections
+        )
+        yield CounterMetricFamily(
+            "srvd_tcp_connections_rejected",
+            "TCP connections closed at once because the connection cap was reached.",
+            value=s.tcp_rejected,
+        )
+        yield GaugeMetricFamily("srvd_domains", "Customer domains configured.", value=s.domains)
+        yield GaugeMetricFamily("srvd_zones", "Zones served.", value=s.zones)
+        yield GaugeMetricFamily(
+            "srvd_records", "Records served, SOA and NS included.", value=s.records
+        )
+
+        reloads = CounterMetricFamily(
+            "srvd_config_reloads", "Configuration reloads, by result.", labels=["result"]
+        )
+        reloads.add_metric(["success"], s.reloads_succeeded)
+        reloads.add_metric(["failure"], s.reloads_failed)
+        yield reloads
+        yield GaugeMetricFamily(
+            "srvd_config_last_reload_successful",
+            "1 if the last configuration load succeeded, 0 if srvd serves an older one.",
+            value=1 if s.last_reload_successful else 0,
+        )
+        yield GaugeMetricFamily(
+            "srvd_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load.",
+            value=s.last_reload_success_time,
+        )
+        yield GaugeMetricFamily(
+            "srvd_config_reload_duration_seconds",
+            "How long the last configuration load took.",
+            value=s.last_reload_duration,
+        )
+        info = GaugeMetricFamily(
+            "srvd_config_info", "The configuration being served.", labels=["sha256"]
+        )
+        info.add_metric([s.config_sha256], 1)
+        yield info
+        build = GaugeMetricFamily(
+            "srvd_build_info",
+            "srvd's version and platform.",
+            labels=["version", "python", "twisted"],
+        )
+        build.add_metric([__version__, platform.python_version(), twisted.__version__], 1)
+        yield build
+
+
+def registry_for(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
+    """An explicit registry: srvd's collector and the process metrics, nothing global."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SrvdCollector(snapshot))
+    ProcessCollector(registry=registry)
+    return registry
+
+
+class MetricsService(Service):
+    """``/metrics`` over HTTP on its own address (loopback by default), on srvd's reactor."""
+
+    def __init__(self, endpoint: Endpoint, registry: CollectorRegistry, reactor: Any) -> None:
+        self.endpoint = endpoint
+        self.reactor = reactor
+        root = Resource()
+        root.putChild(b"metrics", MetricsResource(registry=registry))
+        self.site = Site(root)
+        self.site.noisy = False
+        self.port: IListeningPort | None = None
+        self.bound: Endpoint | None = None
+
+    def privilegedStartService(self) -> None:
+        self.port = self.reactor.listenTCP(
+            self.endpoint.port, self.site, interface=self.endpoint.host
+        )
+        address = self.port.getHost()
+        assert isinstance(address, IPv4Address | IPv6Address)
+        self.bound = Endpoint(self.endpoint.host, address.port)
+        log.info("metrics on http://{endpoint}/metrics", endpoint=self.bound)
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        if self.port is None:
+            self.privilegedStartService()
+        super().startService()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        port, self.port = self.port, None
+        return port.stopListening() if port is not None else None
