@@ -45,6 +45,16 @@ OTHER_QTYPE = len(QTYPES) - 1
 RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "NOTAUTH", "BADVERS")
 RCODE_INDEX = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, NOTAUTH: 6, BADVERS: 7}
 RESULTS = ("answer", "nodata", "nxdomain")
+# Lookup tables for the hot path: qtype (-1 for none) → its row offset in Counters.queries;
+# rcode → its column.
+_QTYPE_ROW = [OTHER_QTYPE * len(RCODES)] * 65537
+for _qtype, _row in QTYPE_INDEX.items():
+    _QTYPE_ROW[_qtype + 1] = _row * len(RCODES)
+_TCP_ROWS = len(QTYPES) * len(RCODES)
+_RCODE_COLUMN = [RCODES.index("SERVFAIL")] * 17
+for _rcode, _column in RCODE_INDEX.items():
+    _RCODE_COLUMN[_rcode] = _column
+TIMING_SAMPLE = 16  # srvd's own processing time is measured on one query in this many
 DROP_REASONS = ("short", "response")
 
 # Reply sizes: bucket bounds are multiples of 16, so a table indexed by (size - 1) >> 4 finds the
@@ -81,6 +91,7 @@ class Counters:
         "size_buckets",
         "size_sum",
         "truncated",
+        "until_timed",
     )
 
     def __init__(self) -> None:
@@ -92,6 +103,7 @@ class Counters:
         self.size_sum = 0
         self.duration_buckets = [0] * (len(DURATION_BOUNDS_NS) + 1)
         self.duration_sum_ns = 0
+        self.until_timed = 0  # queries left before the next timed one
 
     def count(
         self, tcp: bool, query: bytes, reply: bytes | None, qtype: int, rcode: int, service: int
@@ -100,8 +112,8 @@ class Counters:
         if reply is None:
             self.dropped[0 if len(query) < 12 else 1] += 1
             return
-        row = QTYPE_INDEX.get(qtype, OTHER_QTYPE) + (len(QTYPES) if tcp else 0)
-        self.queries[row * len(RCODES) + RCODE_INDEX.get(rcode, 2)] += 1
+        cell = _QTYPE_ROW[qtype + 1] + _RCODE_COLUMN[rcode]
+        self.queries[cell + _TCP_ROWS if tcp else cell] += 1
         if service >= 0:
             # NXDOMAIN, else by ANCOUNT: an answer or NODATA
             result = 2 if rcode == NXDOMAIN else 0 if reply[7] or reply[6] else 1

@@ -61,6 +61,8 @@ class TCPProtocol(Int16StringReceiver, TimeoutMixin):
         self.setTimeout(factory.idle_timeout)
 
     def stringReceived(self, string: bytes) -> None:
+        if self.tcp.disconnecting:  # closing: the rest of this read gets no answers
+            return
         self.resetTimeout()
         reply = self.factory.responder.respond(string, True)
         if reply is None:

@@ -15,7 +15,7 @@ from twisted.logger import Logger
 
 from srvd.answer import NO_SERVICE, SERVFAIL, answer_outcome, servfail
 from srvd.index import Index
-from srvd.metrics import Counters
+from srvd.metrics import TIMING_SAMPLE, Counters
 from srvd.ordering import RandomSource
 
 log = Logger()
@@ -60,7 +60,12 @@ class Responder:
         self.counters = Counters()
 
     def respond(self, query: bytes, tcp: bool = False) -> bytes | None:
-        started = perf_counter_ns()
+        counters = self.counters
+        timed = counters.until_timed == 0
+        if timed:
+            counters.until_timed = TIMING_SAMPLE
+            started = perf_counter_ns()
+        counters.until_timed -= 1
         try:
             reply, qtype, rcode, service = answer_outcome(query, self.index, self.rng, tcp)
         except Exception:
@@ -68,7 +73,7 @@ class Responder:
             if self.failure_log.allow():
                 log.failure("answering query {query} failed", query=query.hex())
             reply, qtype, rcode, service = servfail(query), -1, SERVFAIL, NO_SERVICE
-        counters = self.counters
         counters.count(tcp, query, reply, qtype, rcode, service)
-        counters.time(perf_counter_ns() - started)
+        if timed:
+            counters.time(perf_counter_ns() - started)
         return reply

@@ -125,6 +125,7 @@ class ListenService(Service):
     def __init__(self, endpoint: Endpoint, server: SrvdService) -> None:
         self.endpoint = endpoint
         self.server = server
+        self.udp = UDPProtocol(server.responder)  # one protocol per UDP port
         self.sockets: tuple[socket.socket, socket.socket] | None = None
         self.ports: list[IListeningPort] = []
         self.bound: Endpoint | None = None
@@ -144,7 +145,7 @@ class ListenService(Service):
         reactor = cast(IReactorSocket, self.server.reactor)
         udp, tcp = self.sockets
         self.ports = [
-            reactor.adoptDatagramPort(udp.fileno(), udp.family, self.server.udp, 65535),
+            reactor.adoptDatagramPort(udp.fileno(), udp.family, self.udp, 65535),
             reactor.adoptStreamPort(tcp.fileno(), tcp.family, cast(Any, self.server.tcp)),
         ]
         udp.close()  # the reactor holds duplicates of the descriptors
@@ -186,7 +187,6 @@ class SrvdService(MultiService):
             reactor,
             self.notifier,
         )
-        self.udp = UDPProtocol(self.responder)
         self.tcp = TCPFactory(
             self.responder,
             cast(IReactorTime, reactor),
@@ -214,7 +214,7 @@ class SrvdService(MultiService):
             records=stats.records,
             tcp_connections=self.tcp.open_connections,
             tcp_rejected=self.tcp.rejected,
-            udp_send_errors=self.udp.send_errors,
+            udp_send_errors=sum(listener.udp.send_errors for listener in self.listeners),
             internal_errors=self.responder.failures,
             reloads_succeeded=reloads.succeeded,
             reloads_failed=reloads.failed,
