@@ -23,6 +23,28 @@ from srvd.config import SERVICE_KEYS
 from srvd.index import NS, SOA, Index
 from srvd.names import label_wire
 from srvd.ordering import RandomSource
+from srvd.outcome import (
+    ANSWER,
+    AXIGEN_SERVICE,
+    C_BADVERS,
+    C_FORMERR,
+    C_NOERROR,
+    C_NOERROR_TC,
+    C_NOTAUTH,
+    C_NOTAUTH_TC,
+    C_NOTIMP,
+    C_NXDOMAIN,
+    C_REFUSED,
+    DROP_RESPONSE,
+    DROP_SHORT,
+    NO_SERVICE,
+    NODATA,
+    NXDOMAIN_RESULT,
+    OTHER_SERVICE,
+    QTYPE_ROW,
+    TCP_CELLS,
+    UNKNOWN_ROW,
+)
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, NOTAUTH = 0, 1, 2, 3, 4, 5, 9
 BADVERS = 16
@@ -138,17 +160,13 @@ def formerr(query: bytes) -> bytes:
     return _header(query[:2], flags, 0, 0, 0, 0)
 
 
-# The discovery services a query asks for, as the metrics count them (a bounded set).
-SERVICES = (*SERVICE_KEYS, "axigen", "other")
-AXIGEN = SERVICES.index("axigen")
-OTHER_SERVICE = SERVICES.index("other")
-NO_SERVICE = -1  # the query was not inside a served zone
-_SERVICE_OF = {label_wire(f"_{key}".encode()): i for i, key in enumerate(SERVICE_KEYS)}
+# The service cell of a query's first label under _tcp (see srvd.outcome)
+_SERVICE_OF = {label_wire(f"_{key}".encode()): i * 3 for i, key in enumerate(SERVICE_KEYS)}
 _TCP_LABEL = label_wire(b"_tcp")
 _AXIGEN_LABEL = label_wire(b"_axigen")
 
-# What a reply was, for counting: (reply or None, qtype or -1, rcode incl. extended, service)
-Outcome = tuple[bytes | None, int, int, int]
+# A reply and where the metrics count it: (reply or None, query cell or drop reason, service cell)
+Outcome = tuple[bytes | None, int, int]
 
 
 def answer(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> bytes | None:
@@ -157,22 +175,26 @@ def answer(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> 
 
 
 def answer_outcome(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> Outcome:
-    """``answer`` with what the metrics count: the qtype, the rcode and the service asked for."""
+    """``answer``, with the cells the metrics count it in (srvd.outcome).
+
+    No reply: (None, the drop reason, NO_SERVICE).
+    """
     n = len(query)
     if n < 12:
-        return None, -1, -1, NO_SERVICE
+        return None, DROP_SHORT, NO_SERVICE
     flags = query[2] << 8 | query[3]
     if flags & QR:
-        return None, -1, -1, NO_SERVICE
+        return None, DROP_RESPONSE, NO_SERVICE
     ident = query[:2]
     rd = flags & RD
+    row = UNKNOWN_ROW + TCP_CELLS if tcp else UNKNOWN_ROW
     if flags & 0x7800:  # opcode other than QUERY
         reply = _header(ident, QR | (flags & 0x7800) | rd | NOTIMP, 0, 0, 0, 0)
-        return reply, -1, NOTIMP, NO_SERVICE
+        return reply, row + C_NOTIMP, NO_SERVICE
     try:
         return _answer_query(query, n, ident, flags, rd, index, rng, tcp)
     except _FormErr:
-        return _header(ident, QR | rd | FORMERR, 0, 0, 0, 0), -1, FORMERR, NO_SERVICE
+        return _header(ident, QR | rd | FORMERR, 0, 0, 0, 0), row + C_FORMERR, NO_SERVICE
 
 
 def _answer_query(
@@ -211,6 +233,7 @@ def _answer_query(
         raise _FormErr
     qtype = query[name_end] << 8 | query[name_end + 1]
     qclass = query[name_end + 2] << 8 | query[name_end + 3]
+    row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
 
     # The additional section: at most one OPT, and a TSIG only as the last record.
     edns = False
@@ -250,7 +273,7 @@ def _answer_query(
     if edns:
         if version:
             reply = _header(ident, QR | rd, 1, 0, 0, 1) + question + _opt(BADVERS >> 4, do)
-            return reply, qtype, BADVERS, NO_SERVICE
+            return reply, row + C_BADVERS, NO_SERVICE
         opt = _opt(0, do)
         limit = TCP_LIMIT if tcp else max(UDP_PLAIN, min(payload, EDNS_PAYLOAD))
     else:
@@ -262,27 +285,28 @@ def _answer_query(
         reply = _badkey(query, ident, rd, question, tsig_at, opt)
         if len(reply) > limit:  # long key or algorithm names: never more than the limit
             reply = _header(ident, QR | TC | rd | NOTAUTH, 1, 0, 0, additional) + question + opt
-        return reply, qtype, NOTAUTH, NO_SERVICE
+            return reply, row + C_NOTAUTH_TC, NO_SERVICE
+        return reply, row + C_NOTAUTH, NO_SERVICE
     if qclass != CLASS_IN and qclass != CLASS_ANY:
         reply = _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
-        return reply, qtype, REFUSED, NO_SERVICE
+        return reply, row + C_REFUSED, NO_SERVICE
     if qtype in (AXFR, IXFR):
         rcode = NOTIMP if qtype == AXFR and not tcp else REFUSED
         reply = _header(ident, QR | rd | rcode, 1, 0, 0, additional) + question + opt
-        return reply, qtype, rcode, NO_SERVICE
+        return reply, row + (C_NOTIMP if rcode == NOTIMP else C_REFUSED), NO_SERVICE
 
     # The zone: its apex is the rightmost "_" label (customer domains have none of their own).
     qname = query[12:name_end].lower()
     zone = index.zones.get(qname[last_underscore:]) if last_underscore >= 0 else None
     if zone is None:
         reply = _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
-        return reply, qtype, REFUSED, NO_SERVICE
+        return reply, row + C_REFUSED, NO_SERVICE
 
     authoritative = qclass == CLASS_IN
     aa = AA if authoritative else 0
     table = zone.table
     if last_underscore == 0:  # the apex
-        service = AXIGEN if qname.startswith(_AXIGEN_LABEL) else OTHER_SERVICE
+        service = AXIGEN_SERVICE if qname.startswith(_AXIGEN_LABEL) else OTHER_SERVICE
         if qtype in (SOA, ANY):
             records = index.soa(12, zone.serial, False)
             count = 1
@@ -294,7 +318,7 @@ def _answer_query(
             rrset = node.rrsets.get(qtype) if node is not None else None
             if rrset is None:
                 reply = _negative(index, ident, rd, aa, question, zone.serial, 12, NOERROR, opt)
-                return reply, qtype, NOERROR, service
+                return reply, row + C_NOERROR, service + NODATA
             records = rrset.wire(rng, qname[qname[0] + 1 :])
             count = rrset.count
     else:
@@ -306,22 +330,22 @@ def _answer_query(
         pointer = 12 + last_underscore
         if node is None:
             reply = _negative(index, ident, rd, aa, question, zone.serial, pointer, NXDOMAIN, opt)
-            return reply, qtype, NXDOMAIN, service
+            return reply, row + C_NXDOMAIN, service + NXDOMAIN_RESULT
         rrset = node.rrsets.get(qtype)
         if rrset is None and qtype == ANY:
             rrset = node.any
         if rrset is None:
             reply = _negative(index, ident, rd, aa, question, zone.serial, pointer, NOERROR, opt)
-            return reply, qtype, NOERROR, service
+            return reply, row + C_NOERROR, service + NODATA
         domain = qname[last_underscore + 1 + qname[last_underscore] :]
         records = rrset.wire(rng, domain)
         count = rrset.count
     reply_size = 12 + len(question) + len(records) + len(opt)
     if reply_size > limit:
         reply = _header(ident, QR | aa | TC | rd, 1, 0, 0, additional) + question + opt
-    else:
-        reply = _header(ident, QR | aa | rd, 1, count, 0, additional) + question + records + opt
-    return reply, qtype, NOERROR, service
+        return reply, row + C_NOERROR_TC, service + ANSWER
+    reply = _header(ident, QR | aa | rd, 1, count, 0, additional) + question + records + opt
+    return reply, row + C_NOERROR, service + ANSWER
 
 
 def _negative(

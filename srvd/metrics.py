@@ -33,34 +33,27 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from srvd import __version__
-from srvd.answer import BADVERS, NOTAUTH, NXDOMAIN, SERVICES
 from srvd.config import Endpoint
+from srvd.outcome import (
+    COLUMNS,
+    DROP_REASONS,
+    QTYPES,
+    QUERY_CELLS,
+    RESULTS,
+    SERVICE_CELLS,
+    SERVICES,
+    TRANSPORTS,
+    TRUNCATED_COLUMNS,
+)
 
 log = Logger()
 
-TRANSPORTS = ("udp", "tcp")
-QTYPES = ("SRV", "TXT", "A", "AAAA", "SOA", "NS", "ANY", "AXFR", "IXFR", "other")
-QTYPE_INDEX = {33: 0, 16: 1, 1: 2, 28: 3, 6: 4, 2: 5, 255: 6, 252: 7, 251: 8}
-OTHER_QTYPE = len(QTYPES) - 1
-RCODES = ("NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "NOTAUTH", "BADVERS")
-RCODE_INDEX = {0: 0, 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, NOTAUTH: 6, BADVERS: 7}
-RESULTS = ("answer", "nodata", "nxdomain")
-# Lookup tables for the hot path: qtype (-1 for none) → its row offset in Counters.queries;
-# rcode → its column.
-_QTYPE_ROW = [OTHER_QTYPE * len(RCODES)] * 65537
-for _qtype, _row in QTYPE_INDEX.items():
-    _QTYPE_ROW[_qtype + 1] = _row * len(RCODES)
-_TCP_ROWS = len(QTYPES) * len(RCODES)
-_RCODE_COLUMN = [RCODES.index("SERVFAIL")] * 17
-for _rcode, _column in RCODE_INDEX.items():
-    _RCODE_COLUMN[_rcode] = _column
 TIMING_SAMPLE = 16  # srvd's own processing time is measured on one query in this many
-DROP_REASONS = ("short", "response")
 
 # Reply sizes: bucket bounds are multiples of 16, so a table indexed by (size - 1) >> 4 finds the
 # bucket of any size in one step.
 SIZE_BOUNDS = (64, 128, 256, 512, 768, 1024, 1232, 1536, 2048, 4096, 8192, 16384, 65536)
-_SIZE_BUCKET = bytes(
+SIZE_BUCKET = bytes(
     next(i for i, bound in enumerate(SIZE_BOUNDS) if bound >= 16 * step + 16)
     for step in range(4096)
 )
@@ -90,39 +83,39 @@ class Counters:
         "services",
         "size_buckets",
         "size_sum",
-        "truncated",
         "until_timed",
     )
 
     def __init__(self) -> None:
-        self.queries = [0] * (len(TRANSPORTS) * len(QTYPES) * len(RCODES))
-        self.services = [0] * (len(SERVICES) * len(RESULTS))
+        self.queries = [0] * QUERY_CELLS
+        self.services = [0] * SERVICE_CELLS
         self.dropped = [0] * len(DROP_REASONS)
-        self.truncated = 0
         self.size_buckets = [0] * len(SIZE_BOUNDS)
         self.size_sum = 0
         self.duration_buckets = [0] * (len(DURATION_BOUNDS_NS) + 1)
         self.duration_sum_ns = 0
         self.until_timed = 0  # queries left before the next timed one
 
-    def count(
-        self, tcp: bool, query: bytes, reply: bytes | None, qtype: int, rcode: int, service: int
-    ) -> None:
-        """Count one query and its reply (or why it got none)."""
+    def count(self, reply: bytes | None, cell: int, service: int) -> None:
+        """Count one reply in the cells answer_outcome gave it (no reply: cell is the reason).
+
+        The Responder does the same inline on the hot path; this is the readable reference.
+        """
         if reply is None:
-            self.dropped[0 if len(query) < 12 else 1] += 1
+            self.dropped[cell] += 1
             return
-        cell = _QTYPE_ROW[qtype + 1] + _RCODE_COLUMN[rcode]
-        self.queries[cell + _TCP_ROWS if tcp else cell] += 1
+        self.queries[cell] += 1
         if service >= 0:
-            # NXDOMAIN, else by ANCOUNT: an answer or NODATA
-            result = 2 if rcode == NXDOMAIN else 0 if reply[7] or reply[6] else 1
-            self.services[service * 3 + result] += 1
-        if reply[2] & 0x02:
-            self.truncated += 1
+            self.services[service] += 1
         size = len(reply)
-        self.size_buckets[_SIZE_BUCKET[(size - 1) >> 4]] += 1
+        self.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += 1
         self.size_sum += size
+
+    @property
+    def truncated(self) -> int:
+        return sum(
+            count for i, count in enumerate(self.queries) if i % len(COLUMNS) in TRUNCATED_COLUMNS
+        )
 
     def time(self, nanoseconds: int) -> None:
         self.duration_buckets[bisect.bisect_left(DURATION_BOUNDS_NS, nanoseconds)] += 1
@@ -134,7 +127,6 @@ class Counters:
             mine, theirs = getattr(self, name), getattr(other, name)
             for i, value in enumerate(theirs):
                 mine[i] += value
-        self.truncated += other.truncated
         self.size_sum += other.size_sum
         self.duration_sum_ns += other.duration_sum_ns
 
@@ -186,12 +178,14 @@ class SrvdCollector(Collector):
             "Queries answered, by transport, query type (folded) and response code.",
             labels=["transport", "qtype", "rcode"],
         )
-        i = 0
+        counts = iter(c.queries)
         for transport in TRANSPORTS:
             for qtype in QTYPES:
-                for rcode in RCODES:
-                    queries.add_metric([transport, qtype, rcode], c.queries[i])
-                    i += 1
+                by_rcode = dict.fromkeys(COLUMNS, 0)
+                for column in COLUMNS:  # truncated replies count with their rcode
+                    by_rcode[column] += next(counts)
+                for rcode, value in by_rcode.items():
+                    queries.add_metric([transport, qtype, rcode], value)
         yield queries
 
         services = CounterMetricFamily(

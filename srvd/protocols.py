@@ -61,7 +61,7 @@ class TCPProtocol(Int16StringReceiver, TimeoutMixin):
         self.setTimeout(factory.idle_timeout)
 
     def stringReceived(self, string: bytes) -> None:
-        if self.tcp.disconnecting:  # closing: the rest of this read gets no answers
+        if getattr(self.transport, "disconnecting", False):  # closing: no more answers
             return
         self.resetTimeout()
         reply = self.factory.responder.respond(string, True)

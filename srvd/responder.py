@@ -13,10 +13,11 @@ from time import perf_counter_ns
 
 from twisted.logger import Logger
 
-from srvd.answer import NO_SERVICE, SERVFAIL, answer_outcome, servfail
+from srvd.answer import answer, answer_outcome, servfail
 from srvd.index import Index
-from srvd.metrics import TIMING_SAMPLE, Counters
+from srvd.metrics import SIZE_BUCKET, TIMING_SAMPLE, Counters
 from srvd.ordering import RandomSource
+from srvd.outcome import C_SERVFAIL, NO_SERVICE, TCP_CELLS, UNKNOWN_ROW
 
 log = Logger()
 
@@ -52,14 +53,22 @@ class RateLimitedLog:
 class Responder:
     """Answers queries from whatever index is current; ``index`` is swapped whole on reload."""
 
-    def __init__(self, index: Index, rng: RandomSource | None = None) -> None:
+    def __init__(
+        self, index: Index, rng: RandomSource | None = None, counting: bool = True
+    ) -> None:
         self.index = index
         self.rng: RandomSource = rng if rng is not None else random.Random()
         self.failures = 0
         self.failure_log = RateLimitedLog()
         self.counters = Counters()
+        if not counting:  # metrics off: not even the increments
+            self.respond = self._respond_uncounted  # type: ignore[method-assign]
 
     def respond(self, query: bytes, tcp: bool = False) -> bytes | None:
+        """The reply to one query (None: send nothing), counted for the metrics.
+
+        The counting is Counters.count written out inline: this runs for every query.
+        """
         counters = self.counters
         timed = counters.until_timed == 0
         if timed:
@@ -67,13 +76,31 @@ class Responder:
             started = perf_counter_ns()
         counters.until_timed -= 1
         try:
-            reply, qtype, rcode, service = answer_outcome(query, self.index, self.rng, tcp)
+            reply, cell, service = answer_outcome(query, self.index, self.rng, tcp)
         except Exception:
-            self.failures += 1
-            if self.failure_log.allow():
-                log.failure("answering query {query} failed", query=query.hex())
-            reply, qtype, rcode, service = servfail(query), -1, SERVFAIL, NO_SERVICE
-        counters.count(tcp, query, reply, qtype, rcode, service)
+            reply, service = self._failed(query), NO_SERVICE
+            cell = UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)
+        if reply is None:
+            counters.dropped[cell] += 1
+            return None
+        counters.queries[cell] += 1
+        if service >= 0:
+            counters.services[service] += 1
+        size = len(reply)
+        counters.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += 1
+        counters.size_sum += size
         if timed:
             counters.time(perf_counter_ns() - started)
         return reply
+
+    def _respond_uncounted(self, query: bytes, tcp: bool = False) -> bytes | None:
+        try:
+            return answer(query, self.index, self.rng, tcp)
+        except Exception:
+            return self._failed(query)
+
+    def _failed(self, query: bytes) -> bytes | None:
+        self.failures += 1
+        if self.failure_log.allow():
+            log.failure("answering query {query} failed", query=query.hex())
+        return servfail(query)
