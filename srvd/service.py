@@ -177,7 +177,9 @@ class SrvdService(MultiService):
         self.reactor = reactor
         self.serials = SerialState(config.state_dir)
         index = build_index(config, self.serials.source(None))
-        self.responder = Responder(index, rng)
+        # --metrics overrides the configured address; False turns /metrics off
+        metrics = config.metrics if metrics_at is None else (metrics_at or None)
+        self.responder = Responder(index, rng, counting=metrics is not None)
         self.notifier = Notifier(environ)
         self.reloader = Reloader(
             config.source,
@@ -196,8 +198,6 @@ class SrvdService(MultiService):
         self.listeners = [ListenService(e, self) for e in (listen or config.listen)]
         for listener in self.listeners:
             listener.setServiceParent(self)
-        # --metrics overrides the configured address; False turns /metrics off
-        metrics = config.metrics if metrics_at is None else (metrics_at or None)
         self.metrics: MetricsService | None = None
         if metrics is not None:
             self.metrics = MetricsService(metrics, registry_for(self.snapshot), reactor)
