@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from srvd import __version__
-from srvd.config import Config, ConfigError, load_config, parse_endpoint
+from srvd.config import METRICS_PORT, Config, ConfigError, load_config, parse_endpoint
 from srvd.index import build_index
 from srvd.serials import SerialState
 from srvd.service import find_config
@@ -25,7 +25,12 @@ def _endpoint(value: str) -> object:
 
 
 def _metrics_endpoint(value: str) -> object:
-    return False if value == "off" else _endpoint(value)
+    if value.strip().lower() == "off":
+        return False
+    try:
+        return parse_endpoint(value, METRICS_PORT)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:

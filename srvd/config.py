@@ -51,6 +51,7 @@ PROFILE_KEYS = (*SERVICE_KEYS, "axigen", "srv", "txt")
 DOMAIN_KEYS = ("profile", *PROFILE_KEYS)
 TOP_KEYS = ("listen", "metrics", "zone", "profiles", "domains", "include", "state_dir", "tcp")
 DEFAULT_METRICS = "127.0.0.1:9153"
+METRICS_PORT = 9153
 INCLUDE_KEYS = ("profiles", "domains", "include")
 ZONE_KEYS = ("ttl", "nameservers", "hostmaster", "refresh", "retry", "expire", "minimum")
 RECORD_KEYS = ("target", "port", "priority", "weight", "path")  # path: DAV services only
@@ -495,12 +496,13 @@ class _Reader:
             self.fail(path, str(exc))
 
     def metrics(self, value: Any, path: KeyPath) -> Endpoint | None:
-        if value is False:
+        if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
             return None
+        text = self.text(DEFAULT_METRICS if value is None else value, path)
         try:
-            return parse_endpoint(self.text(DEFAULT_METRICS if value is None else value, path))
+            return parse_endpoint(text, METRICS_PORT)
         except ValueError as exc:
-            self.fail(path, f"{exc} (or 'off')")
+            self.fail(path, f"{exc}; expected ADDR:PORT, or off")
 
     def tcp(self, value: Any, path: KeyPath) -> TcpSettings:
         raw = self.mapping(value, path, TCP_KEYS)
@@ -768,7 +770,7 @@ def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:
 class _Source:
     file: str
     data: dict[Any, Any]
-    digest: bytes  # sha256 of the file's bytes
+    raw: bytes  # the file as read
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -837,7 +839,7 @@ def _read_sources(reader: _Reader, main: str) -> list[_Source]:
                 reader.problem((key,), "allowed only in the main configuration file", file)
             else:
                 reader.problem((key,), f"unknown key{_suggest(key, allowed)}", file)
-        sources.append(_Source(file, data, hashlib.sha256(raw).digest()))
+        sources.append(_Source(file, data, raw))
         includes = data.get("include")
         if includes is None:
             return
@@ -892,9 +894,9 @@ def _load(reader: _Reader, main: str) -> Config:
     profiles = {name: p for name, p in all_profiles.items() if p is not None}
     if reader.problems or listen is None or zone is None or tcp is None or not fields.ok:
         raise _Invalid
-    digest = hashlib.sha256()
+    digest = hashlib.sha256()  # of the bytes of every file, in the order read
     for source in sources:
-        digest.update(source.digest)
+        digest.update(source.raw)
     return Config(
         source=main,
         files=tuple(s.file for s in sources),

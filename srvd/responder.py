@@ -17,7 +17,14 @@ from srvd.answer import answer, answer_outcome, servfail
 from srvd.index import Index
 from srvd.metrics import SIZE_BUCKET, TIMING_SAMPLE, Counters
 from srvd.ordering import RandomSource
-from srvd.outcome import C_SERVFAIL, NO_SERVICE, TCP_CELLS, UNKNOWN_ROW
+from srvd.outcome import (
+    C_SERVFAIL,
+    DROP_RESPONSE,
+    DROP_SHORT,
+    NO_SERVICE,
+    TCP_CELLS,
+    UNKNOWN_ROW,
+)
 
 log = Logger()
 
@@ -79,7 +86,10 @@ class Responder:
             reply, cell, service = answer_outcome(query, self.index, self.rng, tcp)
         except Exception:
             reply, service = self._failed(query), NO_SERVICE
-            cell = UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)
+            if reply is None:  # no reply is due to this message at all
+                cell = DROP_SHORT if len(query) < 12 else DROP_RESPONSE
+            else:
+                cell = UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)
         if reply is None:
             counters.dropped[cell] += 1
             return None

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from srvd import __version__
-from srvd.config import Config, Endpoint, load_config, parse_endpoint
+from srvd.config import METRICS_PORT, Config, Endpoint, load_config, parse_endpoint
 from srvd.index import Index, build_index
 from srvd.metrics import MetricsService, Snapshot, registry_for
 from srvd.notify import Notifier
@@ -68,7 +68,7 @@ class Options(usage.Options):
             self["metrics"] = False
             return
         try:
-            self["metrics"] = parse_endpoint(value)
+            self["metrics"] = parse_endpoint(value, METRICS_PORT)
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
 
