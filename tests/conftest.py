@@ -95,23 +95,49 @@ def start_srvd(
     """``srvd serve -c CONFIG --listen 127.0.0.1:PORT`` as a subprocess, once it answers.
 
     Its output goes to a log file (``RunningServer.log()``), never to a pipe that could fill up.
+    A free port can be taken by another process before srvd binds it: then srvd is started
+    again on another one (unless the caller chose the port).
     """
-    port = port or free_port()
+    for attempt in range(5):
+        server = _start_once(config, extra, port or free_port(), env, log_path)
+        if server.process.poll() is None:
+            return server
+        output = server.log()
+        if port is None and "already in use" in output and attempt < 4:
+            continue
+        raise RuntimeError(f"srvd did not start (exit {server.process.returncode}):\n{output}")
+    raise AssertionError("unreachable")
+
+
+def _start_once(
+    config: Path,
+    extra: tuple[str, ...],
+    port: int,
+    env: dict[str, str] | None,
+    log_path: Path | None,
+) -> RunningServer:
     if log_path is None:
         handle, name = tempfile.mkstemp(prefix="srvd-", suffix=".log")
         os.close(handle)
         log_path = Path(name)
     command = [sys.executable, "-m", "srvd", "serve", "-c", str(config)]
     command += ["--listen", f"127.0.0.1:{port}", *extra]
+    if not any(arg.startswith("--metrics") for arg in extra):
+        command += ["--metrics", "off"]  # the default 127.0.0.1:9153 would collide across tests
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     server = RunningServer(process, port, log_path)
-    try:
-        wait_for_dns(port)
-    except TimeoutError:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            wait_for_dns(port, timeout=0.5)
+            return server
+        except TimeoutError:
+            continue
+    if process.poll() is None:
         server.stop()
-        raise RuntimeError(f"srvd did not start:\n{server.log()}") from None
-    return server
+        raise RuntimeError(f"srvd did not answer within 30 s:\n{server.log()}")
+    return server  # exited: the caller reads why
 
 
 @pytest.fixture
