@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 
 from srvd.config import SERVICE_KEYS
-from srvd.index import NS, SOA, Index
+from srvd.index import NS, SOA, Index, RRset
 from srvd.names import label_wire
 from srvd.ordering import RandomSource
 from srvd.outcome import (
@@ -67,6 +67,7 @@ TC = 0x0200
 RD = 0x0100
 
 _HEADER = struct.Struct("!2sHHHHH")
+_HEAD = struct.Struct("!HHHHH")  # the header after the ID
 _COUNTS = struct.Struct("!HHHH")
 _U16 = struct.Struct("!H")
 _RR_FIXED = struct.Struct("!HHIH")
@@ -155,11 +156,6 @@ def servfail(query: bytes) -> bytes | None:
     return _header(query[:2], flags, 1 if end else 0, 0, 0, 0) + query[12:end]
 
 
-def formerr(query: bytes) -> bytes:
-    flags = QR | ((query[2] << 8) & (RD | 0x7800)) | FORMERR
-    return _header(query[:2], flags, 0, 0, 0, 0)
-
-
 # The service cell of a query's first label under _tcp (see srvd.outcome)
 _SERVICE_OF = {label_wire(f"_{key}".encode()): i * 3 for i, key in enumerate(SERVICE_KEYS)}
 _TCP_LABEL = label_wire(b"_tcp")
@@ -168,10 +164,26 @@ _AXIGEN_LABEL = label_wire(b"_axigen")
 # A reply and where the metrics count it: (reply or None, query cell or drop reason, service cell)
 Outcome = tuple[bytes | None, int, int]
 
+# A reply without its ID, and where the metrics count it:
+#   (the octets after the ID up to the ordered records, the RRset to order for each reply or None,
+#    its customer domain (for {domain} templates), the octets after the records, query cell,
+#    service cell).
+# The reply is ID + head + rrset.wire(rng, domain) + tail. Everything but the RFC 2782 order is the
+# same for every query with the same octets after the ID, so the Responder may keep entries.
+Entry = tuple[bytes, RRset | None, bytes, bytes, int, int]
+
+
+def reply_of(query: bytes, entry: Entry, rng: RandomSource) -> bytes:
+    head, rrset, domain, tail, _cell, _service = entry
+    if rrset is None:
+        return query[:2] + head
+    return query[:2] + head + rrset.wire(rng, domain) + tail
+
 
 def answer(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> bytes | None:
     """The reply to one query, or None when no reply may be sent (short, or a response)."""
-    return answer_outcome(query, index, rng, tcp)[0]
+    entry = entry_for(query, index, tcp)
+    return None if entry is None else reply_of(query, entry, rng)
 
 
 def answer_outcome(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> Outcome:
@@ -179,34 +191,39 @@ def answer_outcome(query: bytes, index: Index, rng: RandomSource, tcp: bool = Fa
 
     No reply: (None, the drop reason, NO_SERVICE).
     """
+    entry = entry_for(query, index, tcp)
+    if entry is None:
+        return None, DROP_SHORT if len(query) < 12 else DROP_RESPONSE, NO_SERVICE
+    return reply_of(query, entry, rng), entry[4], entry[5]
+
+
+def entry_for(query: bytes, index: Index, tcp: bool = False) -> Entry | None:
+    """What to reply to a query, but its ID and SRV order; None: no reply (short, or QR=1)."""
     n = len(query)
     if n < 12:
-        return None, DROP_SHORT, NO_SERVICE
+        return None
     flags = query[2] << 8 | query[3]
     if flags & QR:
-        return None, DROP_RESPONSE, NO_SERVICE
-    ident = query[:2]
+        return None
     rd = flags & RD
     row = UNKNOWN_ROW + TCP_CELLS if tcp else UNKNOWN_ROW
     if flags & 0x7800:  # opcode other than QUERY
-        reply = _header(ident, QR | (flags & 0x7800) | rd | NOTIMP, 0, 0, 0, 0)
-        return reply, row + C_NOTIMP, NO_SERVICE
+        head = _HEAD.pack(QR | (flags & 0x7800) | rd | NOTIMP, 0, 0, 0, 0)
+        return head, None, b"", b"", row + C_NOTIMP, NO_SERVICE
     try:
-        return _answer_query(query, n, ident, flags, rd, index, rng, tcp)
+        return _entry(query, n, flags, rd, index, tcp)
     except _FormErr:
-        return _header(ident, QR | rd | FORMERR, 0, 0, 0, 0), row + C_FORMERR, NO_SERVICE
+        return (
+            _HEAD.pack(QR | rd | FORMERR, 0, 0, 0, 0),
+            None,
+            b"",
+            b"",
+            row + C_FORMERR,
+            NO_SERVICE,
+        )
 
 
-def _answer_query(
-    query: bytes,
-    n: int,
-    ident: bytes,
-    flags: int,
-    rd: int,
-    index: Index,
-    rng: RandomSource,
-    tcp: bool,
-) -> Outcome:
+def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -> Entry:
     qd, an, ns, ar = _COUNTS.unpack_from(query, 4)
     if qd != 1 or an or ns or flags & 0x000F:
         raise _FormErr
@@ -272,8 +289,8 @@ def _answer_query(
     question = query[12:question_end]
     if edns:
         if version:
-            reply = _header(ident, QR | rd, 1, 0, 0, 1) + question + _opt(BADVERS >> 4, do)
-            return reply, row + C_BADVERS, NO_SERVICE
+            head = _HEAD.pack(QR | rd, 1, 0, 0, 1) + question + _opt(BADVERS >> 4, do)
+            return head, None, b"", b"", row + C_BADVERS, NO_SERVICE
         opt = _opt(0, do)
         limit = TCP_LIMIT if tcp else max(UDP_PLAIN, min(payload, EDNS_PAYLOAD))
     else:
@@ -282,45 +299,44 @@ def _answer_query(
     additional = 1 if edns else 0
 
     if tsig_at >= 0:
-        reply = _badkey(query, ident, rd, question, tsig_at, opt)
-        if len(reply) > limit:  # long key or algorithm names: never more than the limit
-            reply = _header(ident, QR | TC | rd | NOTAUTH, 1, 0, 0, additional) + question + opt
-            return reply, row + C_NOTAUTH_TC, NO_SERVICE
-        return reply, row + C_NOTAUTH, NO_SERVICE
+        head = _badkey(query, rd, question, tsig_at, opt)
+        if len(head) + 2 <= limit:
+            return head, None, b"", b"", row + C_NOTAUTH, NO_SERVICE
+        # long key or algorithm names: never more than the limit
+        head = _HEAD.pack(QR | TC | rd | NOTAUTH, 1, 0, 0, additional) + question + opt
+        return head, None, b"", b"", row + C_NOTAUTH_TC, NO_SERVICE
     if qclass != CLASS_IN and qclass != CLASS_ANY:
-        reply = _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
-        return reply, row + C_REFUSED, NO_SERVICE
+        head = _HEAD.pack(QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
+        return head, None, b"", b"", row + C_REFUSED, NO_SERVICE
     if qtype in (AXFR, IXFR):
-        rcode = NOTIMP if qtype == AXFR and not tcp else REFUSED
-        reply = _header(ident, QR | rd | rcode, 1, 0, 0, additional) + question + opt
-        return reply, row + (C_NOTIMP if rcode == NOTIMP else C_REFUSED), NO_SERVICE
+        rcode, column = (NOTIMP, C_NOTIMP) if qtype == AXFR and not tcp else (REFUSED, C_REFUSED)
+        head = _HEAD.pack(QR | rd | rcode, 1, 0, 0, additional) + question + opt
+        return head, None, b"", b"", row + column, NO_SERVICE
 
     # The zone: its apex is the rightmost "_" label (customer domains have none of their own).
     qname = query[12:name_end].lower()
     zone = index.zones.get(qname[last_underscore:]) if last_underscore >= 0 else None
     if zone is None:
-        reply = _header(ident, QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
-        return reply, row + C_REFUSED, NO_SERVICE
+        head = _HEAD.pack(QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
+        return head, None, b"", b"", row + C_REFUSED, NO_SERVICE
 
-    authoritative = qclass == CLASS_IN
-    aa = AA if authoritative else 0
+    aa = AA if qclass == CLASS_IN else 0
     table = zone.table
+    rrset: RRset | None
     if last_underscore == 0:  # the apex
         service = AXIGEN_SERVICE if qname.startswith(_AXIGEN_LABEL) else OTHER_SERVICE
+        domain = qname[qname[0] + 1 :]
         if qtype in (SOA, ANY):
-            records = index.soa(12, zone.serial, False)
-            count = 1
+            records, count, rrset = index.soa(12, zone.serial, False), 1, None
         elif qtype == NS:
-            records = index.ns_records
-            count = index.ns_count
+            records, count, rrset = index.ns_records, index.ns_count, None
         else:
             node = table.apex
             rrset = node.rrsets.get(qtype) if node is not None else None
             if rrset is None:
-                reply = _negative(index, ident, rd, aa, question, zone.serial, 12, NOERROR, opt)
-                return reply, row + C_NOERROR, service + NODATA
-            records = rrset.wire(rng, qname[qname[0] + 1 :])
-            count = rrset.count
+                head = _negative(index, rd, aa, question, zone.serial, 12, NOERROR, opt)
+                return head, None, b"", b"", row + C_NOERROR, service + NODATA
+            records, count = rrset.wire(_NO_ORDER, domain), rrset.count
     else:
         relative = qname[:last_underscore]
         service = OTHER_SERVICE
@@ -329,28 +345,37 @@ def _answer_query(
         node = table.names.get(relative)
         pointer = 12 + last_underscore
         if node is None:
-            reply = _negative(index, ident, rd, aa, question, zone.serial, pointer, NXDOMAIN, opt)
-            return reply, row + C_NXDOMAIN, service + NXDOMAIN_RESULT
+            head = _negative(index, rd, aa, question, zone.serial, pointer, NXDOMAIN, opt)
+            return head, None, b"", b"", row + C_NXDOMAIN, service + NXDOMAIN_RESULT
         rrset = node.rrsets.get(qtype)
         if rrset is None and qtype == ANY:
             rrset = node.any
         if rrset is None:
-            reply = _negative(index, ident, rd, aa, question, zone.serial, pointer, NOERROR, opt)
-            return reply, row + C_NOERROR, service + NODATA
+            head = _negative(index, rd, aa, question, zone.serial, pointer, NOERROR, opt)
+            return head, None, b"", b"", row + C_NOERROR, service + NODATA
         domain = qname[last_underscore + 1 + qname[last_underscore] :]
-        records = rrset.wire(rng, domain)
-        count = rrset.count
-    reply_size = 12 + len(question) + len(records) + len(opt)
-    if reply_size > limit:
-        reply = _header(ident, QR | aa | TC | rd, 1, 0, 0, additional) + question + opt
-        return reply, row + C_NOERROR_TC, service + ANSWER
-    reply = _header(ident, QR | aa | rd, 1, count, 0, additional) + question + records + opt
-    return reply, row + C_NOERROR, service + ANSWER
+        records, count = rrset.wire(_NO_ORDER, domain), rrset.count
+    if 12 + len(question) + len(records) + len(opt) > limit:  # the order changes no size
+        head = _HEAD.pack(QR | aa | TC | rd, 1, 0, 0, additional) + question + opt
+        return head, None, b"", b"", row + C_NOERROR_TC, service + ANSWER
+    head = _HEAD.pack(QR | aa | rd, 1, count, 0, additional) + question
+    if rrset is None or not rrset.ordered:  # nothing to draw per query
+        return head + records + opt, None, b"", b"", row + C_NOERROR, service + ANSWER
+    return head, rrset, domain, opt, row + C_NOERROR, service + ANSWER
+
+
+class _FirstOrder:
+    """A random source for sizing an answer once: any order has the same size."""
+
+    def random(self) -> float:
+        return 0.0
+
+
+_NO_ORDER = _FirstOrder()
 
 
 def _negative(
     index: Index,
-    ident: bytes,
     rd: int,
     aa: int,
     question: bytes,
@@ -362,15 +387,15 @@ def _negative(
     """NXDOMAIN or NODATA: the zone's SOA in the authority section (class IN only, as NSD)."""
     additional = 1 if opt else 0
     if not aa:
-        return _header(ident, QR | rd | rcode, 1, 0, 0, additional) + question + opt
+        return _HEAD.pack(QR | rd | rcode, 1, 0, 0, additional) + question + opt
     soa = index.soa(pointer, serial, True)
-    return _header(ident, QR | aa | rd | rcode, 1, 0, 1, additional) + question + soa + opt
+    return _HEAD.pack(QR | aa | rd | rcode, 1, 0, 1, additional) + question + soa + opt
 
 
-def _badkey(
-    query: bytes, ident: bytes, rd: int, question: bytes, tsig_at: int, opt: bytes
-) -> bytes:
-    """NOTAUTH with an unsigned TSIG BADKEY record (RFC 8945 §5.2.1): srvd knows no keys."""
+def _badkey(query: bytes, rd: int, question: bytes, tsig_at: int, opt: bytes) -> bytes:
+    """NOTAUTH with an unsigned TSIG BADKEY record (RFC 8945 §5.2.1): srvd knows no keys.
+
+    The reply after its ID."""
     key = read_name(query, tsig_at)
     pos = _skip_name(query, tsig_at, len(query)) + 10
     algorithm = read_name(query, pos)
@@ -386,4 +411,4 @@ def _badkey(
     rdata = algorithm + signed_fudge + b"\x00\x00" + original_id + _U16.pack(BADKEY) + b"\x00\x00"
     tsig = key + _RR_FIXED.pack(TSIG, CLASS_ANY, 0, len(rdata)) + rdata
     additional = (1 if opt else 0) + 1
-    return _header(ident, QR | rd | NOTAUTH, 1, 0, 0, additional) + question + opt + tsig
+    return _HEAD.pack(QR | rd | NOTAUTH, 1, 0, 0, additional) + question + opt + tsig

@@ -65,19 +65,19 @@ Piece = bytes | Template
 class RRset:
     """The records of one type at one name, ready to append to an answer."""
 
-    __slots__ = ("count", "groups", "rtype", "static", "templated")
+    __slots__ = ("count", "groups", "ordered", "rtype", "static", "templated")
 
     def __init__(self, rtype: int, groups: list[tuple[list[Piece], list[int]]]) -> None:
         self.rtype = rtype
         self.count = sum(len(items) for items, _ in groups)
         self.templated = any(not isinstance(p, bytes) for items, _ in groups for p in items)
         # only SRV is ordered per answer (RFC 2782); other RRsets keep their configured order
-        ordered = rtype == SRV and any(len(items) > 1 for items, _ in groups)
+        self.ordered = rtype == SRV and any(len(items) > 1 for items, _ in groups)
         self.groups = tuple(
             (tuple(items), tuple(weights), sum(weights)) for items, weights in groups
         )
         self.static: bytes | None = None
-        if not ordered and not self.templated:
+        if not self.ordered and not self.templated:
             self.static = b"".join(p for items, _ in groups for p in items)  # type: ignore[misc]
 
     def pieces(self, rng: RandomSource) -> list[Piece]:

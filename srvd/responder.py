@@ -13,7 +13,7 @@ from time import perf_counter_ns
 
 from twisted.logger import Logger
 
-from srvd.answer import answer, answer_outcome, servfail
+from srvd.answer import Entry, entry_for, reply_of, servfail
 from srvd.index import Index
 from srvd.metrics import SIZE_BUCKET, TIMING_SAMPLE, Counters
 from srvd.ordering import RandomSource
@@ -57,42 +57,72 @@ class RateLimitedLog:
         return False
 
 
+CACHE_ENTRIES = 50_000  # per transport; a full cache is emptied (floods of unique names)
+
+
 class Responder:
-    """Answers queries from whatever index is current; ``index`` is swapped whole on reload."""
+    """Answers queries from whatever index is current; ``index`` is swapped whole on reload.
+
+    Replies are assembled from entries (srvd.answer.Entry) kept per exact query (the octets after
+    the ID): a repeated query skips parsing and lookup, and only its SRV order is drawn anew.
+    """
 
     def __init__(
         self, index: Index, rng: RandomSource | None = None, counting: bool = True
     ) -> None:
-        self.index = index
+        self._index = index
         self.rng: RandomSource = rng if rng is not None else random.Random()
         self.failures = 0
         self.failure_log = RateLimitedLog()
         self.counters = Counters()
-        if not counting:  # metrics off: not even the increments
-            self.respond = self._respond_uncounted  # type: ignore[method-assign]
+        self.caches: tuple[dict[bytes, Entry], dict[bytes, Entry]] = ({}, {})  # UDP, TCP
+        self.counting = counting
+
+    @property
+    def index(self) -> Index:
+        return self._index
+
+    @index.setter
+    def index(self, index: Index) -> None:
+        """Publish a new index (one assignment); what was kept for the old one goes with it."""
+        self._index = index
+        self.caches = ({}, {})
 
     def respond(self, query: bytes, tcp: bool = False) -> bytes | None:
-        """The reply to one query (None: send nothing), counted for the metrics.
-
-        The counting is Counters.count written out inline: this runs for every query.
-        """
+        """The reply to one query (None: send nothing), counted for the metrics."""
         counters = self.counters
+        if not self.counting:
+            return self._reply(query, tcp)
         timed = counters.until_timed == 0
         if timed:
             counters.until_timed = TIMING_SAMPLE
             started = perf_counter_ns()
         counters.until_timed -= 1
+        cache = self.caches[tcp]
+        key = query[2:]
+        entry = cache.get(key)
         try:
-            reply, cell, service = answer_outcome(query, self.index, self.rng, tcp)
-        except Exception:
-            reply, service = self._failed(query), NO_SERVICE
-            if reply is None:  # no reply is due to this message at all
-                cell = DROP_SHORT if len(query) < 12 else DROP_RESPONSE
+            if entry is None:
+                entry = entry_for(query, self._index, tcp)
+                if entry is None:
+                    counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
+                    return None
+                if len(cache) >= CACHE_ENTRIES:
+                    cache.clear()
+                cache[key] = entry
+            head, rrset, domain, tail, cell, service = entry
+            if rrset is None:
+                reply = query[:2] + head
             else:
-                cell = UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)
-        if reply is None:
-            counters.dropped[cell] += 1
-            return None
+                reply = query[:2] + head + rrset.wire(self.rng, domain) + tail
+        except Exception:
+            failed = self._failed(query)
+            if failed is None:  # no reply is due to this message at all
+                counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
+                return None
+            reply, service = failed, NO_SERVICE
+            cell = UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)
+        # Counters.count, written out: this runs for every query
         counters.queries[cell] += 1
         if service >= 0:
             counters.services[service] += 1
@@ -103,9 +133,20 @@ class Responder:
             counters.time(perf_counter_ns() - started)
         return reply
 
-    def _respond_uncounted(self, query: bytes, tcp: bool = False) -> bytes | None:
+    def _reply(self, query: bytes, tcp: bool) -> bytes | None:
+        """respond without counting (metrics off)."""
+        cache = self.caches[tcp]
+        key = query[2:]
+        entry = cache.get(key)
         try:
-            return answer(query, self.index, self.rng, tcp)
+            if entry is None:
+                entry = entry_for(query, self._index, tcp)
+                if entry is None:
+                    return None
+                if len(cache) >= CACHE_ENTRIES:
+                    cache.clear()
+                cache[key] = entry
+            return reply_of(query, entry, self.rng)
         except Exception:
             return self._failed(query)
 

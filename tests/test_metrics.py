@@ -512,7 +512,7 @@ def test_an_internal_error_answers_servfail_and_is_counted(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(srvd.responder, "answer_outcome", broken)
+    monkeypatch.setattr(srvd.responder, "entry_for", broken)
     before = example.scrape()
     query = make("_imaps._tcp.example.com")
     reply = example.send(query)
@@ -540,7 +540,7 @@ def test_a_failure_on_a_message_that_gets_no_reply_is_still_a_drop(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(srvd.responder, "answer_outcome", broken)
+    monkeypatch.setattr(srvd.responder, "entry_for", broken)
     before = example.scrape()
     assert example.send(message) is None
     assert example.send(message, tcp=True) is None

@@ -1,0 +1,108 @@
+"""The responder's kept entries: fast repeats, but never a replayed order or a stale answer."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import dns.message
+import dns.rdatatype
+
+from srvd.config import load_config
+from srvd.index import build_index
+from srvd.responder import CACHE_ENTRIES, Responder
+
+from conftest import EXAMPLE
+
+
+def _query(name: str, rdtype: str = "SRV", ident: int = 1) -> bytes:
+    message = dns.message.make_query(name, rdtype)
+    message.id = ident
+    return message.to_wire()
+
+
+def _targets(reply: bytes) -> list[str]:
+    message = dns.message.from_wire(reply)
+    return [str(rr.target) for rrset in message.answer for rr in rrset]
+
+
+def test_a_repeated_query_gets_a_fresh_rfc2782_order_every_time() -> None:
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(7))
+    query = _query("_imaps._tcp.example.com")
+    firsts = Counter(_targets(responder.respond(query) or b"")[0] for _ in range(3000))
+    assert len(responder.caches[False]) == 1  # one entry, drawn from 3,000 times
+    # weights 10 and 5: imap1 first two times in three (never one order replayed)
+    assert 1850 < firsts["imap1.example.net."] < 2150
+    assert firsts["imap1.example.net."] + firsts["imap2.example.net."] == 3000
+
+
+def test_a_kept_entry_answers_with_the_querys_own_id_and_letter_case() -> None:
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    responder.respond(_query("_jmap._tcp.example.com", ident=1))
+    reply = responder.respond(_query("_jmap._tcp.example.com", ident=0xBEEF)) or b""
+    assert reply[:2] == b"\xbe\xef"
+    other_case = _query("_JMAP._tcp.Example.com", ident=0x1234)
+    reply = responder.respond(other_case) or b""
+    assert reply[:2] == b"\x12\x34"
+    assert reply[12 : len(other_case)] == other_case[12:]  # the question as asked
+
+
+def test_udp_and_tcp_keep_apart_because_their_size_limits_differ(tmp_path: Path) -> None:
+    config = tmp_path / "srvd.yaml"
+    config.write_text(
+        "zone: {nameservers: [ns1.example.net]}\n"
+        "profiles:\n  big:\n    txt:\n      _big._tcp: "
+        + "["
+        + ", ".join(f'"{"x" * 200}{i}"' for i in range(4))
+        + "]\n"
+        "domains:\n  example.com: big\n"
+    )
+    responder = Responder(build_index(load_config(config)), random.Random(1))
+    query = _query("_big._tcp.example.com", "TXT")
+    udp = responder.respond(query) or b""
+    tcp = responder.respond(query, tcp=True) or b""
+    assert udp[2] & 0x02 and not tcp[2] & 0x02  # truncated over UDP only
+    assert responder.respond(query) == udp and responder.respond(query, tcp=True) == tcp
+
+
+def test_publishing_a_new_index_drops_every_kept_entry(tmp_path: Path) -> None:
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    query = _query("_axigen.example.com", "TXT")
+    assert b"webmail.example.net" in (responder.respond(query) or b"")
+    changed = tmp_path / "srvd.yaml"
+    changed.write_text(
+        EXAMPLE.read_text().replace("axigen: webmail.example.net", "axigen: new.example.net")
+    )
+    responder.index = build_index(load_config(changed))
+    assert responder.caches == ({}, {})
+    assert b"new.example.net" in (responder.respond(query) or b"")
+
+
+def test_the_kept_entries_stay_bounded_under_a_flood_of_unique_names() -> None:
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    for i in range(CACHE_ENTRIES + 10):
+        reply = responder.respond(_query(f"_x{i}._tcp.example.com"))
+        assert reply is not None and reply[3] & 0x0F == 3  # NXDOMAIN, every one
+    assert 0 < len(responder.caches[False]) <= CACHE_ENTRIES
+
+
+def test_without_counting_the_answers_are_the_same() -> None:
+    index = build_index(load_config(EXAMPLE))
+    counted = Responder(index, random.Random(3))
+    uncounted = Responder(index, random.Random(3), counting=False)
+    for name, rdtype in [
+        ("_imaps._tcp.example.com", "SRV"),
+        ("_nope._tcp.example.com", "SRV"),
+        ("_caldavs._tcp.example.com", "TXT"),
+        ("example.com", "A"),
+    ]:
+        query = _query(name, rdtype)
+        for _ in range(3):
+            assert counted.respond(query) == uncounted.respond(query)
+    assert sum(uncounted.counters.queries) == 0
+    assert sum(counted.counters.queries) == 12
+    assert (
+        uncounted.respond(b"\x00") is None
+        and uncounted.respond(query[:2] + b"\x80" + query[3:]) is None
+    )
