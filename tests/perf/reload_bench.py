@@ -1327,7 +1327,13 @@ def load_lines(result: LoadResult, qps: int) -> list[str]:
             + ", ".join(fmt_ms(w) for w in worst)
         )
     for i, event in enumerate(result.events, 1):
-        visible = "" if event.visible is None else f", visible after {event.visible:.2f} s"
+        visible = (
+            f", visible after {event.visible:.2f} s"
+            if event.visible is not None
+            else ", never seen (the next change was written before this reload ran: coalesced)"
+            if event.expect is not None
+            else ""
+        )
         took = f", trigger took {event.command:.2f} s" if event.command else ""
         out.append(f"  reload {i:2d} at {event.at:5.1f} s{took}{visible}: {event.note}")
     if result.memory_before and result.memory_after:
@@ -1431,12 +1437,12 @@ def summary(report: Report, args: argparse.Namespace) -> list[str]:
         over = sum(p > P99_TARGET for p in windows)
         return f"{over} of {len(windows)}"
 
-    def applied(r: LoadResult | None) -> str:
+    def seen(r: LoadResult | None) -> str:
         if r is None:
             return "—"
         seen = [e.visible for e in r.events if e.visible is not None]
         median = f", visible after {statistics.median(seen):.2f} s median" if seen else ""
-        return f"{len(seen)}/{len(r.events)} applied{median}"
+        return f"{len(shown)}/{len(r.events)} seen{median}"
 
     variants = [
         (method, report.loads.get(f"srvd good {method}"), how)
@@ -1472,7 +1478,7 @@ def summary(report: Report, args: argparse.Namespace) -> list[str]:
                 str(other.servfail) if other else "—",
                 "",
             ],
-            [f"{tag}: reloads", "", applied(good), applied(other), ""],
+            [f"{tag}: changes seen", "", seen(good), seen(other), ""],
         ]
         first = False
     if bad or nbad:
