@@ -8,6 +8,7 @@ closes only its own connection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport, IUDPTransport
@@ -22,19 +23,33 @@ log = Logger()
 
 
 class UDPProtocol(DatagramProtocol):
+    """One datagram, one reply, sent straight on the socket.
+
+    Twisted's ``transport.write`` checks that the address is an IP address on every call; the
+    address here is the one ``recvfrom`` just gave, so the reply goes to ``socket.sendto``.
+    """
+
     noisy = False
 
     def __init__(self, responder: Responder) -> None:
         self.responder = responder
         self.send_errors = 0
         self.error_log = RateLimitedLog()
+        self.sendto: Callable[[bytes, Any], object] = self._write
+
+    def startProtocol(self) -> None:
+        sock = getattr(self.transport, "socket", None)
+        self.sendto = sock.sendto if sock is not None else self._write
+
+    def _write(self, reply: bytes, addr: Any) -> None:
+        cast(IUDPTransport, self.transport).write(reply, addr)
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         reply = self.responder.respond(datagram, False)
         if reply is None:
             return
         try:
-            cast(IUDPTransport, self.transport).write(reply, addr)
+            self.sendto(reply, addr)
         except OSError as exc:  # a full send buffer or an unreachable peer: drop this reply
             self.send_errors += 1
             if self.error_log.allow():

@@ -1440,8 +1440,8 @@ def summary(report: Report, args: argparse.Namespace) -> list[str]:
     def seen(r: LoadResult | None) -> str:
         if r is None:
             return "—"
-        seen = [e.visible for e in r.events if e.visible is not None]
-        median = f", visible after {statistics.median(seen):.2f} s median" if seen else ""
+        shown = [e.visible for e in r.events if e.visible is not None]
+        median = f", visible after {statistics.median(shown):.2f} s median" if shown else ""
         return f"{len(shown)}/{len(r.events)} seen{median}"
 
     variants = [
@@ -1552,7 +1552,8 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--nsd-million",
         action="store_true",
-        help="also NSD with 1M domains: 2M zone files (~9 GiB disk), several GiB of RAM, minutes",
+        help="also NSD with 1M domains: 2M zone files (~9 GiB of disk, 10+ minutes to write) and, "
+        "going by 100k, about 13 GiB of PSS (23 GiB of RSS summed) and 4-8 minutes to load",
     )
     parser.add_argument("--no-nsd", action="store_true", help="srvd only")
     parser.add_argument(
