@@ -9,7 +9,14 @@ import sys
 from collections.abc import Sequence
 
 from srvd import __version__
-from srvd.config import METRICS_PORT, Config, ConfigError, load_config, parse_endpoint
+from srvd.config import (
+    MAX_WORKERS,
+    METRICS_PORT,
+    Config,
+    ConfigError,
+    load_config,
+    parse_endpoint,
+)
 from srvd.index import build_index
 from srvd.serials import SerialState
 from srvd.service import find_config
@@ -22,6 +29,14 @@ def _endpoint(value: str) -> object:
         return parse_endpoint(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _workers(value: str) -> int:
+    if value == "auto":
+        return os.cpu_count() or 1
+    if not value.isdigit() or not 1 <= int(value) <= MAX_WORKERS:
+        raise argparse.ArgumentTypeError(f"a number from 1 to {MAX_WORKERS}, or auto")
+    return int(value)
 
 
 def _metrics_endpoint(value: str) -> object:
@@ -56,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--pidfile", metavar="FILE", help="write the process id here (for `srvd reload`)"
     )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        type=_workers,
+        help="answer with N processes on the same addresses (or 'auto': one per core)",
+    )
+    serve.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
+    serve.add_argument("--stats-file", help=argparse.SUPPRESS)
     serve.add_argument(
         "--metrics",
         metavar="ADDR:PORT",
@@ -128,7 +151,7 @@ def zone(domain: str, path: str | None) -> int:
     if name not in config.domains:
         print(f"srvd zone: {name} is not a configured domain in {config.source}", file=sys.stderr)
         return 1
-    index = build_index(config, SerialState(config.state_dir).source(None))
+    index = build_index(config, SerialState(config.state_dir).source(None, config.mtime))
     zones = domain_zones(config, index, name)
     if not zones:
         print(f"; {name}: its profile publishes no records, so srvd serves no zone for it")
@@ -179,6 +202,9 @@ def serve(
     listen: Sequence[object],
     pidfile: str | None = None,
     metrics: object = None,
+    workers: int | None = None,
+    worker_slot: int | None = None,
+    stats_file: str | None = None,
 ) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -187,7 +213,14 @@ def serve(
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     try:
-        options = {"config": path, "listen": list(listen), "metrics": metrics}
+        options = {
+            "config": path,
+            "listen": list(listen),
+            "metrics": metrics,
+            "workers": workers,
+            "worker_slot": worker_slot,
+            "stats_file": stats_file,
+        }
         service = makeService(options, reactor)
     except ConfigError as exc:
         for problem in exc.problems:
@@ -219,7 +252,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return zone(args.domain, args.config)
     if args.command == "reload":
         return reload(args.config, args.pidfile, not args.no_check)
-    return serve(args.config, args.listen, args.pidfile, args.metrics)
+    return serve(
+        args.config,
+        args.listen,
+        args.pidfile,
+        args.metrics,
+        args.workers,
+        args.worker_slot,
+        args.stats_file,
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

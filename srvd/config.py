@@ -49,7 +49,18 @@ SERVICE_KEYS = (
 DAV_KEYS = frozenset({"caldav", "caldavs", "carddav", "carddavs"})
 PROFILE_KEYS = (*SERVICE_KEYS, "axigen", "srv", "txt")
 DOMAIN_KEYS = ("profile", *PROFILE_KEYS)
-TOP_KEYS = ("listen", "metrics", "zone", "profiles", "domains", "include", "state_dir", "tcp")
+TOP_KEYS = (
+    "listen",
+    "workers",
+    "metrics",
+    "zone",
+    "profiles",
+    "domains",
+    "include",
+    "state_dir",
+    "tcp",
+)
+MAX_WORKERS = 256
 DEFAULT_METRICS = "127.0.0.1:9153"
 METRICS_PORT = 9153
 INCLUDE_KEYS = ("profiles", "domains", "include")
@@ -186,7 +197,9 @@ class Config:
     tcp: TcpSettings
     state_dir: str | None
     metrics: Endpoint | None  # where /metrics is served; None: not at all
+    workers: int  # processes answering on the same addresses
     sha256: str  # of every file read, in order: tells which configuration is served
+    mtime: int  # the newest modification time of the files read (Unix seconds)
     profiles: Mapping[str, Profile]
     # customer domain (lowercase ASCII) → profile name, or a per-domain override
     domains: Mapping[str, str | DomainOverride] = field(repr=False)
@@ -495,6 +508,13 @@ class _Reader:
         except InvalidName as exc:
             self.fail(path, str(exc))
 
+    def workers(self, value: Any, path: KeyPath) -> int:
+        if value is None:
+            return 1
+        if value == "auto":
+            return os.cpu_count() or 1
+        return self.integer(value, path, 1, MAX_WORKERS)
+
     def metrics(self, value: Any, path: KeyPath) -> Endpoint | None:
         if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
             return None
@@ -771,6 +791,7 @@ class _Source:
     file: str
     data: dict[Any, Any]
     raw: bytes  # the file as read
+    mtime: float
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -814,6 +835,7 @@ def _read_sources(reader: _Reader, main: str) -> list[_Source]:
         try:
             with open(file, "rb") as handle:
                 raw = handle.read()
+                mtime = os.fstat(handle.fileno()).st_mtime
             data = _parse_file(file, raw)
         except OSError as exc:
             if via:
@@ -839,7 +861,7 @@ def _read_sources(reader: _Reader, main: str) -> list[_Source]:
                 reader.problem((key,), "allowed only in the main configuration file", file)
             else:
                 reader.problem((key,), f"unknown key{_suggest(key, allowed)}", file)
-        sources.append(_Source(file, data, raw))
+        sources.append(_Source(file, data, raw, mtime))
         includes = data.get("include")
         if includes is None:
             return
@@ -882,6 +904,7 @@ def _load(reader: _Reader, main: str) -> Config:
     zone = fields(reader.zone, top.get("zone"), ("zone",))
     tcp = fields(reader.tcp, top.get("tcp"), ("tcp",))
     metrics = fields(reader.metrics, top.get("metrics"), ("metrics",))
+    workers = fields(reader.workers, top.get("workers"), ("workers",))
     state_dir = top.get("state_dir")
     if state_dir is not None and not isinstance(state_dir, str):
         reader.problem(("state_dir",), "expected a directory name")
@@ -905,7 +928,9 @@ def _load(reader: _Reader, main: str) -> Config:
         tcp=tcp,
         state_dir=state_dir,
         metrics=metrics,
+        workers=workers or 1,
         sha256=digest.hexdigest(),
+        mtime=int(max(source.mtime for source in sources)),
         profiles=MappingProxyType(profiles),
         domains=domains,
     )

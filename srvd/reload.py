@@ -96,7 +96,7 @@ def build(path: str, previous: Index, serials: SerialState) -> Built:
     gc.disable()  # a large build allocates millions of objects that all live on
     try:
         config = load_config(path)
-        index = build_index(config, serials.source(previous))
+        index = build_index(config, serials.source(previous, config.mtime))
     finally:
         if collect:
             gc.enable()

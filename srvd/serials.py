@@ -80,9 +80,12 @@ class SerialState:
                 known[apex] = shared.setdefault(value, value)
         return known
 
-    def source(self, previous: Index | None) -> SerialSource:
-        """Serials for the next index: from the running one, else from the state file."""
-        now = int(self.clock())
+    def source(self, previous: Index | None, now: int | None = None) -> SerialSource:
+        """Serials for the next index: from the running one, else from the state file.
+
+        ``now`` is the serial a new or changed zone prefers; srvd passes the configuration's
+        newest file time, so that every worker process computes the same serials."""
+        now = int(self.clock()) if now is None else now
         if previous is not None:
             return serial_source(from_index(previous), now)
         return serial_source(self.read().get, now)

@@ -25,13 +25,14 @@ from twisted.python import usage
 from srvd import __version__
 from srvd.config import METRICS_PORT, Config, Endpoint, load_config, parse_endpoint
 from srvd.index import Index, build_index
-from srvd.metrics import MetricsService, Snapshot, registry_for
+from srvd.metrics import Counters, MetricsService, Snapshot, registry_for
 from srvd.notify import Notifier
 from srvd.ordering import RandomSource
 from srvd.protocols import TCPFactory, UDPProtocol
 from srvd.reload import Reloader
 from srvd.responder import Responder
 from srvd.serials import SerialState
+from srvd.workers import SCALARS, Publisher, StatsFile, WorkerPool
 
 log = Logger()
 
@@ -82,12 +83,14 @@ class Options(usage.Options):
     opt_l = opt_listen
 
 
-def _bind(endpoint: Endpoint, kind: socket.SocketKind) -> socket.socket:
+def _bind(endpoint: Endpoint, kind: socket.SocketKind, shared: bool = False) -> socket.socket:
     family = socket.AF_INET6 if endpoint.family_v6 else socket.AF_INET
     sock = socket.socket(family, kind)
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if shared:  # several worker processes on one address: the kernel spreads the load
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         else:
@@ -103,13 +106,13 @@ def _bind(endpoint: Endpoint, kind: socket.SocketKind) -> socket.socket:
     return sock
 
 
-def bind_pair(endpoint: Endpoint) -> tuple[socket.socket, socket.socket]:
+def bind_pair(endpoint: Endpoint, shared: bool = False) -> tuple[socket.socket, socket.socket]:
     """A UDP and a TCP socket on one address and port (port 0: the same free port for both)."""
     attempts = 20 if endpoint.port == 0 else 1
     for attempt in range(attempts):
-        udp = _bind(endpoint, socket.SOCK_DGRAM)
+        udp = _bind(endpoint, socket.SOCK_DGRAM, shared)
         try:
-            tcp = _bind(replace(endpoint, port=udp.getsockname()[1]), socket.SOCK_STREAM)
+            tcp = _bind(replace(endpoint, port=udp.getsockname()[1]), socket.SOCK_STREAM, shared)
         except OSError:
             udp.close()
             if attempt == attempts - 1:
@@ -132,7 +135,7 @@ class ListenService(Service):
 
     def privilegedStartService(self) -> None:
         try:
-            self.sockets = bind_pair(self.endpoint)
+            self.sockets = bind_pair(self.endpoint, self.server.workers > 1)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot listen on {self.endpoint}: {exc.strerror}") from None
         self.bound = replace(self.endpoint, port=self.sockets[0].getsockname()[1])
@@ -171,15 +174,24 @@ class SrvdService(MultiService):
         listen: Sequence[Endpoint] = (),
         environ: Mapping[str, str] | None = None,
         metrics_at: Endpoint | Literal[False] | None = None,
+        workers: int | None = None,
+        worker: tuple[int, str] | None = None,
+        worker_argv: Sequence[str] = (),
     ) -> None:
+        """``worker`` (slot, stats file) makes this process one of the workers a primary
+        started; ``worker_argv`` is how a primary starts its workers (``serve`` arguments)."""
         super().__init__()
         self.config = config
         self.reactor = reactor
+        self.workers = workers or config.workers
         self.serials = SerialState(config.state_dir)
-        index = build_index(config, self.serials.source(None))
+        index = build_index(config, self.serials.source(None, config.mtime))
         # --metrics overrides the configured address; False turns /metrics off
         metrics = config.metrics if metrics_at is None else (metrics_at or None)
-        self.responder = Responder(index, rng, counting=metrics is not None)
+        counting = metrics is not None
+        if worker is not None:  # a worker counts for the primary and serves no /metrics
+            metrics = None
+        self.responder = Responder(index, rng, counting=counting)
         self.notifier = Notifier(environ)
         self.reloader = Reloader(
             config.source,
@@ -202,23 +214,64 @@ class SrvdService(MultiService):
         if metrics is not None:
             self.metrics = MetricsService(metrics, registry_for(self.snapshot), reactor)
             self.metrics.setServiceParent(self)
+        self.pool: WorkerPool | None = None
+        if worker is not None:
+            slot, path = worker
+            stats = StatsFile(path, self.workers, create=False)
+            publisher = Publisher(
+                stats, slot, self.worker_scalars, self.responder.counters, reactor
+            )
+            publisher.setServiceParent(self)
+        elif self.workers > 1:
+            self.pool = WorkerPool(
+                self.workers - 1, worker_argv, StatsFile.create(self.workers), reactor
+            )
+            self.pool.setServiceParent(self)
+
+    def worker_scalars(self) -> list[int]:
+        """What a worker tells the primary besides its counters (srvd.workers.SCALARS)."""
+        return [
+            self.responder.failures,
+            sum(listener.udp.send_errors for listener in self.listeners),
+            self.tcp.open_connections,
+            self.tcp.rejected,
+            1 if self.reloader.stats.last_successful else 0,
+            os.getpid(),
+        ]
 
     def snapshot(self) -> Snapshot:
         """The figures the metrics collector reads at scrape time."""
         stats = self.responder.index.stats
         reloads = self.reloader.stats
+        counters = self.responder.counters
+        own = self.worker_scalars()
+        sums = dict(zip(SCALARS, own, strict=True))
+        reload_ok = reloads.last_successful
+        if self.pool is not None:  # add up every worker's counts
+            counters = Counters()
+            counters.add(self.responder.counters)
+            for theirs, scalars in self.pool.worker_stats():
+                counters.add(theirs)
+                for name in (
+                    "internal_errors",
+                    "udp_send_errors",
+                    "tcp_connections",
+                    "tcp_rejected",
+                ):
+                    sums[name] += scalars[name]
+                reload_ok = reload_ok and scalars["reload_ok"] == 1
         return Snapshot(
-            counters=self.responder.counters,
+            counters=counters,
             domains=stats.domains,
             zones=stats.zones,
             records=stats.records,
-            tcp_connections=self.tcp.open_connections,
-            tcp_rejected=self.tcp.rejected,
-            udp_send_errors=sum(listener.udp.send_errors for listener in self.listeners),
-            internal_errors=self.responder.failures,
+            tcp_connections=sums["tcp_connections"],
+            tcp_rejected=sums["tcp_rejected"],
+            udp_send_errors=sums["udp_send_errors"],
+            internal_errors=sums["internal_errors"],
             reloads_succeeded=reloads.succeeded,
             reloads_failed=reloads.failed,
-            last_reload_successful=reloads.last_successful,
+            last_reload_successful=reload_ok,
             last_reload_success_time=reloads.last_success_time,
             last_reload_duration=reloads.last_duration,
             config_sha256=self.config.sha256,
@@ -240,12 +293,18 @@ class SrvdService(MultiService):
             log.warn("cannot write the serials state file: {error}", error=exc)
         super().startService()
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGHUP, self.reloader.request_from_signal)
+            signal.signal(signal.SIGHUP, self.sighup)
         self.notifier.ready(f"serving {stats.domains} domains, {stats.zones} zones")
 
     def stopService(self) -> defer.Deferred[Any]:
         self.notifier.stopping()
         return cast(defer.Deferred[Any], super().stopService())
+
+    def sighup(self, signum: int, frame: object) -> None:
+        """Reload this process, and tell every worker to reload too."""
+        self.reloader.request_from_signal(signum, frame)
+        if self.pool is not None:
+            self.reactor.callFromThread(self.pool.signal_all, signal.SIGHUP)
 
     def publish(self, config: Config, index: Index) -> None:
         """Serve a new configuration (reactor thread): one assignment swaps the index."""
@@ -274,6 +333,24 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
             system=SYSTEM_CONFIG,
         )
     config = load_config(path)
+    listen = options.get("listen") or ()
+    slot, stats_file = options.get("worker_slot"), options.get("stats_file")
+    worker = (slot, stats_file) if slot is not None and stats_file else None
+    # how the workers are started: the same configuration and addresses (workers serve no
+    # /metrics of their own; they count for the primary unless metrics are off)
+    argv = ["serve", "-c", config.source]
+    if options.get("metrics") is False or (options.get("metrics") is None and not config.metrics):
+        argv += ["--metrics", "off"]
+    for endpoint in listen:
+        argv += ["--listen", str(endpoint)]
+    if options.get("workers"):
+        argv += ["--workers", str(options["workers"])]
     return SrvdService(
-        config, reactor, listen=options.get("listen") or (), metrics_at=options.get("metrics")
+        config,
+        reactor,
+        listen=listen,
+        metrics_at=options.get("metrics"),
+        workers=options.get("workers"),
+        worker=worker,
+        worker_argv=argv,
     )

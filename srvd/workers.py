@@ -1,0 +1,256 @@
+"""Several processes on the same addresses (``workers: N``), each with its own index.
+
+The process the operator starts is the primary: it answers queries like every worker, and it also
+spawns the other workers (``srvd serve`` again, with ``--worker-slot``), restarts one that dies,
+forwards SIGHUP to all of them, stops them when it stops, and serves ``/metrics`` for all.
+Every process binds its own UDP and TCP sockets with SO_REUSEPORT, so the kernel spreads queries
+over them.
+
+Workers count in plain lists, as a single process does, and copy their counts into their slot of a
+shared stats file once a second; the primary adds the slots to its own counts at scrape time. A
+restarted worker takes up the counts its slot holds, so the sums never go backwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import signal
+import sys
+import tempfile
+from array import array
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, protocol, task
+from twisted.internet.error import ProcessExitedAlready
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from srvd.metrics import DURATION_BOUNDS_NS, SIZE_BOUNDS, Counters
+from srvd.outcome import DROP_REASONS, QUERY_CELLS, SERVICE_CELLS
+
+log = Logger()
+
+PUBLISH_EVERY = 1.0  # seconds between a worker's copies of its counts
+RESTART_AFTER = 1.0  # seconds before a worker that died is started again
+
+# One slot: the counters, then the figures that are not counters.
+_LISTS = (
+    ("queries", QUERY_CELLS),
+    ("services", SERVICE_CELLS),
+    ("dropped", len(DROP_REASONS)),
+    ("size_buckets", len(SIZE_BOUNDS)),
+    ("duration_buckets", len(DURATION_BOUNDS_NS) + 1),
+)
+_SUMS = ("size_sum", "duration_sum_ns")  # the counters' sums, after their lists
+SCALARS = (  # the figures besides the counters
+    "internal_errors",
+    "udp_send_errors",
+    "tcp_connections",
+    "tcp_rejected",
+    "reload_ok",  # 1 if the worker's last configuration load succeeded
+    "pid",
+)
+SLOT = sum(length for _, length in _LISTS) + len(_SUMS) + len(SCALARS)
+
+
+class StatsFile:
+    """The shared stats file: one slot of 64-bit integers per worker (slot 0 unused: the primary
+    keeps its counts in memory)."""
+
+    def __init__(self, path: str, slots: int, create: bool) -> None:
+        self.path = path
+        self.slots = slots
+        size = slots * SLOT * 8
+        flags = os.O_RDWR | (os.O_CREAT | os.O_TRUNC if create else 0)
+        fd = os.open(path, flags, 0o600)
+        try:
+            if create:
+                os.ftruncate(fd, size)
+            self.map = mmap.mmap(fd, size)
+        finally:
+            os.close(fd)
+        self.view = memoryview(self.map).cast("q")
+
+    @classmethod
+    def create(cls, slots: int) -> StatsFile:
+        directory = "/dev/shm" if os.path.isdir("/dev/shm") else None
+        handle, path = tempfile.mkstemp(prefix="srvd-stats-", dir=directory)
+        os.close(handle)
+        return cls(path, slots, create=True)
+
+    def write(self, slot: int, counters: Counters, scalars: Sequence[int]) -> None:
+        at = slot * SLOT
+        for name, length in _LISTS:
+            self.view[at : at + length] = array("q", getattr(counters, name))
+            at += length
+        sums = [getattr(counters, name) for name in _SUMS]
+        self.view[at : at + len(_SUMS) + len(SCALARS)] = array("q", [*sums, *scalars])
+
+    def read(self, slot: int) -> tuple[Counters, dict[str, int]]:
+        counters = Counters()
+        at = slot * SLOT
+        for name, length in _LISTS:
+            setattr(counters, name, list(self.view[at : at + length]))
+            at += length
+        for name in _SUMS:
+            setattr(counters, name, self.view[at])
+            at += 1
+        return counters, dict(zip(SCALARS, self.view[at : at + len(SCALARS)], strict=True))
+
+    def close(self, remove: bool) -> None:
+        self.view.release()
+        self.map.close()
+        if remove:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+
+
+class Publisher(Service):
+    """A worker's side: copy the counts into its slot every second; stop if the primary is gone."""
+
+    def __init__(
+        self,
+        stats: StatsFile,
+        slot: int,
+        scalars: Callable[[], Sequence[int]],
+        counters: Counters,
+        reactor: Any,
+    ) -> None:
+        self.stats = stats
+        self.slot = slot
+        self.scalars = scalars
+        self.counters = counters
+        self.reactor = reactor
+        self.parent_pid = os.getppid()
+        self.loop = task.LoopingCall(self.publish)
+        self.loop.clock = reactor
+        # take up the counts a previous worker in this slot left, so sums never go backwards
+        before, _ = stats.read(slot)
+        counters.add(before)
+
+    def publish(self) -> None:
+        if os.getppid() != self.parent_pid:
+            log.warn("the primary srvd process is gone; this worker stops")
+            self.reactor.stop()
+            return
+        self.stats.write(self.slot, self.counters, self.scalars())
+
+    def startService(self) -> None:
+        super().startService()
+        self.loop.start(PUBLISH_EVERY, now=True)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self.loop.running:
+            self.loop.stop()
+        self.publish_final()
+
+    def publish_final(self) -> None:
+        self.stats.write(self.slot, self.counters, self.scalars())
+
+
+class _Worker(protocol.ProcessProtocol):
+    def __init__(self, pool: WorkerPool, slot: int) -> None:
+        self.pool = pool
+        self.slot = slot
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        sys.stderr.buffer.write(data)
+        sys.stderr.buffer.flush()
+
+    def processEnded(self, reason: Failure) -> None:
+        self.pool.ended(self.slot, reason)
+
+
+class WorkerPool(Service):
+    """The primary's side: start, restart, signal and stop the other workers."""
+
+    def __init__(self, count: int, argv: Sequence[str], stats: StatsFile, reactor: Any) -> None:
+        self.count = count  # workers besides the primary
+        self.argv = list(argv)
+        self.stats = stats
+        self.reactor = reactor
+        self.processes: dict[int, Any] = {}
+        self.stopping = False
+        self.all_ended: defer.Deferred[None] | None = None
+        # SIGHUP for workers still starting (no handler yet: it would kill them), sent when ready
+        self.held: set[int] = set()
+        self.holding = task.LoopingCall(self._send_held)
+        self.holding.clock = reactor
+
+    def spawn(self, slot: int) -> None:
+        argv = [sys.executable, "-m", "srvd", *self.argv, "--worker-slot", str(slot)]
+        argv += ["--stats-file", self.stats.path]
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+        self.processes[slot] = self.reactor.spawnProcess(
+            _Worker(self, slot), sys.executable, argv, env=env, childFDs={0: "w", 1: 1, 2: "r"}
+        )
+        log.info("worker {slot} started (pid {pid})", slot=slot, pid=self.processes[slot].pid)
+
+    def ended(self, slot: int, reason: Failure) -> None:
+        self.processes.pop(slot, None)
+        if self.stopping:
+            if not self.processes and self.all_ended is not None:
+                self.all_ended.callback(None)
+            return
+        log.warn("worker {slot} ended ({reason}); restarting it", slot=slot, reason=reason.value)
+        self.reactor.callLater(RESTART_AFTER, self._respawn, slot)
+
+    def _respawn(self, slot: int) -> None:
+        if not self.stopping and slot not in self.processes:
+            self.spawn(slot)
+
+    def ready(self, slot: int) -> bool:
+        """A worker is ready once it has published its pid in its slot (after it started)."""
+        process = self.processes.get(slot)
+        return process is not None and self.stats.read(slot)[1]["pid"] == process.pid
+
+    def signal_all(self, signum: int) -> None:
+        for slot, process in list(self.processes.items()):
+            if signum == signal.SIGHUP and not self.ready(slot):
+                self.held.add(slot)
+                continue
+            with contextlib.suppress(ProcessExitedAlready, OSError):  # already gone
+                process.signalProcess(signum)
+
+    def _send_held(self) -> None:
+        for slot in list(self.held):
+            if slot not in self.processes:
+                self.held.discard(slot)
+            elif self.ready(slot):
+                self.held.discard(slot)
+                with contextlib.suppress(ProcessExitedAlready, OSError):
+                    self.processes[slot].signalProcess(signal.SIGHUP)
+
+    def worker_stats(self) -> list[tuple[Counters, dict[str, int]]]:
+        return [self.stats.read(slot) for slot in range(1, self.count + 1)]
+
+    def startService(self) -> None:
+        super().startService()
+        for slot in range(1, self.count + 1):
+            self.spawn(slot)
+        self.holding.start(0.2, now=False)
+
+    def stopService(self) -> defer.Deferred[None] | None:
+        super().stopService()
+        self.stopping = True
+        if self.holding.running:
+            self.holding.stop()
+        if not self.processes:
+            self.stats.close(remove=True)
+            return None
+        self.all_ended = defer.Deferred()
+        self.signal_all(signal.SIGTERM)
+        kill = self.reactor.callLater(10, self.signal_all, signal.SIGKILL)
+
+        def done(_: object) -> None:
+            if kill.active():
+                kill.cancel()
+            self.stats.close(remove=True)
+
+        self.all_ended.addCallback(done)
+        return self.all_ended
