@@ -1,13 +1,14 @@
 """SOA serials: unchanged zones keep theirs, changed zones get a larger one (RFC 1982).
 
 A zone's content is summed up by its table's digest (records and zone settings). A zone whose
-digest is the one it had keeps its serial; a new or changed zone gets the current Unix time, or the
-old serial + 1 when the clock does not move it forward (serial arithmetic, RFC 1982 §3.1).
+digest is the one it had keeps its serial; a new or changed zone gets the configuration's newest
+file time (the same in every worker process), or the old serial + 1 when that does not move it
+forward (serial arithmetic, RFC 1982 §3.1).
 
 What a zone had comes from the running index (across reloads) and, across restarts, from a state
 file ``<state_dir>/serials``: one line per zone, ``<apex> <serial> <digest>``, written atomically
-after every successful load. Without ``state_dir`` serials are kept in memory only, and a restart
-starts every zone at the current time (still larger than before, so secondaries stay correct).
+after every successful load. Without ``state_dir`` a restart gives every zone the files' newest
+time, which is never smaller than what it had.
 """
 
 from __future__ import annotations
