@@ -11,17 +11,21 @@ the configuration on disk last is always the one that ends up loaded.
 from __future__ import annotations
 
 import gc
+import os
+import pickle
+import signal
 import time
+import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, BinaryIO
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from srvd.config import Config, ConfigError, load_config
-from srvd.index import Index, build_index
+from srvd.index import Index, Zone, build_index
 from srvd.names import wire_to_text
 from srvd.notify import Notifier
 from srvd.serials import SerialState
@@ -33,22 +37,21 @@ LIST_AT_MOST = 10  # name the zones in the log when no more than this many chang
 
 @dataclass(frozen=True, slots=True)
 class Changes:
-    added: list[bytes]
-    removed: list[bytes]
-    changed: list[bytes]
+    """How many zones a reload added, removed and changed, with their names when few."""
+
+    counts: tuple[int, int, int]  # added, removed, changed
+    names: tuple[list[bytes], list[bytes], list[bytes]]  # at most LIST_AT_MOST each
 
     def describe(self) -> str:
         parts = []
-        for what, zones in (
-            ("added", self.added),
-            ("removed", self.removed),
-            ("changed", self.changed),
+        for what, count, names in zip(
+            ("added", "removed", "changed"), self.counts, self.names, strict=True
         ):
-            if not zones:
+            if not count:
                 continue
-            text = f"{len(zones)} zone{'s' if len(zones) != 1 else ''} {what}"
-            if len(zones) <= LIST_AT_MOST:
-                text += " (" + ", ".join(wire_to_text(z) for z in sorted(zones)) + ")"
+            text = f"{count} zone{'s' if count != 1 else ''} {what}"
+            if count <= LIST_AT_MOST:
+                text += " (" + ", ".join(wire_to_text(z) for z in sorted(names)) + ")"
             parts.append(text)
         return "; ".join(parts) if parts else "no zone changed"
 
@@ -63,7 +66,10 @@ def compare(old: Index, new: Index) -> Changes:
         for apex, zone in new_zones.items()
         if (before := old_zones.get(apex)) is not None and before.serial != zone.serial
     ]
-    return Changes(added, removed, changed)
+    return Changes(
+        (len(added), len(removed), len(changed)),
+        (added[:LIST_AT_MOST], removed[:LIST_AT_MOST], changed[:LIST_AT_MOST]),
+    )
 
 
 @dataclass(slots=True)
@@ -107,6 +113,89 @@ def build(path: str, previous: Index, serials: SerialState) -> Built:
     except OSError as exc:
         log.warn("cannot write the serials state file: {error}", error=exc)
     return Built(config, index, changes, time.monotonic() - started)
+
+
+CHUNK = 10_000  # zone names per frame from the build process
+
+
+def build_aside(path: str, previous: Index, serials: SerialState) -> Built:
+    """``build`` in a forked process; the result comes back in small frames (worker thread).
+
+    Parsing a large file is one long C call (json, libyaml) that holds the GIL: in a thread it
+    stalls every answer for as long. The child has a GIL of its own and inherits the running
+    index (for the serials); the parent only unpickles frames of CHUNK names and adds them to the
+    new zones dict, so it never holds the GIL for more than a few milliseconds at a time.
+    """
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: build, send, leave without running any of the parent's cleanup
+        code = 0
+        try:
+            os.close(read_end)
+            for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_DFL)
+            with os.fdopen(write_end, "wb") as pipe:
+                _send(pipe, path, previous, serials)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end, "rb") as pipe:
+            return _receive(pipe)
+    finally:
+        os.waitpid(pid, 0)
+
+
+def _send(pipe: BinaryIO, path: str, previous: Index, serials: SerialState) -> None:
+    try:
+        built = build(path, previous, serials)
+    except ConfigError as exc:
+        pickle.dump(("error", exc.problems, exc.complete), pipe, pickle.HIGHEST_PROTOCOL)
+        return
+    except Exception:
+        pickle.dump(("crash", traceback.format_exc(), None), pipe, pickle.HIGHEST_PROTOCOL)
+        return
+    index = built.index
+    groups: dict[int, tuple[Zone, list[bytes]]] = {}
+    for apex, zone in index.zones.items():
+        group = groups.get(id(zone))
+        if group is None:
+            group = groups[id(zone)] = (zone, [])
+        group[1].append(apex)
+    tables = list({id(zone.table): zone.table for zone, _ in groups.values()}.values())
+    table_number = {id(table): i for i, table in enumerate(tables)}
+    # the running server needs none of the configuration's domains and profiles: the index has them
+    light = replace(built.config, domains={}, profiles={})
+    head = (light, index.settings, index.stats, tables, built.changes, built.seconds)
+    pickle.dump(("ok", head, None), pipe, pickle.HIGHEST_PROTOCOL)
+    for zone, apexes in groups.values():
+        for start in range(0, len(apexes), CHUNK):
+            frame = (table_number[id(zone.table)], zone.serial, apexes[start : start + CHUNK])
+            pickle.dump(frame, pipe, pickle.HIGHEST_PROTOCOL)
+    pickle.dump(None, pipe, pickle.HIGHEST_PROTOCOL)
+
+
+def _receive(pipe: BinaryIO) -> Built:
+    try:
+        kind, head, complete = pickle.load(pipe)
+    except EOFError:
+        raise RuntimeError("the build process ended without a result") from None
+    if kind == "error":
+        raise ConfigError(head, complete)
+    if kind == "crash":
+        raise RuntimeError(f"building the index failed:\n{head}")
+    config, settings, stats, tables, changes, seconds = head
+    zones: dict[bytes, Zone] = {}
+    shared: dict[tuple[int, int], Zone] = {}
+    while (frame := pickle.load(pipe)) is not None:
+        number, serial, apexes = frame
+        zone = shared.get((number, serial))
+        if zone is None:
+            zone = shared[(number, serial)] = Zone(tables[number], serial)
+        zones.update(dict.fromkeys(apexes, zone))
+    return Built(config, Index(settings, zones, stats), changes, seconds)
 
 
 class Reloader:
@@ -157,7 +246,7 @@ class Reloader:
         d = threads.deferToThreadPool(
             self.reactor,
             self.reactor.getThreadPool(),
-            build,
+            build_aside if hasattr(os, "fork") else build,
             self.path,
             self.current(),
             self.serials,
