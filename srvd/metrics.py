@@ -73,7 +73,8 @@ DURATION_BOUNDS_NS = (
 
 
 class Counters:
-    """What the hot path counts: flat lists of integers, indexed arithmetically."""
+    """What the hot path counts: flat lists of integers, indexed by the cells answer_outcome
+    gives (srvd.outcome). Responder.respond does the counting."""
 
     __slots__ = (
         "dropped",
@@ -95,21 +96,6 @@ class Counters:
         self.duration_buckets = [0] * (len(DURATION_BOUNDS_NS) + 1)
         self.duration_sum_ns = 0
         self.until_timed = 0  # queries left before the next timed one
-
-    def count(self, reply: bytes | None, cell: int, service: int) -> None:
-        """Count one reply in the cells answer_outcome gave it (no reply: cell is the reason).
-
-        The Responder does the same inline on the hot path; this is the readable reference.
-        """
-        if reply is None:
-            self.dropped[cell] += 1
-            return
-        self.queries[cell] += 1
-        if service >= 0:
-            self.services[service] += 1
-        size = len(reply)
-        self.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += 1
-        self.size_sum += size
 
     @property
     def truncated(self) -> int:

@@ -98,18 +98,11 @@ class Responder:
             counters.until_timed = TIMING_SAMPLE
             started = perf_counter_ns()
         counters.until_timed -= 1
-        cache = self.caches[tcp]
-        key = query[2:]
-        entry = cache.get(key)
         try:
+            entry = self._entry(query, tcp)
             if entry is None:
-                entry = entry_for(query, self._index, tcp)
-                if entry is None:
-                    counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
-                    return None
-                if len(cache) >= CACHE_ENTRIES:
-                    cache.clear()
-                cache[key] = entry
+                counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
+                return None
             head, rrset, domain, tail, cell, service = entry
             if rrset is None:
                 reply = query[:2] + head
@@ -122,7 +115,6 @@ class Responder:
                 return None
             reply, service = failed, NO_SERVICE
             cell = UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)
-        # Counters.count, written out: this runs for every query
         counters.queries[cell] += 1
         if service >= 0:
             counters.services[service] += 1
@@ -135,20 +127,24 @@ class Responder:
 
     def _reply(self, query: bytes, tcp: bool) -> bytes | None:
         """respond without counting (metrics off)."""
+        try:
+            entry = self._entry(query, tcp)
+            return None if entry is None else reply_of(query, entry, self.rng)
+        except Exception:
+            return self._failed(query)
+
+    def _entry(self, query: bytes, tcp: bool) -> Entry | None:
+        """The kept entry for this query, or a new one (kept unless it is no reply at all)."""
         cache = self.caches[tcp]
         key = query[2:]
         entry = cache.get(key)
-        try:
-            if entry is None:
-                entry = entry_for(query, self._index, tcp)
-                if entry is None:
-                    return None
+        if entry is None:
+            entry = entry_for(query, self._index, tcp)
+            if entry is not None:
                 if len(cache) >= CACHE_ENTRIES:
                     cache.clear()
                 cache[key] = entry
-            return reply_of(query, entry, self.rng)
-        except Exception:
-            return self._failed(query)
+        return entry
 
     def _failed(self, query: bytes) -> bytes | None:
         self.failures += 1
