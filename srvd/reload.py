@@ -37,39 +37,47 @@ LIST_AT_MOST = 10  # name the zones in the log when no more than this many chang
 
 @dataclass(frozen=True, slots=True)
 class Changes:
-    """How many zones a reload added, removed and changed, with their names when few."""
+    """How many domains a reload added, removed and changed, with their names when few."""
 
     counts: tuple[int, int, int]  # added, removed, changed
-    names: tuple[list[bytes], list[bytes], list[bytes]]  # at most LIST_AT_MOST each
+    names: tuple[list[bytes], list[bytes], list[bytes]]  # wire names, at most LIST_AT_MOST each
 
     def describe(self) -> str:
         parts = []
-        for what, count, names in zip(
-            ("added", "removed", "changed"), self.counts, self.names, strict=True
-        ):
+        labels = ("added", "removed", "changed")
+        for what, count, names in zip(labels, self.counts, self.names, strict=True):
             if not count:
                 continue
-            text = f"{count} zone{'s' if count != 1 else ''} {what}"
+            text = f"{count} domain{'s' if count != 1 else ''} {what}"
             if count <= LIST_AT_MOST:
-                text += " (" + ", ".join(wire_to_text(z) for z in sorted(names)) + ")"
+                text += " (" + ", ".join(wire_to_text(name) for name in sorted(names)) + ")"
             parts.append(text)
-        return "; ".join(parts) if parts else "no zone changed"
+        return "; ".join(parts) if parts else "no domain changed"
+
+
+def _domain(apex: bytes) -> bytes:
+    return apex[apex[0] + 1 :]
 
 
 def compare(old: Index, new: Index) -> Changes:
-    """Which zones a new index adds, removes, or serves with other content (a new serial)."""
+    """Which customer domains a new index adds, removes, or serves with other content."""
     old_zones, new_zones = old.zones, new.zones
-    added = [apex for apex in new_zones if apex not in old_zones]
-    removed = [apex for apex in old_zones if apex not in new_zones]
-    changed = [
-        apex
+    before = {_domain(apex) for apex in old_zones}
+    after = {_domain(apex) for apex in new_zones}
+    added = after - before
+    removed = before - after
+    touched = {_domain(apex) for apex in new_zones.keys() ^ old_zones.keys()}
+    touched.update(
+        _domain(apex)
         for apex, zone in new_zones.items()
-        if (before := old_zones.get(apex)) is not None and before.serial != zone.serial
-    ]
-    return Changes(
-        (len(added), len(removed), len(changed)),
-        (added[:LIST_AT_MOST], removed[:LIST_AT_MOST], changed[:LIST_AT_MOST]),
+        if (was := old_zones.get(apex)) is not None and was.serial != zone.serial
     )
+    changed = touched - added - removed
+    few = [
+        sorted(group)[:LIST_AT_MOST] if len(group) <= LIST_AT_MOST else []
+        for group in (added, removed, changed)
+    ]
+    return Changes((len(added), len(removed), len(changed)), (few[0], few[1], few[2]))
 
 
 @dataclass(slots=True)

@@ -16,6 +16,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from srvd.index import Index
+
 from conftest import RunningServer, start_srvd
 
 HEAD = """
@@ -104,9 +106,9 @@ def test_reload_adds_changes_and_removes_domains_and_moves_serials(
     assert serial(server, "_tcp.keep.example") == before_keep
     assert serial(server, "_tcp.change.example") > before_change
     log = server.log()
-    assert "1 zone added (_tcp.new.example)" in log
-    assert "1 zone removed (_tcp.gone.example)" in log
-    assert "1 zone changed (_tcp.change.example)" in log
+    assert "1 domain added (new.example)" in log
+    assert "1 domain removed (gone.example)" in log
+    assert "1 domain changed (change.example)" in log
 
 
 @pytest.mark.parametrize(
@@ -256,3 +258,27 @@ def test_srvd_reload_command_checks_then_signals(config: Path, tmp_path: Path) -
     finally:
         assert running.stop() == 0
     assert not pidfile.exists()
+
+
+def test_changes_name_few_domains_and_only_count_many(tmp_path: Path) -> None:
+    from srvd.config import load_config
+    from srvd.index import build_index
+    from srvd.reload import compare
+    from srvd.serials import SerialState
+
+    def index_of(domains: dict[str, str], previous: Index | None = None) -> Index:
+        path = tmp_path / "srvd.yaml"
+        write_config(path, domains)
+        return build_index(load_config(path), SerialState(None).source(previous, 1000))
+
+    old = index_of({f"d{i}.example": "one" for i in range(30)})
+    kept = {f"d{i}.example": "one" for i in range(3, 15)}
+    moved = {f"d{i}.example": "two" for i in range(15, 30)}
+    new = index_of({**kept, **moved, "n.example": "one"}, previous=old)
+    changes = compare(old, new)
+    assert changes.counts == (1, 3, 15)
+    assert changes.describe() == (
+        "1 domain added (n.example); 3 domains removed (d0.example, d1.example, d2.example); "
+        "15 domains changed"
+    )
+    assert compare(new, new).describe() == "no domain changed"
