@@ -149,10 +149,14 @@ def build_aside(path: str, previous: Index, serials: SerialState) -> Built:
         finally:
             os._exit(code)
     os.close(write_end)
+    collect = gc.isenabled()
+    gc.disable()  # the new index's objects all live on: no collection while they arrive
     try:
         with os.fdopen(read_end, "rb") as pipe:
             return _receive(pipe)
     finally:
+        if collect:
+            gc.enable()
         os.waitpid(pid, 0)
 
 
