@@ -24,7 +24,14 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from srvd import __version__
-from srvd.config import METRICS_PORT, Config, Endpoint, load_config, parse_endpoint
+from srvd.config import (
+    METRICS_PORT,
+    Config,
+    Endpoint,
+    UdpSettings,
+    load_config,
+    parse_endpoint,
+)
 from srvd.index import Index, build_index
 from srvd.metrics import Counters, MetricsService, Snapshot, registry_for
 from srvd.notify import Notifier
@@ -36,9 +43,21 @@ from srvd.serials import SerialState
 from srvd.workers import SCALARS, Publisher, StatsFile, WorkerPool
 
 log = Logger()
+DEFAULT_UDP = UdpSettings()
 
 SYSTEM_CONFIG = "/etc/srvd/srvd.yaml"
-SOCKET_BUFFER = 4 << 20  # bursts overflow the default 208 KiB receive buffer long before the CPU
+# Linux caps SO_RCVBUF/SO_SNDBUF at net.core.rmem_max/wmem_max; the FORCE variants may exceed it
+# with CAP_NET_ADMIN (as NSD does when started as root).
+_FORCE = {socket.SO_RCVBUF: 33, socket.SO_SNDBUF: 32}  # SO_RCVBUFFORCE, SO_SNDBUFFORCE
+
+
+def _buffer(sock: socket.socket, option: int, size: int) -> int:
+    """Ask for a socket buffer of ``size`` octets; the size the kernel gave (it reports double)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _FORCE[option], size)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, option, size)
+    return sock.getsockopt(socket.SOL_SOCKET, option) // 2
 
 
 def bundled_config() -> str:
@@ -84,7 +103,12 @@ class Options(usage.Options):
     opt_l = opt_listen
 
 
-def _bind(endpoint: Endpoint, kind: socket.SocketKind, shared: bool = False) -> socket.socket:
+def _bind(
+    endpoint: Endpoint,
+    kind: socket.SocketKind,
+    shared: bool = False,
+    buffers: UdpSettings = DEFAULT_UDP,
+) -> socket.socket:
     family = socket.AF_INET6 if endpoint.family_v6 else socket.AF_INET
     sock = socket.socket(family, kind)
     try:
@@ -95,8 +119,24 @@ def _bind(endpoint: Endpoint, kind: socket.SocketKind, shared: bool = False) -> 
         if kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         else:
-            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            wanted = {
+                socket.SO_RCVBUF: buffers.receive_buffer,
+                socket.SO_SNDBUF: buffers.send_buffer,
+            }
+            for option, size in wanted.items():
+                got = _buffer(sock, option, size)
+                if got < size:
+                    name = "receive" if option == socket.SO_RCVBUF else "send"
+                    sysctl = "rmem_max" if option == socket.SO_RCVBUF else "wmem_max"
+                    log.warn(
+                        "UDP {name} buffer on {endpoint}: {got} octets, not the {size} asked for "
+                        "(raise net.core.{sysctl}, or run with CAP_NET_ADMIN)",
+                        name=name,
+                        endpoint=endpoint,
+                        got=got,
+                        size=size,
+                        sysctl=sysctl,
+                    )
         sock.bind((endpoint.host, endpoint.port))
         if kind == socket.SOCK_STREAM:
             sock.listen(1024)
@@ -107,11 +147,13 @@ def _bind(endpoint: Endpoint, kind: socket.SocketKind, shared: bool = False) -> 
     return sock
 
 
-def bind_pair(endpoint: Endpoint, shared: bool = False) -> tuple[socket.socket, socket.socket]:
+def bind_pair(
+    endpoint: Endpoint, shared: bool = False, buffers: UdpSettings = DEFAULT_UDP
+) -> tuple[socket.socket, socket.socket]:
     """A UDP and a TCP socket on one address and port (port 0: the same free port for both)."""
     attempts = 20 if endpoint.port == 0 else 1
     for attempt in range(attempts):
-        udp = _bind(endpoint, socket.SOCK_DGRAM, shared)
+        udp = _bind(endpoint, socket.SOCK_DGRAM, shared, buffers)
         try:
             tcp = _bind(replace(endpoint, port=udp.getsockname()[1]), socket.SOCK_STREAM, shared)
         except OSError:
@@ -136,7 +178,7 @@ class ListenService(Service):
 
     def privilegedStartService(self) -> None:
         try:
-            self.sockets = bind_pair(self.endpoint, self.server.workers > 1)
+            self.sockets = bind_pair(self.endpoint, self.server.workers > 1, self.server.config.udp)
         except OSError as exc:
             raise OSError(exc.errno, f"cannot listen on {self.endpoint}: {exc.strerror}") from None
         self.bound = replace(self.endpoint, port=self.sockets[0].getsockname()[1])
