@@ -180,6 +180,14 @@ def reply_of(query: bytes, entry: Entry, rng: RandomSource) -> bytes:
     return query[:2] + head + rrset.wire(rng, domain) + tail
 
 
+def reply_size(entry: Entry) -> int:
+    """The size of every reply made from an entry (the SRV order changes no length)."""
+    head, rrset, domain, tail, _cell, _service = entry
+    if rrset is None:
+        return 2 + len(head)
+    return 2 + len(head) + len(rrset.wire(_NO_ORDER, domain)) + len(tail)
+
+
 def answer(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> bytes | None:
     """The reply to one query, or None when no reply may be sent (short, or a response)."""
     entry = entry_for(query, index, tcp)

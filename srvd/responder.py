@@ -10,18 +10,18 @@ import random
 import time
 from collections.abc import Callable
 from time import perf_counter_ns
+from typing import Any
 
 from twisted.logger import Logger
 
-from srvd.answer import Entry, entry_for, reply_of, servfail
-from srvd.index import Index
+from srvd.answer import entry_for, reply_size, servfail
+from srvd.index import Index, RRset
 from srvd.metrics import SIZE_BUCKET, TIMING_SAMPLE, Counters
 from srvd.ordering import RandomSource
 from srvd.outcome import (
     C_SERVFAIL,
     DROP_RESPONSE,
     DROP_SHORT,
-    NO_SERVICE,
     TCP_CELLS,
     UNKNOWN_ROW,
 )
@@ -59,6 +59,12 @@ class RateLimitedLog:
 
 CACHE_ENTRIES = 50_000  # per transport; a full cache is emptied (floods of unique names)
 
+# A kept entry: [head, rrset, domain, tail, query cell, service cell, reply size, replies since
+# last folded]. Every reply to one entry counts in the same cells with the same size (the RFC 2782
+# order changes no length), so the hot path only bumps HITS; fold() moves hits into the counters.
+HEAD, RRSET, DOMAIN, TAIL, CELL, SERVICE, SIZE, HITS = range(8)
+Kept = list[Any]
+
 
 class Responder:
     """Answers queries from whatever index is current; ``index`` is swapped whole on reload.
@@ -75,7 +81,7 @@ class Responder:
         self.failures = 0
         self.failure_log = RateLimitedLog()
         self.counters = Counters()
-        self.caches: tuple[dict[bytes, Entry], dict[bytes, Entry]] = ({}, {})  # UDP, TCP
+        self.caches: tuple[dict[bytes, Kept], dict[bytes, Kept]] = ({}, {})  # UDP, TCP
         self.counting = counting
 
     @property
@@ -85,42 +91,58 @@ class Responder:
     @index.setter
     def index(self, index: Index) -> None:
         """Publish a new index (one assignment); what was kept for the old one goes with it."""
+        self.fold()
         self._index = index
         self.caches = ({}, {})
 
+    def fold(self) -> Counters:
+        """Move the replies counted in kept entries into the counters (at scrape time)."""
+        counters = self.counters
+        queries, services, sizes = counters.queries, counters.services, counters.size_buckets
+        for cache in self.caches:
+            for kept in cache.values():
+                hits = kept[HITS]
+                if hits:
+                    kept[HITS] = 0
+                    queries[kept[CELL]] += hits
+                    if kept[SERVICE] >= 0:
+                        services[kept[SERVICE]] += hits
+                    size = kept[SIZE]
+                    sizes[SIZE_BUCKET[(size - 1) >> 4]] += hits
+                    counters.size_sum += size * hits
+        return counters
+
     def respond(self, query: bytes, tcp: bool = False) -> bytes | None:
         """The reply to one query (None: send nothing), counted for the metrics."""
-        counters = self.counters
         if not self.counting:
             return self._reply(query, tcp)
+        counters = self.counters
         timed = counters.until_timed == 0
         if timed:
             counters.until_timed = TIMING_SAMPLE
             started = perf_counter_ns()
         counters.until_timed -= 1
         try:
-            entry = self._entry(query, tcp)
-            if entry is None:
+            kept = self._kept(query, tcp)
+            if kept is None:
                 counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
                 return None
-            head, rrset, domain, tail, cell, service = entry
+            kept[HITS] += 1
+            rrset: RRset | None = kept[RRSET]
+            reply: bytes
             if rrset is None:
-                reply = query[:2] + head
+                reply = query[:2] + kept[HEAD]
             else:
-                reply = query[:2] + head + rrset.wire(self.rng, domain) + tail
+                reply = query[:2] + kept[HEAD] + rrset.wire(self.rng, kept[DOMAIN]) + kept[TAIL]
         except Exception:
             failed = self._failed(query)
             if failed is None:  # no reply is due to this message at all
                 counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
                 return None
-            reply, service = failed, NO_SERVICE
-            cell = UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)
-        counters.queries[cell] += 1
-        if service >= 0:
-            counters.services[service] += 1
-        size = len(reply)
-        counters.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += 1
-        counters.size_sum += size
+            reply = failed
+            counters.queries[UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)] += 1
+            counters.size_buckets[SIZE_BUCKET[(len(reply) - 1) >> 4]] += 1
+            counters.size_sum += len(reply)
         if timed:
             counters.time(perf_counter_ns() - started)
         return reply
@@ -128,23 +150,32 @@ class Responder:
     def _reply(self, query: bytes, tcp: bool) -> bytes | None:
         """respond without counting (metrics off)."""
         try:
-            entry = self._entry(query, tcp)
-            return None if entry is None else reply_of(query, entry, self.rng)
+            kept = self._kept(query, tcp)
+            if kept is None:
+                return None
+            rrset_: RRset | None = kept[RRSET]
+            head: bytes = kept[HEAD]
+            if rrset_ is None:
+                return query[:2] + head
+            tail: bytes = kept[TAIL]
+            return query[:2] + head + rrset_.wire(self.rng, kept[DOMAIN]) + tail
         except Exception:
             return self._failed(query)
 
-    def _entry(self, query: bytes, tcp: bool) -> Entry | None:
+    def _kept(self, query: bytes, tcp: bool) -> Kept | None:
         """The kept entry for this query, or a new one (kept unless it is no reply at all)."""
         cache = self.caches[tcp]
         key = query[2:]
-        entry = cache.get(key)
-        if entry is None:
+        kept = cache.get(key)
+        if kept is None:
             entry = entry_for(query, self._index, tcp)
-            if entry is not None:
-                if len(cache) >= CACHE_ENTRIES:
-                    cache.clear()
-                cache[key] = entry
-        return entry
+            if entry is None:
+                return None
+            if len(cache) >= CACHE_ENTRIES:
+                self.fold()
+                cache.clear()
+            kept = cache[key] = [*entry, reply_size(entry), 0]
+        return kept
 
     def _failed(self, query: bytes) -> bytes | None:
         self.failures += 1

@@ -288,9 +288,7 @@ class SrvdService(MultiService):
         if worker is not None:
             slot, path = worker
             stats = StatsFile(path, self.workers, create=False)
-            publisher = Publisher(
-                stats, slot, self.worker_scalars, self.responder.counters, reactor
-            )
+            publisher = Publisher(stats, slot, self.worker_scalars, self.responder.fold, reactor)
             publisher.setServiceParent(self)
         elif self.workers > 1:
             self.pool = WorkerPool(
@@ -313,13 +311,13 @@ class SrvdService(MultiService):
         """The figures the metrics collector reads at scrape time."""
         stats = self.responder.index.stats
         reloads = self.reloader.stats
-        counters = self.responder.counters
+        counters = self.responder.fold()
         own = self.worker_scalars()
         sums = dict(zip(SCALARS, own, strict=True))
         reload_ok = reloads.last_successful
         if self.pool is not None:  # add up every worker's counts
             counters = Counters()
-            counters.add(self.responder.counters)
+            counters.add(self.responder.fold())
             for theirs, scalars in self.pool.worker_stats():
                 counters.add(theirs)
                 for name in (

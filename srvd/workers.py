@@ -117,27 +117,27 @@ class Publisher(Service):
         stats: StatsFile,
         slot: int,
         scalars: Callable[[], Sequence[int]],
-        counters: Counters,
+        counts: Callable[[], Counters],
         reactor: Any,
     ) -> None:
         self.stats = stats
         self.slot = slot
         self.scalars = scalars
-        self.counters = counters
+        self.counts = counts  # the worker's counters, brought up to date
         self.reactor = reactor
         self.parent_pid = os.getppid()
         self.loop = task.LoopingCall(self.publish)
         self.loop.clock = reactor
         # take up the counts a previous worker in this slot left, so sums never go backwards
         before, _ = stats.read(slot)
-        counters.add(before)
+        counts().add(before)
 
     def publish(self) -> None:
         if os.getppid() != self.parent_pid:
             log.warn("the primary srvd process is gone; this worker stops")
             self.reactor.stop()
             return
-        self.stats.write(self.slot, self.counters, self.scalars())
+        self.stats.write(self.slot, self.counts(), self.scalars())
 
     def startService(self) -> None:
         super().startService()
@@ -147,10 +147,7 @@ class Publisher(Service):
         super().stopService()
         if self.loop.running:
             self.loop.stop()
-        self.publish_final()
-
-    def publish_final(self) -> None:
-        self.stats.write(self.slot, self.counters, self.scalars())
+        self.stats.write(self.slot, self.counts(), self.scalars())
 
 
 class _Worker(protocol.ProcessProtocol):

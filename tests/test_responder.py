@@ -100,9 +100,27 @@ def test_without_counting_the_answers_are_the_same() -> None:
         query = _query(name, rdtype)
         for _ in range(3):
             assert counted.respond(query) == uncounted.respond(query)
-    assert sum(uncounted.counters.queries) == 0
-    assert sum(counted.counters.queries) == 12
+    assert sum(uncounted.fold().queries) == 0
+    assert sum(counted.fold().queries) == 12
     assert (
         uncounted.respond(b"\x00") is None
         and uncounted.respond(query[:2] + b"\x80" + query[3:]) is None
     )
+
+
+def test_counts_survive_a_full_cache_and_a_new_index() -> None:
+    index = build_index(load_config(EXAMPLE))
+    responder = Responder(index, random.Random(1))
+    query = _query("_imaps._tcp.example.com")
+    for _ in range(3):
+        responder.respond(query)
+    responder.index = build_index(load_config(EXAMPLE))  # the kept entries go; their counts stay
+    responder.respond(query)
+    for i in range(CACHE_ENTRIES + 5):  # the cache fills up and is emptied once
+        responder.respond(_query(f"_x{i}._tcp.example.com"))
+    counters = responder.fold()
+    assert sum(counters.queries) == 4 + CACHE_ENTRIES + 5
+    assert sum(counters.size_buckets) == sum(counters.queries)
+    before = counters.size_sum
+    reply = responder.respond(query) or b""
+    assert responder.fold().size_sum - before == len(reply)
