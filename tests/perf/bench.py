@@ -1,0 +1,1253 @@
+#!/usr/bin/env python3
+"""Query throughput, sustained rate, latency, start time and memory: srvd beside NSD 4.6.
+
+    python3 tests/perf/bench.py                 # 1k and 100k domains (about 12 minutes)
+    python3 tests/perf/bench.py --million       # and srvd alone with 1M domains
+    python3 tests/perf/bench.py --quick         # smoke run: 1k domains, 3 s runs (about 1 minute)
+    python3 tests/perf/bench.py --py-spy        # and a py-spy profile of srvd under load
+
+For each size N, the customer domains ``custNNNNNNN.example`` use the profile "standard" of the
+bundled example configuration: srvd reads them from a JSON include, NSD from two zone files per
+domain (the data and helpers of reload_bench.py, whose zone template is checked against
+``srvd zone``). NSD runs first, then srvd with metrics on, then srvd with ``--metrics off``, on
+the same query file, each alone on the machine except for dnsperf. Every figure is reported
+beside NSD's from the same run, with the ratio and the issue's target. See tests/perf/README.md.
+
+The report goes to stdout, progress to stderr. The exit status is 0 whatever the figures (CI
+reports them, never fails on them); it is non-zero only when the benchmark itself cannot run.
+Not a pytest module (tests/perf/conftest.py keeps pytest out of this directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from perf import reload_bench as rb
+
+HOST = rb.HOST
+MIB = rb.MIB
+LOSS_LIMIT = 0.001  # "sustained": under 0.1% of the queries sent lost...
+PACE_LIMIT = 0.98  # ...and at least 98% of the offered rate actually answered per second
+
+# the issue's targets, as srvd/NSD ratios
+UNLIMITED_100K = 1.0  # srvd unlimited qps >= 1.0x NSD at 100k domains
+SUSTAINED_100K = 0.9  # srvd sustained qps >= 0.9x NSD at 100k domains
+UNLIMITED_1K = 0.6  # srvd unlimited qps >= 0.6x NSD at 1k domains
+RSS_100K = 0.25  # srvd RSS <= 0.25x NSD at 100k domains
+READY_100K = 0.3  # srvd ready in <= 0.3x NSD's time at 100k domains
+METRICS_COST = 5.0  # metrics cost < 5% of the unlimited qps
+
+DISTURBED = 20.0  # % of a core taken by other processes or the hypervisor: repeat the run
+
+
+def log(message: str) -> None:
+    rb.log(message)
+
+
+# ---------------------------------------------------------------------------------------------
+# One dnsperf run
+
+
+def udp_counters() -> dict[str, int]:
+    """The kernel's UDP counters (/proc/net/snmp), machine-wide."""
+    lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()]
+    udp = [line[1:] for line in lines if line[:1] == ["Udp:"]]
+    if len(udp) < 2:
+        return {}
+    return {key: int(value) for key, value in zip(udp[0], udp[1], strict=False)}
+
+
+def socket_drops(port: int) -> int:
+    """Datagrams dropped by the kernel at the UDP sockets bound to this port (/proc/net/udp)."""
+    total = 0
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 13 and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            total += int(fields[-1])
+    return total
+
+
+def socket_buffers(port: int) -> str:
+    """The receive and send buffer sizes of the UDP sockets on this port, as ss shows them."""
+    ss = shutil.which("ss")
+    if ss is None:
+        return "unknown (no ss)"
+    result = subprocess.run(
+        [ss, "-u", "-a", "-m", "-n", f"sport = :{port}"], capture_output=True, text=True
+    )
+    sizes = re.findall(r"rb(\d+),.*?tb(\d+)", result.stdout)
+    return ", ".join(f"receive {int(r) >> 10:,} KiB, send {int(t) >> 10:,} KiB" for r, t in sizes)
+
+
+def steal_seconds() -> float:
+    """CPU seconds the hypervisor gave to others while this machine wanted them (all cores)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / rb.TICK if len(fields) > 8 else 0.0
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def own_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Run:
+    """One dnsperf run: its figures, and how busy the server and the machine were meanwhile."""
+
+    label: str
+    offered: int | None  # -Q rate; None: unlimited
+    result: rb.LoadResult
+    wall: float = 0.0
+    server_cpu: float = 0.0  # % of one core
+    client_cpu: float = 0.0  # dnsperf, % of one core
+    other_cpu: float = 0.0  # everything else on the machine, % of one core (steal excluded)
+    steal_cpu: float = 0.0  # taken by the hypervisor, % of one core
+    rcvbuf_errors: int = 0  # kernel UDP receive buffer overflows (machine-wide) during the run
+    server_drops: int = 0  # of those, at the server's own socket(s)
+    average_latency: float | None = None
+    server_alive: bool = True
+    verbose: bool = False  # -v: per-query latencies (the fixed-load run)
+    disturbed: list[str] = field(default_factory=list)  # earlier tries, repeated
+
+    @property
+    def qps(self) -> float:
+        return self.result.qps
+
+    @property
+    def cpu_per_query(self) -> float | None:
+        """Server CPU seconds per answered query (robust to other load, unlike qps)."""
+        done = self.result.completed
+        if not done or not self.server_alive:
+            return None
+        return self.server_cpu / 100 * self.wall / done
+
+    @property
+    def interference(self) -> float:
+        """% of a core that other processes and the hypervisor (steal) took during the run."""
+        return self.other_cpu + self.steal_cpu
+
+    @property
+    def loss(self) -> float:
+        sent = self.result.sent
+        return self.result.lost / sent if sent else 1.0
+
+    def sustained(self) -> bool:
+        """Under 0.1% lost, and answered at (nearly) the offered rate."""
+        if self.offered is None or not self.server_alive or math.isnan(self.qps):
+            return False
+        return self.loss < LOSS_LIMIT and self.qps >= PACE_LIMIT * self.offered
+
+    def text(self) -> str:
+        r = self.result
+        offered = "unlimited" if self.offered is None else f"offered {self.offered:,} qps"
+        latency = ""
+        if r.latencies:
+            latency = (
+                f"; latency p50 {fmt_ms(r.percentile(0.5))}, p99 {fmt_ms(r.percentile(0.99))}, "
+                f"p99.9 {fmt_ms(r.percentile(0.999))}, max {fmt_ms(r.percentile(1.0))}"
+            )
+        elif self.average_latency is not None:
+            latency = f"; average latency {fmt_ms(self.average_latency)}"
+        verdict = ""
+        if self.offered is not None and not self.verbose:
+            verdict = " -> sustained" if self.sustained() else " -> NOT sustained"
+        dead = "" if self.server_alive else "; THE SERVER EXITED"
+        if self.interference > DISTURBED:
+            dead += "; DISTURBED by other processes or steal"
+        if self.disturbed:
+            dead += f" (repeated; disturbed tries: {'; '.join(self.disturbed)})"
+        return (
+            f"{self.label} ({offered}): {self.qps:,.0f} qps answered, sent {r.sent:,}, "
+            f"{fmt_us(self.cpu_per_query)} server CPU per answer, "
+            f"lost {r.lost:,} ({100 * self.loss:.3f}%){verdict}{latency}; CPU % of a core: "
+            f"server {self.server_cpu:.0f}, dnsperf {self.client_cpu:.0f}, "
+            f"other {self.other_cpu:.0f}, steal {self.steal_cpu:.0f}; UDP receive buffer "
+            f"overflows: {self.server_drops:,} at the server's socket, "
+            f"{max(0, self.rcvbuf_errors - self.server_drops):,} elsewhere (dnsperf){dead}"
+        )
+
+
+def dnsperf(
+    server: rb.Server,
+    queries: Path,
+    seconds: float,
+    label: str,
+    out: Path,
+    *,
+    rate: int | None = None,
+    outstanding: int = 100,
+    verbose: bool = False,
+    retries: int = 0,
+) -> Run:
+    """dnsperf -c 8 -t 1 against the server; rate None: as fast as it answers.
+
+    A run during which other processes and the hypervisor (steal) took more than DISTURBED % of a
+    core is repeated, up to ``retries`` times; the disturbed tries are noted in ``disturbed``.
+    """
+    disturbed: list[str] = []
+    while True:
+        run = dnsperf_once(server, queries, seconds, label, out, rate, outstanding, verbose)
+        run.disturbed = disturbed
+        if run.interference <= DISTURBED or len(disturbed) >= retries or not run.server_alive:
+            return run
+        disturbed.append(
+            f"{run.qps:,.0f} qps with other {run.other_cpu:.0f}%, steal {run.steal_cpu:.0f}%"
+        )
+        log(
+            f"  {label}: other processes {run.other_cpu:.0f}%, steal {run.steal_cpu:.0f}% "
+            "of a core: repeating"
+        )
+        time.sleep(2.0)
+
+
+def dnsperf_once(
+    server: rb.Server,
+    queries: Path,
+    seconds: float,
+    label: str,
+    out: Path,
+    rate: int | None,
+    outstanding: int,
+    verbose: bool,
+) -> Run:
+    command = [
+        rb.tool("dnsperf"),
+        "-s",
+        HOST,
+        "-p",
+        str(server.port),
+        "-d",
+        str(queries),
+        "-l",
+        f"{seconds:g}",
+        "-c",
+        "8",
+        "-t",
+        "1",
+        "-q",
+        str(outstanding),
+    ]
+    if rate is not None:
+        command += ["-Q", str(rate)]
+    if verbose:
+        command.append("-v")
+    result = rb.LoadResult(label, ["dnsperf", *command[1:]])
+    pid = server.process.pid
+    began = time.monotonic()
+    machine, busy, children, own = rb.machine_busy(), rb.tree_cpu(pid), children_cpu(), own_cpu()
+    udp, drops, steal = udp_counters(), socket_drops(server.port), steal_seconds()
+    with out.open("wb") as handle:
+        subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, timeout=seconds + 120)
+    wall = time.monotonic() - began
+    run = Run(label, rate, result, wall, verbose=verbose)
+    run.server_alive = server.alive()
+    server_used = rb.tree_cpu(pid) - busy if run.server_alive else 0.0
+    client_used = children_cpu() - children
+    stolen = steal_seconds() - steal
+    rest = rb.machine_busy() - machine - stolen - server_used - client_used - (own_cpu() - own)
+    run.server_cpu = 100 * server_used / wall
+    run.client_cpu = 100 * client_used / wall
+    run.other_cpu = max(0.0, 100 * rest / wall)
+    run.steal_cpu = 100 * stolen / wall
+    run.server_drops = socket_drops(server.port) - drops
+    after = udp_counters()
+    run.rcvbuf_errors = after.get("RcvbufErrors", 0) - udp.get("RcvbufErrors", 0)
+    text = out.read_text(errors="replace")
+    rb.parse_dnsperf(text, result)
+    match = re.search(r"Average Latency \(s\):\s+([0-9.]+)", text)
+    run.average_latency = float(match.group(1)) if match else None
+    if math.isnan(result.qps):
+        log(f"  {label}: dnsperf printed no figures:\n{text[-2000:]}")
+    return run
+
+
+# ---------------------------------------------------------------------------------------------
+# One server
+
+
+@dataclass
+class Figures:
+    """Everything measured for one server at one size."""
+
+    name: str  # "NSD", "srvd", "srvd metrics off"
+    size: int
+    ready: float | None = None
+    start_memory: rb.Memory | None = None
+    end_memory: rb.Memory | None = None
+    warmup: Run | None = None
+    unlimited: list[Run] = field(default_factory=list)
+    search: list[Run] = field(default_factory=list)
+    sustained: int | None = None
+    sustained_note: str = ""
+    latency: Run | None = None
+    buffers: str = ""
+    problems: list[str] = field(default_factory=list)
+    log_notes: list[str] = field(default_factory=list)
+
+    @property
+    def unlimited_qps(self) -> float | None:
+        figures = [r.qps for r in self.unlimited if r.server_alive and not math.isnan(r.qps)]
+        return statistics.median(figures) if figures else None
+
+    @property
+    def cpu_per_query(self) -> float | None:
+        figures = [r.cpu_per_query for r in self.unlimited]
+        known = [f for f in figures if f is not None]
+        return statistics.median(known) if known else None
+
+    def percentile(self, q: float) -> float | None:
+        return self.latency.result.percentile(q) if self.latency else None
+
+
+def start_srvd(config: Path, directory: Path, tag: str, metrics: bool) -> rb.Server:
+    port = rb.free_port()
+    endpoint = f"{HOST}:{rb.free_port()}" if metrics else "off"
+    logfile = directory / f"srvd-{tag}.log"
+    with logfile.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                *rb.SRVD,
+                "serve",
+                "-c",
+                str(config),
+                "--listen",
+                f"{HOST}:{port}",
+                "--metrics",
+                endpoint,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=directory,
+        )
+    return rb.Server("srvd", process, port, logfile)
+
+
+def became_ready(figures: Figures, server: rb.Server, started: float, timeout: float) -> bool:
+    waited = rb.wait_ready(server, rb.domain(figures.size), timeout)
+    if waited is None:
+        state = "exited" if not server.alive() else f"no answer within {timeout:.0f} s"
+        figures.problems.append(
+            f"{figures.name} never answered for the last domain ({state}); log tail:\n"
+            + server.tail()
+        )
+        log(figures.problems[-1])
+        return False
+    figures.ready = time.monotonic() - started
+    figures.start_memory = rb.memory(server.process.pid)
+    figures.buffers = socket_buffers(server.port)
+    log(f"  {figures.name}: ready after {figures.ready:.2f} s; {figures.start_memory.text()}")
+    return True
+
+
+def round_rate(rate: float) -> int:
+    step = 1000 if rate >= 20_000 else 100
+    return max(step, round(rate / step) * step)
+
+
+def search_sustained(
+    figures: Figures, server: rb.Server, queries: Path, out: Path, args: argparse.Namespace
+) -> None:
+    """Highest -Q rate answered with under 0.1% loss.
+
+    The first try is the unlimited figure; while tries pass, the rate goes up by 15%; after the
+    first failure, bisection between the best pass and the lowest failure.
+    """
+    start = figures.unlimited_qps
+    if start is None:
+        figures.sustained_note = "no unlimited figure to start from"
+        return
+    best: int | None = None
+    failed: int | None = None
+    tried: set[int] = set()
+    rate = round_rate(start)
+    for step in range(args.search_steps + 1):
+        if rate in tried or rate <= 0 or not server.alive():
+            break
+        tried.add(rate)
+        run = dnsperf(
+            server,
+            queries,
+            args.search_seconds,
+            f"paced {step + 1}",
+            out / f"{figures.name.replace(' ', '-')}-paced-{rate}.txt",
+            rate=rate,
+            outstanding=args.paced_outstanding,
+            retries=args.retries,
+        )
+        figures.search.append(run)
+        log(f"  {figures.name}: {run.text()}")
+        if run.sustained():
+            best = rate
+        else:
+            failed = rate
+        if failed is None:
+            rate = round_rate(rate * 1.15)
+        else:
+            rate = round_rate(((best or 0) + failed) / 2)
+            if failed - (best or 0) <= 0.03 * start:  # close enough
+                break
+        time.sleep(1.5)  # let timed-out queries and socket buffers drain
+    figures.sustained = best
+    if best is None:
+        figures.sustained_note = f"< {min(tried):,}" if tried else "not measured"
+    elif failed is None:
+        figures.sustained_note = f"≥ {best:,} (no failure)"
+    else:
+        figures.sustained_note = f"{best:,} (fails at {failed:,})"
+
+
+def measure(
+    figures: Figures,
+    server: rb.Server,
+    queries: Path,
+    out: Path,
+    args: argparse.Namespace,
+) -> None:
+    """Warm-up, unlimited runs, sustained search and the latency run for one server."""
+    tag = figures.name.replace(" ", "-")
+    figures.warmup = dnsperf(server, queries, args.warmup, "warm-up", out / f"{tag}-warmup.txt")
+    for k in range(args.repeats):
+        unlimited(figures, server, queries, out, args, k)
+    search_sustained(figures, server, queries, out, args)
+    latency_run(figures, server, queries, out, args)
+
+
+def unlimited(
+    figures: Figures,
+    server: rb.Server,
+    queries: Path,
+    out: Path,
+    args: argparse.Namespace,
+    k: int,
+) -> None:
+    if not server.alive():
+        return
+    tag = figures.name.replace(" ", "-")
+    run = dnsperf(
+        server,
+        queries,
+        args.seconds,
+        f"unlimited {k + 1}",
+        out / f"{tag}-unlimited-{k}.txt",
+        retries=args.retries,
+    )
+    figures.unlimited.append(run)
+    log(f"  {figures.name}: {run.text()}")
+    if not run.server_alive:
+        figures.problems.append(
+            f"{figures.name} exited during an unlimited run (code "
+            f"{server.process.returncode}); log tail:\n{server.tail()}"
+        )
+    time.sleep(1.0)
+
+
+def latency_run(
+    figures: Figures, server: rb.Server, queries: Path, out: Path, args: argparse.Namespace
+) -> None:
+    if not server.alive():
+        return
+    tag = figures.name.replace(" ", "-")
+    run = dnsperf(
+        server,
+        queries,
+        args.latency_seconds,
+        "fixed load",
+        out / f"{tag}-latency.txt",
+        rate=args.latency_qps,
+        outstanding=args.paced_outstanding,
+        verbose=True,
+        retries=args.retries,
+    )
+    figures.latency = run
+    log(f"  {figures.name}: {run.text()}")
+
+
+def finish(figures: Figures, server: rb.Server) -> None:
+    """Memory after the runs, liveness and what the server logged."""
+    if server.alive():
+        figures.end_memory = rb.memory(server.process.pid)
+    else:
+        figures.problems.append(
+            f"{figures.name} is not running after the load runs (exit code "
+            f"{server.process.returncode}); log tail:\n{server.tail()}"
+        )
+    server.stop()
+    if server.kind == "srvd":
+        text = server.log.read_text(errors="replace")
+        if server.process.returncode not in (0, None):
+            figures.problems.append(f"srvd stopped with exit code {server.process.returncode}")
+        notes = [
+            line
+            for line in text.splitlines()
+            if re.search(r"Traceback|Error|failed|warn|not sent|suppressed", line, re.I)
+        ]
+        if notes:
+            figures.log_notes = [f"{len(notes)} log lines of note, the first ones:", *notes[:8]]
+
+
+# ---------------------------------------------------------------------------------------------
+# One size
+
+
+@dataclass
+class SizeResult:
+    size: int
+    queries: int
+    mix: str
+    servers: dict[str, Figures] = field(default_factory=dict)
+    agreement: str = ""
+    profile: list[str] = field(default_factory=list)
+    source: str = ""  # the srvd tree when its processes started
+
+
+def write_queries(size: int, count: int, path: Path, rng: random.Random) -> list[tuple[str, str]]:
+    queries = rb.make_queries(size, count, rng)
+    path.write_text("".join(f"{name} {qtype}\n" for name, qtype in queries), encoding="ascii")
+    return queries
+
+
+def mix_text(queries: Sequence[tuple[str, str]]) -> str:
+    counts: dict[str, int] = {}
+    for _name, qtype in queries:
+        counts[qtype] = counts.get(qtype, 0) + 1
+    mix = ", ".join(f"{qtype} {count:,}" for qtype, count in sorted(counts.items()))
+    lowered = len({(name.lower(), qtype) for name, qtype in queries})
+    return f"{mix}; {len(set(queries)):,} distinct as written, {lowered:,} ignoring case"
+
+
+def bench_nsd(
+    setup: rb.NsdSetup,
+    size: int,
+    queries: Path,
+    sample: list[tuple[str, str]],
+    out: Path,
+    args: argparse.Namespace,
+) -> tuple[Figures, list[str]]:
+    figures = Figures("NSD", size)
+    log(f"NSD {rb.count_text(size)}: cold start ({2 * size:,} zones)")
+    started = time.monotonic()
+    running = rb.start_nsd(setup, size)
+    answers: list[str] = []
+    try:
+        if became_ready(figures, running.server, started, args.timeout):
+            answers = rb.snapshot(running.server.port, sample, authority=False)
+            measure(figures, running.server, queries, out, args)
+    finally:
+        finish(figures, running.server)
+    return figures, answers
+
+
+def bench_srvd(
+    data: rb.SrvdData,
+    queries: Path,
+    sample: list[tuple[str, str]],
+    out: Path,
+    args: argparse.Namespace,
+    result: SizeResult,
+) -> list[str]:
+    """srvd with metrics, then with metrics off; their unlimited runs alternate."""
+    size = data.size
+    config = data.configs["json"]
+    on, off = Figures("srvd", size), Figures("srvd metrics off", size)
+    result.servers[on.name] = on
+    result.servers[off.name] = off
+    servers: list[rb.Server] = []
+    answers: list[str] = []
+    result.source = rb.source_state()
+    try:
+        log(f"srvd {rb.count_text(size)}: cold start, metrics on")
+        started = time.monotonic()
+        server_on = start_srvd(config, data.directory, "metrics-on", True)
+        servers.append(server_on)
+        if not became_ready(on, server_on, started, args.timeout):
+            return answers
+        answers = rb.snapshot(server_on.port, sample, authority=False)
+        log(f"srvd {rb.count_text(size)}: cold start, metrics off")
+        started = time.monotonic()
+        server_off = start_srvd(config, data.directory, "metrics-off", False)
+        servers.append(server_off)
+        off_ready = became_ready(off, server_off, started, args.timeout)
+
+        # the unlimited runs alternate between the two (idle) processes, so that drift in the
+        # machine's speed falls on both alike
+        tag_on, tag_off = "srvd", "srvd-metrics-off"
+        on.warmup = dnsperf(server_on, queries, args.warmup, "warm-up", out / f"{tag_on}-w.txt")
+        if off_ready:
+            off.warmup = dnsperf(
+                server_off, queries, args.warmup, "warm-up", out / f"{tag_off}-w.txt"
+            )
+        for k in range(args.repeats):
+            unlimited(on, server_on, queries, out, args, k)
+            if off_ready:
+                unlimited(off, server_off, queries, out, args, k)
+        search_sustained(on, server_on, queries, out, args)
+        latency_run(on, server_on, queries, out, args)
+        if off_ready:
+            latency_run(off, server_off, queries, out, args)
+        if args.py_spy and size == max(args.size_list) and server_on.alive():
+            result.profile = profile_srvd(server_on, queries, out, args)
+    finally:
+        for figures, server in zip((on, off), servers, strict=False):
+            finish(figures, server)
+    return answers
+
+
+# ---------------------------------------------------------------------------------------------
+# py-spy
+
+
+FRAME = re.compile(r"(?P<function>.*) \((?P<file>[^():]*?)(?::(?P<line>\d+))?\)$")
+
+
+@dataclass(frozen=True)
+class Frame:
+    function: str
+    file: str
+    line: int
+
+    @property
+    def python(self) -> bool:
+        return self.file.endswith(".py") or self.file.startswith("<frozen")
+
+    def where(self) -> str:
+        return f"{self.function} ({self.file})"
+
+
+def parse_frame(text: str) -> Frame:
+    match = FRAME.match(text)
+    if not match:
+        return Frame(text, "", 0)
+    return Frame(match["function"], match["file"], int(match["line"] or 0))
+
+
+def source_line(frame: Frame) -> str:
+    """The text of a Python frame's line, looked up under the tree and sys.path."""
+    for base in (str(rb.ROOT), *sys.path):
+        path = Path(base or ".") / frame.file
+        if frame.line and path.is_file():
+            lines = path.read_text(errors="replace").splitlines()
+            if frame.line <= len(lines):
+                return lines[frame.line - 1].strip()
+    return ""
+
+
+def native_name(frame: Frame) -> str:
+    if frame.function.startswith("0x"):  # no symbol: the library it is in
+        return f"? ({frame.file})"
+    return frame.function
+
+
+def profile_srvd(
+    server: rb.Server, queries: Path, out: Path, args: argparse.Namespace
+) -> list[str]:
+    """py-spy record --native (raw collapsed stacks) of srvd under an unlimited dnsperf load."""
+    spy = shutil.which("py-spy")
+    if spy is None:
+        return ["py-spy is not installed (pip install py-spy): no profile"]
+    raw = out / "srvd-py-spy.txt"
+    seconds = args.py_spy_seconds
+    log(f"srvd: py-spy record --native for {seconds} s under unlimited load")
+    load = subprocess.Popen(
+        [
+            rb.tool("dnsperf"),
+            *("-s", HOST, "-p", str(server.port), "-d", str(queries)),
+            *("-l", str(seconds + 4), "-c", "8", "-t", "1", "-q", "100"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        time.sleep(2)
+        command = [spy, "record", "--native", "--format", "raw", "-o", str(raw)]
+        command += ["-d", str(seconds), "-r", "100", "-p", str(server.process.pid)]
+        spy_run = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    finally:
+        output, _ = load.communicate(timeout=seconds + 60)
+    qps = re.search(rb"Queries per second:\s+([0-9.]+)", output)
+    if spy_run.returncode != 0 or not raw.exists():
+        return [f"py-spy failed ({spy_run.returncode}): {spy_run.stderr.strip()[-500:]}"]
+    by_line: dict[Frame, int] = {}  # the innermost Python line, with the C code it called
+    by_function: dict[str, int] = {}
+    inclusive: dict[str, int] = {}
+    native: dict[str, int] = {}  # the innermost C function (where the CPU was)
+    total = 0
+    for row in raw.read_text(errors="replace").splitlines():
+        stack, _, count_text = row.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = [parse_frame(f) for f in stack.split(";")]
+        python = [f for f in frames if f.python]
+        if not python:
+            continue
+        total += count
+        inner = python[-1]
+        by_line[inner] = by_line.get(inner, 0) + count
+        by_function[inner.where()] = by_function.get(inner.where(), 0) + count
+        for name in {f.where() for f in python}:
+            inclusive[name] = inclusive.get(name, 0) + count
+        leaf = frames[-1]
+        key = "(Python code itself)" if leaf.python else native_name(leaf)
+        native[key] = native.get(key, 0) + count
+    if not total:
+        return ["py-spy recorded no samples"]
+
+    def share(count: int) -> str:
+        return f"{100 * count / total:5.1f}%"
+
+    def top(table: dict[str, int], n: int) -> list[str]:
+        ordered = sorted(table.items(), key=lambda item: -item[1])[:n]
+        return [f"  {share(count)}  {name}" for name, count in ordered]
+
+    lines = sorted(by_line.items(), key=lambda item: -item[1])[:15]
+    return [
+        f"py-spy record --native -r 100 -d {seconds} on srvd (metrics on) under unlimited "
+        f"dnsperf load ({float(qps.group(1)) if qps else float('nan'):,.0f} qps while sampled): "
+        f"{total:,} samples; raw stacks in {raw}",
+        "by Python line (time in that line and the C code it called):",
+        *(
+            f"  {share(count)}  {f.file}:{f.line} {f.function}: {source_line(f)[:70]}"
+            for f, count in lines
+        ),
+        "by Python function (the same, summed per function):",
+        *top(by_function, 12),
+        "inclusive (the function and everything it called):",
+        *top(inclusive, 12),
+        "innermost C function (libc symbols are not resolved: '? (libc.so.6)' is mostly the "
+        "system calls):",
+        *top(native, 10),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+
+
+def fmt_ms(value: float | None) -> str:
+    return "—" if value is None else f"{value * 1000:.2f} ms"
+
+
+def fmt_us(value: float | None) -> str:
+    return "—" if value is None else f"{value * 1e6:.1f} µs"
+
+
+def fmt_qps(value: float | None) -> str:
+    return "—" if value is None else f"{value:,.0f}"
+
+
+def fmt_ratio(srvd: float | None, nsd: float | None) -> str:
+    if srvd is None or nsd is None or nsd == 0:
+        return "—"
+    return f"{srvd / nsd:.2f}x"
+
+
+def verdict(ok: bool | None) -> str:
+    return "" if ok is None else ("yes" if ok else "NO")
+
+
+def ratio_ok(
+    srvd: float | None, nsd: float | None, limit: float | None, higher: bool
+) -> bool | None:
+    if limit is None:
+        return None
+    if srvd is None or nsd is None or nsd == 0:
+        return False
+    return srvd / nsd >= limit if higher else srvd / nsd <= limit
+
+
+def metrics_cpu_cost(on: Figures | None, off: Figures | None) -> tuple[float | None, list[float]]:
+    """(CPU per answer on - off) / off in %, the median over the pairs of alternating runs."""
+    if on is None or off is None:
+        return None, []
+    pairs = []
+    for a, b in zip(on.unlimited, off.unlimited, strict=False):
+        x, y = a.cpu_per_query, b.cpu_per_query
+        if x is not None and y is not None and y > 0:
+            pairs.append(100 * (x - y) / y)
+    return (statistics.median(pairs) if pairs else None), pairs
+
+
+def metrics_cost(on: Figures | None, off: Figures | None) -> tuple[float | None, list[float]]:
+    """(qps off - qps on) / qps off in %, the median over the pairs of alternating runs."""
+    if on is None or off is None:
+        return None, []
+    pairs = [
+        100 * (b.qps - a.qps) / b.qps
+        for a, b in zip(on.unlimited, off.unlimited, strict=False)
+        if a.server_alive and b.server_alive and b.qps > 0 and not math.isnan(a.qps + b.qps)
+    ]
+    return (statistics.median(pairs) if pairs else None), pairs
+
+
+def size_table(result: SizeResult, latency_qps: int) -> list[str]:
+    nsd = result.servers.get("NSD")
+    srvd = result.servers.get("srvd")
+    off = result.servers.get("srvd metrics off")
+    size = result.size
+    rows: list[list[str]] = []
+
+    def row(
+        label: str,
+        n: float | None,
+        s: float | None,
+        show: str,
+        target: float | None = None,
+        higher: bool = True,
+    ) -> None:
+        def shown(value: float | None) -> str:
+            if value is None:
+                return "—"
+            if show == "s":
+                return f"{value:.2f} s"
+            if show == "mib":
+                return f"{value / MIB:,.0f} MiB"
+            if show == "ms":
+                return fmt_ms(value)
+            if show == "us":
+                return fmt_us(value)
+            return fmt_qps(value)
+
+        target_text = "" if target is None else f"{'≥' if higher else '≤'} {target:g}x NSD"
+        rows.append(
+            [
+                label,
+                target_text,
+                shown(n),
+                shown(s),
+                fmt_ratio(s, n),
+                verdict(ratio_ok(s, n, target, higher)),
+            ]
+        )
+
+    def mem(f: Figures | None, end: bool, pss: bool) -> float | None:
+        m = None if f is None else (f.end_memory if end else f.start_memory)
+        return None if m is None else float(m.pss if pss else m.rss)
+
+    big = size >= 100_000
+    row(
+        "ready: process start → last domain answers",
+        nsd.ready if nsd else None,
+        srvd.ready if srvd else None,
+        "s",
+        READY_100K if big else None,
+        higher=False,
+    )
+    row(
+        "RSS when ready (NSD: sum of its processes)",
+        mem(nsd, False, False),
+        mem(srvd, False, False),
+        "mib",
+        RSS_100K if big else None,
+        higher=False,
+    )
+    row("PSS when ready", mem(nsd, False, True), mem(srvd, False, True), "mib")
+    row("RSS after the load runs", mem(nsd, True, False), mem(srvd, True, False), "mib")
+    row("PSS after the load runs", mem(nsd, True, True), mem(srvd, True, True), "mib")
+    unlimited_target = UNLIMITED_100K if big else UNLIMITED_1K if size <= 1000 else None
+    row(
+        "unlimited qps (dnsperf -c 8 -q 100)",
+        nsd.unlimited_qps if nsd else None,
+        srvd.unlimited_qps if srvd else None,
+        "qps",
+        unlimited_target,
+    )
+    row(
+        "server CPU per answer, unlimited runs",
+        nsd.cpu_per_query if nsd else None,
+        srvd.cpu_per_query if srvd else None,
+        "us",
+    )
+    row(
+        f"sustained qps (< {100 * LOSS_LIMIT:g}% loss)",
+        float(nsd.sustained) if nsd and nsd.sustained else None,
+        float(srvd.sustained) if srvd and srvd.sustained else None,
+        "qps",
+        SUSTAINED_100K if big else None,
+    )
+    if nsd and srvd:
+        rows.append(["  (search result)", "", nsd.sustained_note, srvd.sustained_note, "", ""])
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        row(
+            f"{name} latency at {latency_qps:,} qps",
+            nsd.percentile(q) if nsd else None,
+            srvd.percentile(q) if srvd else None,
+            "ms",
+        )
+    if off is not None:
+        off_qps = off.unlimited_qps
+        cost, _pairs = metrics_cost(srvd, off)
+        rows.append(
+            [
+                "srvd --metrics off: unlimited qps",
+                "",
+                "",
+                fmt_qps(off_qps),
+                fmt_ratio(off_qps, nsd.unlimited_qps if nsd else None),
+                "",
+            ]
+        )
+        rows.append(
+            [
+                "metrics cost: (off - on) / off, paired runs",
+                f"< {METRICS_COST:g}%",
+                "",
+                "—" if cost is None else f"{cost:+.1f}%",
+                "",
+                verdict(None if cost is None else cost < METRICS_COST),
+            ]
+        )
+        cpu_cost, _pairs = metrics_cpu_cost(srvd, off)
+        rows.append(
+            [
+                "metrics cost: server CPU per answer, on vs off",
+                "",
+                "",
+                "—" if cpu_cost is None else f"{cpu_cost:+.1f}%",
+                "",
+                "",
+            ]
+        )
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            rows.append(
+                [
+                    f"srvd --metrics off: {name} latency at {latency_qps:,} qps",
+                    "",
+                    "",
+                    fmt_ms(off.percentile(q)),
+                    "",
+                    "",
+                ]
+            )
+    return rb.table(rows, ["figure", "target", "NSD", "srvd", "srvd/NSD", "met"])
+
+
+def details(result: SizeResult) -> list[str]:
+    out = []
+    for figures in result.servers.values():
+        out.append(f"{figures.name}:")
+        if figures.start_memory:
+            out.append(f"  when ready: {figures.start_memory.text()}")
+        if figures.end_memory:
+            out.append(f"  after the runs: {figures.end_memory.text()}")
+        if figures.buffers:
+            out.append(f"  UDP socket buffers (ss -m): {figures.buffers}")
+        runs = [figures.warmup] if figures.warmup else []
+        runs += [*figures.unlimited, *figures.search]
+        runs += [figures.latency] if figures.latency else []
+        for run in runs:
+            out.append(f"  {run.text()}")
+        if figures.unlimited:
+            out.append(f"  rcodes (unlimited 1): {figures.unlimited[0].result.rcodes}")
+        if len(figures.unlimited) > 1:
+            qps = [r.qps for r in figures.unlimited]
+            out.append(
+                f"  unlimited runs: {', '.join(fmt_qps(q) for q in qps)} qps "
+                f"(spread {100 * (max(qps) - min(qps)) / max(qps):.1f}%)"
+            )
+        out += [f"  PROBLEM: {p}" for p in figures.problems]
+        out += [f"  {line}" for line in figures.log_notes]
+    cost, pairs = metrics_cost(result.servers.get("srvd"), result.servers.get("srvd metrics off"))
+    if pairs:
+        out.append(
+            "metrics cost per pair of runs (metrics on, then off, one after the other): "
+            + ", ".join(f"{p:+.1f}%" for p in pairs)
+            + f"; median {cost:+.1f}%"
+        )
+    cpu_cost, cpu_pairs = metrics_cpu_cost(
+        result.servers.get("srvd"), result.servers.get("srvd metrics off")
+    )
+    if cpu_pairs:
+        out.append(
+            "metrics cost in server CPU per answer, same pairs: "
+            + ", ".join(f"{p:+.1f}%" for p in cpu_pairs)
+            + f"; median {cpu_cost:+.1f}%"
+        )
+    if result.agreement:
+        out.append(result.agreement)
+    return out
+
+
+def summary(results: list[SizeResult]) -> list[str]:
+    """Every target in one place."""
+    out = []
+    for result in results:
+        nsd = result.servers.get("NSD")
+        srvd = result.servers.get("srvd")
+        off = result.servers.get("srvd metrics off")
+        label = rb.count_text(result.size)
+        checks: list[tuple[str, float | None, float | None, float, bool]] = []
+        if result.size >= 100_000:
+            checks += [
+                (
+                    "unlimited qps",
+                    srvd.unlimited_qps if srvd else None,
+                    nsd.unlimited_qps if nsd else None,
+                    UNLIMITED_100K,
+                    True,
+                ),
+                (
+                    "sustained qps",
+                    float(srvd.sustained) if srvd and srvd.sustained else None,
+                    float(nsd.sustained) if nsd and nsd.sustained else None,
+                    SUSTAINED_100K,
+                    True,
+                ),
+                (
+                    "RSS",
+                    float(srvd.start_memory.rss) if srvd and srvd.start_memory else None,
+                    float(nsd.start_memory.rss) if nsd and nsd.start_memory else None,
+                    RSS_100K,
+                    False,
+                ),
+                (
+                    "ready",
+                    srvd.ready if srvd else None,
+                    nsd.ready if nsd else None,
+                    READY_100K,
+                    False,
+                ),
+            ]
+        elif result.size <= 1000:
+            checks.append(
+                (
+                    "unlimited qps",
+                    srvd.unlimited_qps if srvd else None,
+                    nsd.unlimited_qps if nsd else None,
+                    UNLIMITED_1K,
+                    True,
+                )
+            )
+        for name, s, n, limit, higher in checks:
+            sign = "≥" if higher else "≤"
+            out.append(
+                f"{label:>5} {name:<14} srvd/NSD {fmt_ratio(s, n):>7}  target {sign} {limit:g}x  "
+                f"{verdict(ratio_ok(s, n, limit, higher)) or '—'}"
+            )
+        cost, _pairs = metrics_cost(srvd, off)
+        if cost is not None:
+            out.append(
+                f"{label:>5} {'metrics cost':<14} {cost:+.1f}% of the unlimited qps"
+                f"{'':>3}target < {METRICS_COST:g}%   {verdict(cost < METRICS_COST)}"
+            )
+        cpu_cost, _pairs = metrics_cpu_cost(srvd, off)
+        if cpu_cost is not None:
+            out.append(
+                f"{'':>5} {'':<14} {cpu_cost:+.1f}% server CPU per answer (less sensitive to "
+                "other load than qps)"
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+
+
+def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="srvd beside NSD: qps, sustained rate, latency, start time, memory",
+    )
+    parser.add_argument("--sizes", default=None, help="domain counts (default 1k,100k)")
+    parser.add_argument("--million", action="store_true", help="also srvd alone at 1M")
+    parser.add_argument(
+        "--nsd-million",
+        action="store_true",
+        help="with --million, NSD at 1M too (2M zone files, ~13 GiB of RAM, 9 GiB of disk)",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1k domains, 3 s runs")
+    parser.add_argument("--queries", type=int, default=None, help="query file lines (200000)")
+    parser.add_argument("--seconds", type=float, default=None, help="unlimited run length (15)")
+    parser.add_argument("--repeats", type=int, default=None, help="unlimited runs per server (2)")
+    parser.add_argument("--warmup", type=float, default=None, help="warm-up run length (2)")
+    parser.add_argument(
+        "--search-seconds", type=float, default=None, help="length of each paced run (10)"
+    )
+    parser.add_argument(
+        "--search-steps", type=int, default=None, help="paced runs after the first (5)"
+    )
+    parser.add_argument(
+        "--paced-outstanding",
+        type=int,
+        default=2000,
+        help="dnsperf -q for the paced runs: queries in flight before dnsperf holds back (2000)",
+    )
+    parser.add_argument("--latency-qps", type=int, default=20_000, help="fixed load (20000)")
+    parser.add_argument(
+        "--latency-seconds", type=float, default=None, help="fixed-load run length (10)"
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        default=2,
+        help=f"repeat a run disturbed by > {DISTURBED:g}%% of a core of other work or steal (2)",
+    )
+    parser.add_argument("--no-nsd", action="store_true", help="srvd only")
+    parser.add_argument("--py-spy", action="store_true", help="profile srvd at the largest size")
+    parser.add_argument("--py-spy-seconds", type=int, default=None, help="profile length (10)")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for ready")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workdir", help="keep the generated data and dnsperf outputs here")
+    parser.add_argument("--keep", action="store_true", help="do not delete the temporary data")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {
+        "sizes": "1k" if quick else "1k,100k",
+        "queries": 20_000 if quick else 200_000,
+        "seconds": 3.0 if quick else 15.0,
+        "repeats": 1 if quick else 3,
+        "warmup": 1.0 if quick else 2.0,
+        "search_seconds": 3.0 if quick else 10.0,
+        "search_steps": 2 if quick else 5,
+        "latency_seconds": 3.0 if quick else 10.0,
+        "py_spy_seconds": 3 if quick else 10,
+    }
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    sizes = {rb.parse_count(s) for s in args.sizes.split(",") if s.strip()}
+    if args.million:
+        sizes.add(1_000_000)
+    args.size_list = sorted(sizes)
+    return args
+
+
+def nsd_setup(work: Path, size: int, config: Path) -> tuple[rb.NsdSetup, str]:
+    keys = work / "nsd-keys"
+    keys.mkdir(exist_ok=True)
+    subprocess.run([rb.tool("nsd-control-setup"), "-d", str(keys)], capture_output=True, check=True)
+    setup = rb.NsdSetup(
+        work / "nsd", work / "nsd" / "zones", keys, rb.tool("nsd"), rb.tool("nsd-control")
+    )
+    setup.zonedir.mkdir(parents=True, exist_ok=True)
+    check = rb.check_zone_template(config, rb.tool("nsd-checkzone"), work)
+    log(f"NSD zone template: {check}; writing zone files for {rb.count_text(size)} domains")
+    seconds = rb.write_nsd_zones(setup.zonedir, size)
+    return setup, (
+        f"NSD: {2 * size:,} zone files for {rb.count_text(size)} domains written in "
+        f"{seconds:.1f} s; template: {check}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = arguments(argv)
+    began = time.monotonic()
+    rng = random.Random(args.seed)
+    for name in ("dnsperf",) + (() if args.no_nsd else ("nsd", "nsd-control", "nsd-checkzone")):
+        rb.tool(name)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="srvd-qps-"))
+    work.mkdir(parents=True, exist_ok=True)
+    out = work / "dnsperf"
+    out.mkdir(exist_ok=True)
+    lines = [
+        f"srvd at the start: {rb.source_state()}",
+        f"Python {sys.version.split()[0]}; {os.cpu_count()} cores; "
+        f"{Path('/proc/meminfo').read_text().split()[1]} kB RAM; load average {rb.loadavg()}",
+        f"command: {' '.join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])])}",
+    ]
+    nsd_sizes = [
+        s for s in args.size_list if not args.no_nsd and (s < 1_000_000 or args.nsd_million)
+    ]
+    results: list[SizeResult] = []
+    setup: rb.NsdSetup | None = None
+    try:
+        for size in args.size_list:
+            label = rb.count_text(size)
+            log(f"{label} domains: writing srvd data and {args.queries:,} queries")
+            data = rb.write_srvd_data(work, size, False)
+            queries_path = work / f"queries-{label}.txt"
+            queries = write_queries(size, args.queries, queries_path, rng)
+            sample = rng.sample(queries, min(300, len(queries)))
+            result = SizeResult(size, len(queries), mix_text(queries))
+            results.append(result)
+            nsd_answers: list[str] = []
+            if size in nsd_sizes:
+                if setup is None:
+                    setup, text = nsd_setup(work, max(nsd_sizes), data.configs["json"])
+                    lines.append(text)
+                figures, nsd_answers = bench_nsd(setup, size, queries_path, sample, out, args)
+                result.servers["NSD"] = figures
+            srvd_answers = bench_srvd(data, queries_path, sample, out, args, result)
+            if nsd_answers and srvd_answers:
+                same = sum(a == b for a, b in zip(nsd_answers, srvd_answers, strict=True))
+                result.agreement = (
+                    f"srvd and NSD give the same rcode, AA flag and answer records for "
+                    f"{same}/{len(sample)} sampled queries"
+                )
+    except KeyboardInterrupt:
+        lines.append("INTERRUPTED: the figures below are partial")
+
+    lines.append(
+        f"queries: {args.queries:,} lines per size: 80% SRV on existing names, 5% TXT, "
+        f"10% NXDOMAIN inside the zones, 5% A on existing names (NODATA), random domains, "
+        f"random 0x20 case; unlimited = dnsperf -c 8 -t 1 -q 100 -l {args.seconds:g} "
+        f"(median of {args.repeats}); paced = -Q RATE -q {args.paced_outstanding} "
+        f"-l {args.search_seconds:g}, sustained when under {100 * LOSS_LIMIT:g}% lost and "
+        f"≥ {100 * PACE_LIMIT:g}% of RATE answered; latency = -Q {args.latency_qps} -v "
+        f"-l {args.latency_seconds:g}"
+    )
+    for result in results:
+        lines.append("")
+        lines.append(
+            f"== {rb.count_text(result.size)} domains ({result.queries:,} queries: {result.mix}) =="
+        )
+        lines.append(f"srvd as started for this size: {result.source}")
+        lines += size_table(result, args.latency_qps)
+        lines.append("")
+        lines += details(result)
+        if result.profile:
+            lines.append("")
+            lines += result.profile
+    lines.append("")
+    lines.append("== Targets (ratios srvd/NSD measured in this run) ==")
+    lines += summary(results)
+    runs = [
+        run
+        for result in results
+        for f in result.servers.values()
+        for run in [*f.unlimited, *f.search, *([f.latency] if f.latency else [])]
+    ]
+    disturbed = [run for run in runs if run.interference > DISTURBED]
+    repeated = sum(len(run.disturbed) for run in runs)
+    lines.append(
+        f"{len(runs)} measured runs; {repeated} tries repeated because other processes or the "
+        f"hypervisor took > {DISTURBED:g}% of a core; {len(disturbed)} runs still disturbed; "
+        f"hypervisor steal {statistics.mean(r.steal_cpu for r in runs) if runs else 0:.0f}% "
+        f"of a core on average"
+    )
+    problems = [p for result in results for f in result.servers.values() for p in f.problems]
+    if problems:
+        lines.append(f"{len(problems)} PROBLEMS, see the details above")
+    lines.append("")
+    elapsed = time.monotonic() - began
+    lines.append(
+        f"total run time {elapsed / 60:.1f} min; load average now {rb.loadavg()}; data in {work}"
+        + ("" if args.workdir or args.keep else " (deleted)")
+    )
+    print("\n".join(lines))
+    if not args.workdir and not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
