@@ -170,22 +170,45 @@ Outcome = tuple[bytes | None, int, int]
 #    service cell).
 # The reply is ID + head + rrset.wire(rng, domain) + tail. Everything but the RFC 2782 order is the
 # same for every query with the same octets after the ID, so the Responder may keep entries.
-Entry = tuple[bytes, RRset | None, bytes, bytes, int, int]
+_Raw = tuple[bytes, RRset | None, bytes, bytes, int, int]
+# What the Responder keeps: the question is left out, so that queries differing only in the letter
+# case of their name (0x20) share an entry, and each reply echoes its own query's question:
+#   (the header after the ID, the question's length, the octets after the question up to the
+#    ordered records, the RRset to order or None, its domain, the octets after it, query cell,
+#    service cell). A reply is ID + header + the query's question + after [+ records + tail].
+Entry = tuple[bytes, int, bytes, RRset | None, bytes, bytes, int, int]
 
 
 def reply_of(query: bytes, entry: Entry, rng: RandomSource) -> bytes:
-    head, rrset, domain, tail, _cell, _service = entry
+    header, qlen, after, rrset, domain, tail, _cell, _service = entry
     if rrset is None:
-        return query[:2] + head
-    return query[:2] + head + rrset.wire(rng, domain) + tail
+        return query[:2] + header + query[12 : 12 + qlen] + after
+    return query[:2] + header + query[12 : 12 + qlen] + after + rrset.wire(rng, domain) + tail
 
 
 def reply_size(entry: Entry) -> int:
     """The size of every reply made from an entry (the SRV order changes no length)."""
-    head, rrset, domain, tail, _cell, _service = entry
+    header, qlen, after, rrset, domain, tail, _cell, _service = entry
+    size = 2 + len(header) + qlen + len(after)
     if rrset is None:
-        return 2 + len(head)
-    return 2 + len(head) + len(rrset.wire(_NO_ORDER, domain)) + len(tail)
+        return size
+    return size + len(rrset.wire(_NO_ORDER, domain)) + len(tail)
+
+
+def folded_key(query: bytes) -> bytes:
+    """The octets after the ID with the letters of the question name folded to lower case.
+
+    Queries with equal keys get the same reply but for their ID and echoed question: folding
+    stops at the first zero octet after the header (the root label, or earlier in a binary
+    label), so it only touches label octets, where case does not matter (RFC 4343); length octets
+    are at most 63 and never letters.
+    """
+    end = query.find(0, 12)
+    if end <= 12:
+        return query[2:]
+    name = query[12:end]
+    folded = name.lower()
+    return query[2:] if folded == name else query[2:12] + folded + query[end:]
 
 
 def answer(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> bytes | None:
@@ -202,11 +225,20 @@ def answer_outcome(query: bytes, index: Index, rng: RandomSource, tcp: bool = Fa
     entry = entry_for(query, index, tcp)
     if entry is None:
         return None, DROP_SHORT if len(query) < 12 else DROP_RESPONSE, NO_SERVICE
-    return reply_of(query, entry, rng), entry[4], entry[5]
+    return reply_of(query, entry, rng), entry[6], entry[7]
 
 
 def entry_for(query: bytes, index: Index, tcp: bool = False) -> Entry | None:
-    """What to reply to a query, but its ID and SRV order; None: no reply (short, or QR=1)."""
+    """What to reply to a query, but its ID, question and SRV order; None: no reply."""
+    raw = _raw_entry(query, index, tcp)
+    if raw is None:
+        return None
+    head, rrset, domain, tail, cell, service = raw
+    qlen = _question_end(query) - 12 if head[2:4] == b"\x00\x01" else 0  # QDCOUNT 1 or 0
+    return head[:10], qlen, head[10 + qlen :], rrset, domain, tail, cell, service
+
+
+def _raw_entry(query: bytes, index: Index, tcp: bool) -> _Raw | None:
     n = len(query)
     if n < 12:
         return None
@@ -231,7 +263,7 @@ def entry_for(query: bytes, index: Index, tcp: bool = False) -> Entry | None:
         )
 
 
-def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -> Entry:
+def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -> _Raw:
     qd, an, ns, ar = _COUNTS.unpack_from(query, 4)
     if qd != 1 or an or ns or flags & 0x000F:
         raise _FormErr

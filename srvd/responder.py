@@ -14,7 +14,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from srvd.answer import entry_for, reply_size, servfail
+from srvd.answer import entry_for, folded_key, reply_size, servfail
 from srvd.index import Index, RRset
 from srvd.metrics import SIZE_BUCKET, TIMING_SAMPLE, Counters
 from srvd.ordering import RandomSource
@@ -59,10 +59,10 @@ class RateLimitedLog:
 
 CACHE_ENTRIES = 50_000  # per transport; a full cache is emptied (floods of unique names)
 
-# A kept entry: [head, rrset, domain, tail, query cell, service cell, reply size, replies since
-# last folded]. Every reply to one entry counts in the same cells with the same size (the RFC 2782
-# order changes no length), so the hot path only bumps HITS; fold() moves hits into the counters.
-HEAD, RRSET, DOMAIN, TAIL, CELL, SERVICE, SIZE, HITS = range(8)
+# A kept entry: srvd.answer.Entry, then the reply size and the replies since last folded. Every
+# reply to one entry counts in the same cells with the same size (the RFC 2782 order changes no
+# length), so the hot path only bumps HITS; fold() moves the hits into the counters.
+HEADER, QLEN, AFTER, RRSET, DOMAIN, TAIL, CELL, SERVICE, SIZE, HITS = range(10)
 Kept = list[Any]
 
 
@@ -129,11 +129,9 @@ class Responder:
                 return None
             kept[HITS] += 1
             rrset: RRset | None = kept[RRSET]
-            reply: bytes
-            if rrset is None:
-                reply = query[:2] + kept[HEAD]
-            else:
-                reply = query[:2] + kept[HEAD] + rrset.wire(self.rng, kept[DOMAIN]) + kept[TAIL]
+            reply: bytes = query[:2] + kept[HEADER] + query[12 : 12 + kept[QLEN]] + kept[AFTER]
+            if rrset is not None:
+                reply += rrset.wire(self.rng, kept[DOMAIN]) + kept[TAIL]
         except Exception:
             failed = self._failed(query)
             if failed is None:  # no reply is due to this message at all
@@ -154,18 +152,18 @@ class Responder:
             if kept is None:
                 return None
             rrset_: RRset | None = kept[RRSET]
-            head: bytes = kept[HEAD]
+            reply_: bytes = query[:2] + kept[HEADER] + query[12 : 12 + kept[QLEN]] + kept[AFTER]
             if rrset_ is None:
-                return query[:2] + head
+                return reply_
             tail: bytes = kept[TAIL]
-            return query[:2] + head + rrset_.wire(self.rng, kept[DOMAIN]) + tail
+            return reply_ + rrset_.wire(self.rng, kept[DOMAIN]) + tail
         except Exception:
             return self._failed(query)
 
     def _kept(self, query: bytes, tcp: bool) -> Kept | None:
         """The kept entry for this query, or a new one (kept unless it is no reply at all)."""
         cache = self.caches[tcp]
-        key = query[2:]
+        key = folded_key(query)
         kept = cache.get(key)
         if kept is None:
             entry = entry_for(query, self._index, tcp)

@@ -124,3 +124,36 @@ def test_counts_survive_a_full_cache_and_a_new_index() -> None:
     before = counters.size_sum
     reply = responder.respond(query) or b""
     assert responder.fold().size_sum - before == len(reply)
+
+
+def test_letter_case_variants_share_one_entry_and_each_echoes_its_own_question() -> None:
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    names = ["_imaps._tcp.example.com", "_IMAPS._TCP.EXAMPLE.COM", "_iMaPs._tCp.ExAmPlE.cOm"]
+    for name in names:
+        query = _query(name, ident=7)
+        reply = responder.respond(query) or b""
+        assert reply[12 : len(query)] == query[12:]  # the question exactly as asked
+        assert sorted(_targets(reply)) == ["imap1.example.net.", "imap2.example.net."]
+    assert len(responder.caches[False]) == 1
+
+
+def test_folding_touches_the_name_only() -> None:
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    # qtypes 0x0041 (HTTPS) and 0x0061: the same octets but for letter case, after the name
+    base = _query("_imaps._tcp.example.com", "SRV")
+    https = base[:-4] + b"\x00\x41\x00\x01"
+    other = base[:-4] + b"\x00\x61\x00\x01"
+    for query in (https, other, https):
+        reply = responder.respond(query) or b""
+        assert reply[12 : len(query)] == query[12:]
+    assert len(responder.caches[False]) == 2
+    # a label holding a zero octet: folding stops there, and the reply is still right
+    binary = (
+        b"\x00\x09\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        + b"\x03A\x00B\x04_tcp\x07example\x03com\x00\x00\x21\x00\x01"
+    )
+    reply = responder.respond(binary) or b""
+    assert reply[12 : len(binary)] == binary[12:] and reply[3] & 0x0F == 3  # NXDOMAIN
+    lower = binary.replace(b"A\x00B", b"a\x00B")
+    reply = responder.respond(lower) or b""
+    assert reply[12 : len(lower)] == lower[12:] and reply[3] & 0x0F == 3
