@@ -79,10 +79,27 @@ class RunningServer:
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            return self.process.wait(timeout=10)
+            return self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
+            # record where every thread waits before killing, so a hang can be told from a
+            # starved machine (this happened once in CI while a benchmark filled both cores)
+            with open(self.log_path, "a") as log:
+                log.write(f"\n[test] no exit 20 s after SIGTERM: {_threads_of(self.process.pid)}\n")
             self.process.kill()
             return self.process.wait()
+
+
+def _threads_of(pid: int) -> str:
+    """Each thread's state and kernel wait channel (Linux /proc), for a diagnostic line."""
+    out = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            wchan = (task / "wchan").read_text()
+            state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        out.append(f"{task.name}:{state}:{wchan}")
+    return " ".join(out)
 
 
 def start_srvd(

@@ -769,9 +769,9 @@ def verdict(ok: bool | None) -> str:
 def ratio_ok(
     srvd: float | None, nsd: float | None, limit: float | None, higher: bool
 ) -> bool | None:
-    if limit is None:
+    if limit is None or nsd is None or nsd == 0:  # no target, or NSD not measured
         return None
-    if srvd is None or nsd is None or nsd == 0:
+    if srvd is None:
         return False
     return srvd / nsd >= limit if higher else srvd / nsd <= limit
 
