@@ -66,7 +66,6 @@ AA = 0x0400
 TC = 0x0200
 RD = 0x0100
 
-_HEADER = struct.Struct("!2sHHHHH")
 _HEAD = struct.Struct("!HHHHH")  # the header after the ID
 _COUNTS = struct.Struct("!HHHH")
 _U16 = struct.Struct("!H")
@@ -83,10 +82,6 @@ def _opt(ext_rcode: int, do: int) -> bytes:
     if not ext_rcode:
         return _OPT_DO if do else _OPT_PLAIN
     return b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, (ext_rcode << 24) | do, 0)
-
-
-def _header(ident: bytes, flags: int, qd: int, an: int, ns: int, ar: int) -> bytes:
-    return _HEADER.pack(ident, flags, qd, an, ns, ar)
 
 
 def _skip_name(msg: bytes, pos: int, end: int) -> int:
@@ -153,7 +148,7 @@ def servfail(query: bytes) -> bytes | None:
     rd = (query[2] << 8) & RD
     end = _question_end(query) if query[4:6] == b"\x00\x01" else 0
     flags = QR | ((query[2] & 0x78) << 8) | rd | SERVFAIL
-    return _header(query[:2], flags, 1 if end else 0, 0, 0, 0) + query[12:end]
+    return query[:2] + _HEAD.pack(flags, 1 if end else 0, 0, 0, 0) + query[12:end]
 
 
 # The service cell of a query's first label under _tcp (see srvd.outcome)

@@ -113,52 +113,37 @@ class Responder:
         return counters
 
     def respond(self, query: bytes, tcp: bool = False) -> bytes | None:
-        """The reply to one query (None: send nothing), counted for the metrics."""
-        if not self.counting:
-            return self._reply(query, tcp)
+        """The reply to one query (None: send nothing), counted for the metrics unless off."""
+        counting = self.counting
         counters = self.counters
-        timed = counters.until_timed == 0
+        timed = counting and counters.until_timed == 0
         if timed:
             counters.until_timed = TIMING_SAMPLE
             started = perf_counter_ns()
-        counters.until_timed -= 1
+        if counting:
+            counters.until_timed -= 1
+        reply: bytes | None = None
         try:
             kept = self._kept(query, tcp)
-            if kept is None:
-                counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
-                return None
-            kept[HITS] += 1
-            rrset: RRset | None = kept[RRSET]
-            reply: bytes = query[:2] + kept[HEADER] + query[12 : 12 + kept[QLEN]] + kept[AFTER]
-            if rrset is not None:
-                reply += rrset.wire(self.rng, kept[DOMAIN]) + kept[TAIL]
+            if kept is not None:
+                if counting:
+                    kept[HITS] += 1
+                rrset: RRset | None = kept[RRSET]
+                reply = query[:2] + kept[HEADER] + query[12 : 12 + kept[QLEN]] + kept[AFTER]
+                if rrset is not None:
+                    reply += rrset.wire(self.rng, kept[DOMAIN]) + kept[TAIL]
         except Exception:
-            failed = self._failed(query)
-            if failed is None:  # no reply is due to this message at all
+            reply = self._failed(query)
+            if reply is not None and counting:
+                counters.queries[UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)] += 1
+                counters.size_buckets[SIZE_BUCKET[(len(reply) - 1) >> 4]] += 1
+                counters.size_sum += len(reply)
+        if counting:
+            if reply is None:  # no reply is due to this message at all
                 counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
-                return None
-            reply = failed
-            counters.queries[UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)] += 1
-            counters.size_buckets[SIZE_BUCKET[(len(reply) - 1) >> 4]] += 1
-            counters.size_sum += len(reply)
-        if timed:
-            counters.time(perf_counter_ns() - started)
+            elif timed:
+                counters.time(perf_counter_ns() - started)
         return reply
-
-    def _reply(self, query: bytes, tcp: bool) -> bytes | None:
-        """respond without counting (metrics off)."""
-        try:
-            kept = self._kept(query, tcp)
-            if kept is None:
-                return None
-            rrset_: RRset | None = kept[RRSET]
-            reply_: bytes = query[:2] + kept[HEADER] + query[12 : 12 + kept[QLEN]] + kept[AFTER]
-            if rrset_ is None:
-                return reply_
-            tail: bytes = kept[TAIL]
-            return reply_ + rrset_.wire(self.rng, kept[DOMAIN]) + tail
-        except Exception:
-            return self._failed(query)
 
     def _kept(self, query: bytes, tcp: bool) -> Kept | None:
         """The kept entry for this query, or a new one (kept unless it is no reply at all)."""
