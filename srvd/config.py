@@ -8,6 +8,7 @@ and so are duplicate keys, which YAML would otherwise silently resolve to the la
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import glob
 import hashlib
@@ -60,6 +61,8 @@ TOP_KEYS = (
     "state_dir",
     "tcp",
     "udp",
+    "rrl",
+    "limits",
 )
 MAX_WORKERS = 256
 UDP_KEYS = ("receive_buffer", "send_buffer")
@@ -68,7 +71,9 @@ METRICS_PORT = 9153
 INCLUDE_KEYS = ("profiles", "domains", "include")
 ZONE_KEYS = ("ttl", "nameservers", "hostmaster", "refresh", "retry", "expire", "minimum")
 RECORD_KEYS = ("target", "port", "priority", "weight", "path")  # path: DAV services only
-TCP_KEYS = ("idle_timeout", "max_connections")
+TCP_KEYS = ("idle_timeout", "message_timeout", "max_connections", "max_pipelined")
+RRL_KEYS = ("responses_per_second", "slip", "ipv4_prefix", "ipv6_prefix", "table_size", "exempt")
+LIMIT_KEYS = ("max_file_size", "max_domains", "max_records_per_name", "max_txt_length")
 TEMPLATE = "{domain}"
 MAX_PROBLEMS = 50
 
@@ -174,8 +179,37 @@ class ZoneSettings:
 
 @dataclass(frozen=True, slots=True)
 class TcpSettings:
-    idle_timeout: float = 10.0
-    max_connections: int = 1000
+    idle_timeout: float = 10.0  # no complete query for this long: the connection is closed
+    message_timeout: float = 2.0  # a message begun but not complete for this long: closed
+    max_connections: int = 1000  # beyond it the least recently active connection is reaped
+    max_pipelined: int = 100  # replies queued on one connection before srvd stops reading it
+
+
+@dataclass(frozen=True, slots=True)
+class RrlSettings:
+    """Response rate limiting for UDP (srvd.rrl); ``responses_per_second`` 0 turns it off."""
+
+    responses_per_second: int = 50
+    slip: int = 2  # every slip-th limited response is sent truncated (TC=1); 0: none
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 56
+    table_size: int = 65_536  # buckets; keys that hash alike share one (bounded memory)
+    # Loopback sources cannot be spoofed from outside the host: never limited by default.
+    exempt: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+    @property
+    def enabled(self) -> bool:
+        return self.responses_per_second > 0
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Resource limits on the configuration itself: a clear error instead of exhaustion."""
+
+    max_file_size: int = 512 << 20  # octets, per file read (the main file and each include)
+    max_domains: int = 10_000_000
+    max_records_per_name: int = 100  # records of one type at one name
+    max_txt_length: int = 4000  # octets of one TXT record's text
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +242,8 @@ class Config:
     domains: Mapping[str, str | DomainOverride] = field(repr=False)
     tcp: TcpSettings = TcpSettings()
     udp: UdpSettings = UdpSettings()
+    rrl: RrlSettings = RrlSettings()
+    limits: LimitSettings = LimitSettings()
     state_dir: str | None = None
     metrics: Endpoint | None = None  # where /metrics is served; None: not at all
     workers: int = 1  # processes answering on the same addresses
@@ -410,6 +446,7 @@ class _Reader:
     def __init__(self) -> None:
         self.problems: list[Problem] = []
         self.file = ""
+        self.bounds = LimitSettings()  # the main file's ``limits``, once it is read
 
     # -- problems
 
@@ -538,16 +575,71 @@ class _Reader:
         raw = self.mapping(value, path, TCP_KEYS)
         fields = _Fields()
         kwargs: dict[str, Any] = {}
-        if "idle_timeout" in raw:
-            kwargs["idle_timeout"] = fields(
-                self.seconds, raw["idle_timeout"], (*path, "idle_timeout")
-            )
-        if "max_connections" in raw:
-            kwargs["max_connections"] = fields(
-                self.integer, raw["max_connections"], (*path, "max_connections"), 1, 1_000_000
-            )
+        for key in ("idle_timeout", "message_timeout"):
+            if key in raw:
+                kwargs[key] = fields(self.seconds, raw[key], (*path, key))
+        for key, high in (("max_connections", 1_000_000), ("max_pipelined", 65_535)):
+            if key in raw:
+                kwargs[key] = fields(self.integer, raw[key], (*path, key), 1, high)
         fields.done()
         return TcpSettings(**kwargs)
+
+    def rrl(self, value: Any, path: KeyPath) -> RrlSettings:
+        if value is False or (isinstance(value, str) and value.strip().lower() == "off"):
+            return RrlSettings(responses_per_second=0)
+        raw = self.mapping(value, path, RRL_KEYS)
+        fields = _Fields()
+        ranges = {
+            "responses_per_second": (0, 1_000_000),
+            "slip": (0, 10),
+            "ipv4_prefix": (8, 32),
+            "ipv6_prefix": (16, 128),
+            "table_size": (1, 1 << 24),
+        }
+        kwargs: dict[str, Any] = {
+            key: fields(self.integer, raw[key], (*path, key), low, high)
+            for key, (low, high) in ranges.items()
+            if key in raw
+        }
+        if "exempt" in raw:
+            kwargs["exempt"] = fields(self.networks, raw["exempt"], (*path, "exempt"))
+        fields.done()
+        return RrlSettings(**kwargs)
+
+    def networks(self, value: Any, path: KeyPath) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            self.fail(path, "expected a list of addresses or prefixes such as 192.0.2.0/24")
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(str(ipaddress.ip_network(self.text(item, (*path, i)), strict=False)))
+            except ValueError as exc:
+                self.problem((*path, i), f"{exc}; expected an address or prefix")
+            except _Invalid:
+                pass
+        if len(out) != len(items):
+            raise _Invalid
+        return tuple(out)
+
+    def limits(self, value: Any, path: KeyPath) -> LimitSettings:
+        raw = self.mapping(value, path, LIMIT_KEYS)
+        fields = _Fields()
+        ranges = {
+            "max_file_size": (1024, 1 << 40),
+            "max_domains": (1, 1 << 32),
+            "max_records_per_name": (1, 65_535),
+            "max_txt_length": (1, 60_000),
+        }
+        kwargs: dict[str, Any] = {
+            key: fields(self.integer, raw[key], (*path, key), low, high)
+            for key, (low, high) in ranges.items()
+            if key in raw
+        }
+        fields.done()
+        return LimitSettings(**kwargs)
 
     def udp(self, value: Any, path: KeyPath) -> UdpSettings:
         raw = self.mapping(value, path, UDP_KEYS)
@@ -628,6 +720,7 @@ class _Reader:
         items = [value] if isinstance(value, dict) else value
         if not isinstance(items, list) or not items:
             self.fail(path, "expected a record {target, port, ...}, a list of them, or 'off'")
+        self.count_records(len(items), path)
         records: list[SrvRecord] = []
         paths: set[str] = set()
         for i, item in enumerate(items):
@@ -656,16 +749,29 @@ class _Reader:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not items:
             self.fail(path, "expected a string or a list of strings (one TXT record each)")
+        self.count_records(len(items), path)
         texts = []
         for i, item in enumerate(items):
             item_path = (*path, i) if items is value else path
             text = self.text(item, item_path)
-            if len(text.encode()) > 4000:
-                self.fail(item_path, "a TXT record of at most 4000 octets")
+            most = self.bounds.max_txt_length
+            if len(text.encode()) > most:
+                self.fail(
+                    item_path,
+                    f"a TXT record of {len(text.encode())} octets; at most {most} "
+                    "(limits: max_txt_length)",
+                )
             texts.append(text)
         if len(set(texts)) != len(texts):
             self.problem(path, "the same text is listed twice")
         return (RRsetSpec(owner, TXT, txt=tuple(texts)),)
+
+    def count_records(self, count: int, path: KeyPath) -> None:
+        most = self.bounds.max_records_per_name
+        if count > most:
+            self.fail(
+                path, f"{count} records at one name; at most {most} (limits: max_records_per_name)"
+            )
 
     def axigen(self, value: Any, path: KeyPath) -> tuple[RRsetSpec, ...] | None:
         if value is None or value is False:
@@ -853,10 +959,20 @@ def _read_sources(reader: _Reader, main: str) -> list[_Source]:
             return
         seen.add(real)
         reader.file = file
+        most = reader.bounds.max_file_size
         try:
             with open(file, "rb") as handle:
-                raw = handle.read()
-                mtime = os.fstat(handle.fileno()).st_mtime
+                stat = os.fstat(handle.fileno())
+                if stat.st_size > most:
+                    where = via or Problem(file, (), "")
+                    reader.problem(
+                        where.path,
+                        f"{file} is {stat.st_size} octets; at most {most} (limits: max_file_size)",
+                        where.file,
+                    )
+                    return
+                raw = handle.read(most + 1)
+                mtime = stat.st_mtime
             data = _parse_file(file, raw)
         except OSError as exc:
             if via:
@@ -883,6 +999,9 @@ def _read_sources(reader: _Reader, main: str) -> list[_Source]:
             else:
                 reader.problem((key,), f"unknown key{_suggest(key, allowed)}", file)
         sources.append(_Source(file, data, raw, mtime))
+        if via is None:  # the main file: its limits hold for the includes and all they define
+            with contextlib.suppress(_Invalid):  # reported; the defaults hold meanwhile
+                reader.bounds = reader.limits(data.get("limits"), ("limits",))
         includes = data.get("include")
         if includes is None:
             return
@@ -925,6 +1044,7 @@ def _load(reader: _Reader, main: str) -> Config:
     zone = fields(reader.zone, top.get("zone"), ("zone",))
     tcp = fields(reader.tcp, top.get("tcp"), ("tcp",))
     udp = fields(reader.udp, top.get("udp"), ("udp",))
+    rrl = fields(reader.rrl, top.get("rrl"), ("rrl",))
     metrics = fields(reader.metrics, top.get("metrics"), ("metrics",))
     workers = fields(reader.workers, top.get("workers"), ("workers",))
     state_dir = top.get("state_dir")
@@ -940,6 +1060,7 @@ def _load(reader: _Reader, main: str) -> Config:
     if reader.problems or not fields.ok:
         raise _Invalid
     assert listen is not None and zone is not None and tcp is not None and udp is not None
+    assert rrl is not None
     digest = hashlib.sha256()  # of the bytes of every file, in the order read
     for source in sources:
         digest.update(source.raw)
@@ -950,6 +1071,8 @@ def _load(reader: _Reader, main: str) -> Config:
         zone=zone,
         tcp=tcp,
         udp=udp,
+        rrl=rrl,
+        limits=reader.bounds,
         state_dir=state_dir,
         metrics=metrics,
         workers=workers or 1,
@@ -1016,6 +1139,12 @@ def _domains(
             name = _domain_name(reader, key, path)
             if name is None:
                 continue
+            if len(domains) >= reader.bounds.max_domains and name not in domains:
+                reader.problem(
+                    path,
+                    f"more than {reader.bounds.max_domains} domains (limits: max_domains)",
+                )
+                raise _Stop
             if name in domains:
                 first_file, first_key = _first_definition(sources[: index + 1], name, key)
                 line = _locate(first_file, ("domains", first_key))

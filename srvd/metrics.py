@@ -40,6 +40,7 @@ from srvd.outcome import (
     QTYPES,
     QUERY_CELLS,
     RESULTS,
+    RRL_ACTIONS,
     SERVICE_CELLS,
     SERVICES,
     TRANSPORTS,
@@ -81,6 +82,7 @@ class Counters:
         "duration_buckets",
         "duration_sum_ns",
         "queries",
+        "rrl",
         "services",
         "size_buckets",
         "size_sum",
@@ -91,6 +93,7 @@ class Counters:
         self.queries = [0] * QUERY_CELLS
         self.services = [0] * SERVICE_CELLS
         self.dropped = [0] * len(DROP_REASONS)
+        self.rrl = [0] * len(RRL_ACTIONS)  # rate-limited replies by action (srvd.rrl.ACTIONS)
         self.size_buckets = [0] * len(SIZE_BOUNDS)
         self.size_sum = 0
         self.duration_buckets = [0] * (len(DURATION_BOUNDS_NS) + 1)
@@ -109,7 +112,7 @@ class Counters:
 
     def add(self, other: Counters) -> None:
         """Add another process's counts (multi-worker scrapes)."""
-        for name in ("queries", "services", "dropped", "size_buckets", "duration_buckets"):
+        for name in ("queries", "services", "dropped", "rrl", "size_buckets", "duration_buckets"):
             mine, theirs = getattr(self, name), getattr(other, name)
             for i, value in enumerate(theirs):
                 mine[i] += value
@@ -127,6 +130,8 @@ class Snapshot:
     records: int
     tcp_connections: int
     tcp_rejected: int
+    tcp_reaped: int
+    tcp_incomplete: int
     udp_send_errors: int
     internal_errors: int
     reloads_succeeded: int
@@ -195,6 +200,15 @@ class SrvdCollector(Collector):
             dropped.add_metric([reason], value)
         yield dropped
 
+        rrl = CounterMetricFamily(
+            "srvd_rrl_actions",
+            "UDP replies held back by response rate limiting: sent truncated (slip) or dropped.",
+            labels=["action"],
+        )
+        for action, value in zip(RRL_ACTIONS, c.rrl, strict=True):
+            rrl.add_metric([action], value)
+        yield rrl
+
         yield CounterMetricFamily(
             "srvd_responses_truncated",
             "UDP replies sent with TC=1 because the answer did not fit.",
@@ -233,6 +247,16 @@ class SrvdCollector(Collector):
             "TCP connections closed at once because the connection cap was reached.",
             value=s.tcp_rejected,
         )
+        closed = CounterMetricFamily(
+            "srvd_tcp_connections_closed",
+            "TCP connections srvd closed: the least recently active one, idle, to make room for "
+            "a new one over the cap (reaped); a message begun but not completed in time "
+            "(incomplete).",
+            labels=["reason"],
+        )
+        closed.add_metric(["reaped"], s.tcp_reaped)
+        closed.add_metric(["incomplete"], s.tcp_incomplete)
+        yield closed
         yield GaugeMetricFamily("srvd_domains", "Customer domains configured.", value=s.domains)
         yield GaugeMetricFamily("srvd_zones", "Zones served.", value=s.zones)
         yield GaugeMetricFamily(

@@ -50,6 +50,7 @@ SERVICE_CELLS = len(SERVICES) * len(RESULTS)
 NO_SERVICE = -1  # not inside a served zone: not counted by service
 
 DROP_REASONS = ("short", "response")
+RRL_ACTIONS = ("slip", "drop")  # what response rate limiting did with a reply (srvd.rrl)
 DROP_SHORT, DROP_RESPONSE = range(len(DROP_REASONS))
 
 

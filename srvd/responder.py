@@ -14,7 +14,8 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from srvd.answer import entry_for, folded_key, reply_size, servfail
+from srvd.answer import TC, entry_for, folded_key, reply_size, servfail
+from srvd.config import RrlSettings
 from srvd.index import Index, RRset
 from srvd.metrics import SIZE_BUCKET, TIMING_SAMPLE, Counters
 from srvd.ordering import RandomSource
@@ -25,6 +26,7 @@ from srvd.outcome import (
     TCP_CELLS,
     UNKNOWN_ROW,
 )
+from srvd.rrl import SLIP, RateLimiter, bucket_key, kind_of
 
 log = Logger()
 
@@ -59,10 +61,11 @@ class RateLimitedLog:
 
 CACHE_ENTRIES = 50_000  # per transport; a full cache is emptied (floods of unique names)
 
-# A kept entry: srvd.answer.Entry, then the reply size and the replies since last folded. Every
-# reply to one entry counts in the same cells with the same size (the RFC 2782 order changes no
-# length), so the hot path only bumps HITS; fold() moves the hits into the counters.
-HEADER, QLEN, AFTER, RRSET, DOMAIN, TAIL, CELL, SERVICE, SIZE, HITS = range(10)
+# A kept entry: srvd.answer.Entry, then the reply size, the replies since last folded and the
+# rate-limiting bucket key (UDP with RRL on; else 0). Every reply to one entry counts in the same
+# cells with the same size (the RFC 2782 order changes no length), so the hot path only bumps
+# HITS; fold() moves the hits into the counters.
+HEADER, QLEN, AFTER, RRSET, DOMAIN, TAIL, CELL, SERVICE, SIZE, HITS, RKEY = range(11)
 Kept = list[Any]
 
 
@@ -74,7 +77,11 @@ class Responder:
     """
 
     def __init__(
-        self, index: Index, rng: RandomSource | None = None, counting: bool = True
+        self,
+        index: Index,
+        rng: RandomSource | None = None,
+        counting: bool = True,
+        rrl: RateLimiter | None = None,
     ) -> None:
         self._index = index
         self.rng: RandomSource = rng if rng is not None else random.Random()
@@ -83,6 +90,7 @@ class Responder:
         self.counters = Counters()
         self.caches: tuple[dict[bytes, Kept], dict[bytes, Kept]] = ({}, {})  # UDP, TCP
         self.counting = counting
+        self.rrl = rrl
 
     @property
     def index(self) -> Index:
@@ -95,10 +103,21 @@ class Responder:
         self._index = index
         self.caches = ({}, {})
 
+    def limit(self, settings: RrlSettings, workers: int = 1) -> None:
+        """Rate-limit UDP replies with these settings from now on (or not, if off)."""
+        self.fold()  # the actions counted by the limiter this replaces
+        self.rrl = RateLimiter(settings, workers) if settings.enabled else None
+        self.caches = ({}, self.caches[1])  # UDP entries hold bucket keys
+
     def fold(self) -> Counters:
         """Move the replies counted in kept entries into the counters (at scrape time)."""
         counters = self.counters
         queries, services, sizes = counters.queries, counters.services, counters.size_buckets
+        if self.rrl is not None:
+            actions = self.rrl.actions
+            for i, count in enumerate(actions):
+                counters.rrl[i] += count
+                actions[i] = 0
         for cache in self.caches:
             for kept in cache.values():
                 hits = kept[HITS]
@@ -112,8 +131,11 @@ class Responder:
                     counters.size_sum += size * hits
         return counters
 
-    def respond(self, query: bytes, tcp: bool = False) -> bytes | None:
-        """The reply to one query (None: send nothing), counted for the metrics unless off."""
+    def respond(self, query: bytes, tcp: bool = False, source: str | None = None) -> bytes | None:
+        """The reply to one query (None: send nothing), counted for the metrics unless off.
+
+        ``source``, the client's address, is given for UDP: the reply is then rate-limited
+        (srvd.rrl) when RRL is on. A limited reply counts only in the RRL actions."""
         counting = self.counting
         counters = self.counters
         timed = counting and counters.until_timed == 0
@@ -126,6 +148,10 @@ class Responder:
         try:
             kept = self._kept(query, tcp)
             if kept is not None:
+                if source is not None and self.rrl is not None:
+                    action = self.rrl.check(source, kept[RKEY])
+                    if action:
+                        return self._slip(query, kept) if action == SLIP else None
                 if counting:
                     kept[HITS] += 1
                 rrset: RRset | None = kept[RRSET]
@@ -157,8 +183,19 @@ class Responder:
             if len(cache) >= CACHE_ENTRIES:
                 self.fold()
                 cache.clear()
-            kept = cache[key] = [*entry, reply_size(entry), 0]
+            rkey = 0 if tcp or self.rrl is None else bucket_key(kind_of(entry[6], entry[7]), key)
+            kept = cache[key] = [*entry, reply_size(entry), 0, rkey]
         return kept
+
+    @staticmethod
+    def _slip(query: bytes, kept: Kept) -> bytes:
+        """A limited reply that slips out: truncated (TC=1), the question and the OPT only."""
+        header: bytes = kept[HEADER]
+        flags = header[0] << 8 | header[1] | TC
+        tail: bytes = kept[TAIL] if kept[RRSET] is not None else kept[AFTER]
+        opt = tail[-11:] if header[8:10] == b"\x00\x01" and tail[-11:-8] == b"\x00\x00\x29" else b""
+        counts = header[2:4] + b"\x00\x00\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00")
+        return query[:2] + flags.to_bytes(2, "big") + counts + query[12 : 12 + kept[QLEN]] + opt
 
     def _failed(self, query: bytes) -> bytes | None:
         self.failures += 1

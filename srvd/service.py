@@ -262,6 +262,7 @@ class SrvdService(MultiService):
         if worker is not None:  # a worker counts for the primary and serves no /metrics
             metrics = None
         self.responder = Responder(index, rng, counting=counting)
+        self.responder.limit(config.rrl, self.workers)
         self.notifier = Notifier(environ)
         self.reloader = Reloader(
             config.source,
@@ -271,12 +272,7 @@ class SrvdService(MultiService):
             reactor,
             self.notifier,
         )
-        self.tcp = TCPFactory(
-            self.responder,
-            cast(IReactorTime, reactor),
-            config.tcp.idle_timeout,
-            config.tcp.max_connections,
-        )
+        self.tcp = TCPFactory(self.responder, cast(IReactorTime, reactor), config.tcp)
         self.listeners = [ListenService(e, self) for e in (listen or config.listen)]
         for listener in self.listeners:
             listener.setServiceParent(self)
@@ -303,6 +299,8 @@ class SrvdService(MultiService):
             sum(listener.udp.send_errors for listener in self.listeners),
             self.tcp.open_connections,
             self.tcp.rejected,
+            self.tcp.reaped,
+            self.tcp.incomplete,
             1 if self.reloader.stats.last_successful else 0,
             os.getpid(),
         ]
@@ -325,6 +323,8 @@ class SrvdService(MultiService):
                     "udp_send_errors",
                     "tcp_connections",
                     "tcp_rejected",
+                    "tcp_reaped",
+                    "tcp_incomplete",
                 ):
                     sums[name] += scalars[name]
                 reload_ok = reload_ok and scalars["reload_ok"] == 1
@@ -335,6 +335,8 @@ class SrvdService(MultiService):
             records=stats.records,
             tcp_connections=sums["tcp_connections"],
             tcp_rejected=sums["tcp_rejected"],
+            tcp_reaped=sums["tcp_reaped"],
+            tcp_incomplete=sums["tcp_incomplete"],
             udp_send_errors=sums["udp_send_errors"],
             internal_errors=sums["internal_errors"],
             reloads_succeeded=reloads.succeeded,
@@ -383,8 +385,9 @@ class SrvdService(MultiService):
         _empty_in_slices(old.zones, self.reactor)
         if config.listen != self.config.listen:
             log.warn("listen addresses changed in the configuration: they take effect on restart")
-        self.tcp.idle_timeout = config.tcp.idle_timeout
-        self.tcp.max_connections = config.tcp.max_connections
+        self.tcp.settings = config.tcp
+        if config.rrl != self.config.rrl:
+            self.responder.limit(config.rrl, self.workers)
         self.config = config
 
     @property

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from srvd.metrics import DURATION_BOUNDS_NS, SIZE_BOUNDS, Counters
-from srvd.outcome import DROP_REASONS, QUERY_CELLS, SERVICE_CELLS
+from srvd.outcome import DROP_REASONS, QUERY_CELLS, RRL_ACTIONS, SERVICE_CELLS
 
 log = Logger()
 
@@ -42,6 +42,7 @@ _LISTS = (
     ("queries", QUERY_CELLS),
     ("services", SERVICE_CELLS),
     ("dropped", len(DROP_REASONS)),
+    ("rrl", len(RRL_ACTIONS)),
     ("size_buckets", len(SIZE_BOUNDS)),
     ("duration_buckets", len(DURATION_BOUNDS_NS) + 1),
 )
@@ -51,6 +52,8 @@ SCALARS = (  # the figures besides the counters
     "udp_send_errors",
     "tcp_connections",
     "tcp_rejected",
+    "tcp_reaped",
+    "tcp_incomplete",
     "reload_ok",  # 1 if the worker's last configuration load succeeded
     "pid",
 )

@@ -391,7 +391,7 @@ CASES: list[Case] = [
                   _x._tcp: '{"t" * 4001}'
             """
         ),
-        (Expect(6, "profiles.p.txt._x._tcp", "at most 4000 octets"),),
+        (Expect(6, "profiles.p.txt._x._tcp", "4001 octets; at most 4000"),),
         note="the key path gets a '[0]' although the value is a single string, not a list",
     ),
     Case(
@@ -406,7 +406,7 @@ CASES: list[Case] = [
                     - '{"t" * 4001}'
             """
         ),
-        (Expect(8, "profiles.p.txt._x._tcp[1]", "at most 4000 octets"),),
+        (Expect(8, "profiles.p.txt._x._tcp[1]", "4001 octets; at most 4000"),),
     ),
     Case(
         "txt-twice",

@@ -720,6 +720,8 @@ def test_families_have_the_right_types_and_help(example: Harness) -> None:
         "srvd_udp_send_errors": "counter",
         "srvd_tcp_connections": "gauge",
         "srvd_tcp_connections_rejected": "counter",
+        "srvd_tcp_connections_closed": "counter",
+        "srvd_rrl_actions": "counter",
         "srvd_domains": "gauge",
         "srvd_zones": "gauge",
         "srvd_records": "gauge",

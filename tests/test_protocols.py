@@ -24,7 +24,7 @@ from twisted.logger import LogEvent, capturedLogs
 from twisted.python.failure import Failure
 
 import srvd.responder
-from srvd.config import load_config
+from srvd.config import TcpSettings, load_config
 from srvd.index import Index, build_index
 from srvd.protocols import TCPFactory, TCPProtocol, UDPProtocol
 from srvd.responder import RateLimitedLog, Responder
@@ -200,7 +200,8 @@ def clock() -> Clock:
 
 @pytest.fixture
 def factory(responder: Responder, clock: Clock) -> TCPFactory:
-    return TCPFactory(responder, cast(IReactorTime, clock), idle_timeout=IDLE, max_connections=3)
+    settings = TcpSettings(idle_timeout=IDLE, message_timeout=IDLE, max_connections=3)
+    return TCPFactory(responder, cast(IReactorTime, clock), settings)
 
 
 def test_tcp_length_framing(factory: TCPFactory) -> None:
@@ -246,7 +247,7 @@ def test_tcp_idle_timeout_closes_the_connection(factory: TCPFactory, clock: Cloc
     clock.advance(0.1)
     assert conn.aborted
     conn.lose()
-    assert factory.connections == 0
+    assert factory.open_connections == 0
     assert clock.getDelayedCalls() == []
 
 
@@ -286,8 +287,8 @@ def test_tcp_partial_message_that_never_completes_is_closed_by_the_timer(
 def test_tcp_connection_cap_aborts_the_one_over_the_limit_and_counts_it(
     factory: TCPFactory,
 ) -> None:
-    conns = [Connection(factory) for _ in range(factory.max_connections)]
-    assert factory.connections == factory.max_connections
+    conns = [Connection(factory) for _ in range(factory.settings.max_connections)]
+    assert factory.open_connections == factory.settings.max_connections
     assert not any(c.closing for c in conns)
     assert factory.rejected == 0
 
@@ -295,7 +296,7 @@ def test_tcp_connection_cap_aborts_the_one_over_the_limit_and_counts_it(
     assert extra.aborted
     assert factory.rejected == 1
     extra.lose()
-    assert factory.connections == factory.max_connections
+    assert factory.open_connections == factory.settings.max_connections
 
     conns[0].send(frame(query(ident=51)))  # the connections within the cap still work
     assert [parse(r).id for r in conns[0].replies()] == [51]
@@ -309,7 +310,7 @@ def test_tcp_connection_cap_aborts_the_one_over_the_limit_and_counts_it(
     assert factory.rejected == 1
     for conn in [*conns, again]:
         conn.lose()
-    assert factory.connections == 0
+    assert factory.open_connections == 0
 
 
 @pytest.mark.parametrize(
@@ -331,7 +332,7 @@ def test_tcp_a_message_without_a_reply_closes_only_its_connection(
     assert not bystander.closing
     bystander.send(frame(query(ident=62)))
     assert [parse(r).id for r in bystander.replies()] == [62]
-    assert factory.connections == 1
+    assert factory.open_connections == 1
 
     fresh = Connection(factory)  # and srvd goes on accepting
     fresh.send(frame(query(ident=63)))
@@ -419,7 +420,7 @@ def test_exception_over_tcp_gives_servfail_and_keeps_the_connection(
 ) -> None:
     rng = ExplodingRandom()
     responder = Responder(index, rng)
-    factory = TCPFactory(responder, cast(IReactorTime, clock), IDLE, 10)
+    factory = TCPFactory(responder, cast(IReactorTime, clock), TcpSettings(idle_timeout=IDLE))
     conn = Connection(factory)
     rng.armed = True
     with capturedLogs() as events:

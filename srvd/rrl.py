@@ -1,0 +1,131 @@
+"""Response rate limiting (RRL) for UDP, after Knot's mod-rrl and BIND's rate-limit.
+
+A spoofed flood makes a DNS server reflect its answers at a victim. Every UDP reply is charged to
+a token bucket chosen by the client's network prefix (/24 and /56 by default), the kind of
+response (answer, NODATA, NXDOMAIN, REFUSED, error) and, for the first three, the zone the name
+falls in. A bucket holds at most one second of tokens and refills at ``responses_per_second``.
+A reply finding its bucket empty is *limited*: every ``slip``-th limited reply goes out
+truncated (TC=1, no records), so a real client behind a spoofed prefix retries over TCP, which
+cannot be spoofed and is never limited; the others are dropped.
+
+The buckets live in a fixed table indexed by a hash of the key; keys that hash alike share a
+bucket (they are limited together), so memory stays bounded whatever the flood sends. The
+rate is per process: with ``workers: N`` each process allows ``responses_per_second / N``
+(SO_REUSEPORT spreads a client's queries, with their random source ports, over the workers).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+
+from srvd.config import RrlSettings
+from srvd.outcome import (
+    C_NOERROR,
+    C_NOERROR_TC,
+    C_NXDOMAIN,
+    C_REFUSED,
+    NODATA,
+    ROW,
+    RRL_ACTIONS,
+)
+
+KINDS = ("answer", "nodata", "nxdomain", "refused", "error")
+K_ANSWER, K_NODATA, K_NXDOMAIN, K_REFUSED, K_ERROR = range(len(KINDS))
+PASS, SLIP, DROP = 0, 1, 2
+
+EXEMPT = 0  # the prefix key of an exempt source
+_PREFIX_CACHE = 65_536  # sources remembered with their prefix key; emptied when full
+
+
+def kind_of(cell: int, service: int) -> int:
+    """The response kind of a reply, from the metric cells its entry counts in."""
+    column = cell % ROW
+    if column in (C_NOERROR, C_NOERROR_TC):
+        return K_NODATA if service >= 0 and service % 3 == NODATA else K_ANSWER
+    if column == C_NXDOMAIN:
+        return K_NXDOMAIN
+    if column == C_REFUSED:
+        return K_REFUSED
+    return K_ERROR
+
+
+def bucket_key(kind: int, key: bytes) -> int:
+    """The part of a bucket's key that comes from the reply: its kind, and for answers and
+    negative answers the zone part of the name.
+
+    ``key`` is a query's octets after the ID with the name folded to lower case
+    (srvd.answer.folded_key). The zone part is taken from the last "_" octet of the name on
+    (``_tcp.example.com`` for every name under it), so a flood of random names under one zone
+    shares one bucket, as in BIND, where NXDOMAIN is keyed by the zone.
+    """
+    if kind >= K_REFUSED:
+        return hash((kind, b""))
+    end = key.find(0, 10)
+    start = key.rfind(b"_", 10, end) if end > 10 else -1
+    return hash((kind, key[start:end] if start >= 0 else key[10:end]))
+
+
+class RateLimiter:
+    """Token buckets per (source prefix, response kind, zone); see the module's docstring."""
+
+    def __init__(
+        self,
+        settings: RrlSettings,
+        workers: int = 1,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.rate = max(1.0, settings.responses_per_second / max(1, workers))
+        self.slip = settings.slip
+        self.size = settings.table_size
+        self.v4_shift = 32 - settings.ipv4_prefix
+        self.v6_shift = 128 - settings.ipv6_prefix
+        self.exempt = tuple(ipaddress.ip_network(n) for n in settings.exempt)
+        self.clock = clock
+        self.tokens = [self.rate] * self.size
+        self.stamps = [float("-inf")] * self.size  # never charged: full
+        self.prefixes: dict[str, int] = {}
+        self.limited = 0  # limited replies so far (the slip counter)
+        self.actions = [0] * len(RRL_ACTIONS)  # since last folded into the counters
+
+    def prefix_key(self, host: str) -> int:
+        """A nonzero key for the network prefix of a source address, EXEMPT if exempt."""
+        key = self.prefixes.get(host)
+        if key is None:
+            if len(self.prefixes) >= _PREFIX_CACHE:
+                self.prefixes.clear()
+            key = self.prefixes[host] = self._prefix_key(host)
+        return key
+
+    def _prefix_key(self, host: str) -> int:
+        try:
+            address = ipaddress.ip_address(host.partition("%")[0])
+        except ValueError:
+            return hash(host) or 1  # not an IP address (never from a UDP socket): its own prefix
+        if any(address in network for network in self.exempt):
+            return EXEMPT
+        shift = self.v4_shift if address.version == 4 else self.v6_shift
+        return hash((address.version, int(address) >> shift)) or 1
+
+    def check(self, host: str, key: int) -> int:
+        """PASS, SLIP or DROP for one reply of bucket ``key`` (bucket_key) to ``host``."""
+        prefix = self.prefix_key(host)
+        if prefix == EXEMPT:
+            return PASS
+        slot = (prefix ^ key) % self.size
+        now = self.clock()
+        tokens = self.tokens[slot] + (now - self.stamps[slot]) * self.rate
+        if tokens > self.rate:
+            tokens = self.rate
+        self.stamps[slot] = now
+        if tokens >= 1.0:
+            self.tokens[slot] = tokens - 1.0
+            return PASS
+        self.tokens[slot] = tokens
+        self.limited += 1
+        if self.slip and self.limited % self.slip == 0:
+            self.actions[SLIP - 1] += 1
+            return SLIP
+        self.actions[DROP - 1] += 1
+        return DROP
