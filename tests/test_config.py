@@ -1627,3 +1627,97 @@ def test_missing_glob_is_not_an_error(tmp_path: Path) -> None:
     text = ZONE + "include: ['conf.d/*.yaml', '*.json']\n"
     config = load(tmp_path, {MAIN: text})
     assert config.files == (str(tmp_path / MAIN),)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rate limiting, TCP limits and resource limits
+
+
+def test_rrl_tcp_and_limits_settings(tmp_path: Path) -> None:
+    text = ZONE + y(
+        """\
+        tcp:
+          message_timeout: 1.5
+          max_pipelined: 20
+        rrl:
+          responses_per_second: 20
+          slip: 1
+          ipv4_prefix: 22
+          ipv6_prefix: 48
+          table_size: 1000
+          exempt: [192.0.2.1, 2001:db8::/32]
+        limits:
+          max_domains: 5
+          max_txt_length: 100
+        """
+    )
+    config = load(tmp_path, {MAIN: text})
+    assert (config.tcp.message_timeout, config.tcp.max_pipelined) == (1.5, 20)
+    assert config.tcp.idle_timeout == 10.0  # the defaults stay for what is not given
+    rrl = config.rrl
+    assert (rrl.responses_per_second, rrl.slip, rrl.ipv4_prefix, rrl.ipv6_prefix) == (20, 1, 22, 48)
+    assert rrl.table_size == 1000 and rrl.exempt == ("192.0.2.1/32", "2001:db8::/32")
+    assert (config.limits.max_domains, config.limits.max_txt_length) == (5, 100)
+    assert config.limits.max_records_per_name == 100
+
+
+def test_rrl_defaults_and_off(tmp_path: Path) -> None:
+    assert load(tmp_path, {MAIN: ZONE}).rrl.enabled
+    assert load(tmp_path, {MAIN: ZONE}).rrl.responses_per_second == 50
+    assert not load(tmp_path, {MAIN: ZONE + "rrl: off\n"}).rrl.enabled
+    assert not load(tmp_path, {MAIN: ZONE + "rrl: {responses_per_second: 0}\n"}).rrl.enabled
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        ("rrl: {slip: 11}\n", "rrl.slip", "out of range"),
+        ("rrl: {ipv4_prefix: 33}\n", "rrl.ipv4_prefix", "out of range"),
+        ("rrl: {exempt: [not-an-address]}\n", "rrl.exempt[0]", "expected an address or prefix"),
+        ("rrl: {rate: 5}\n", "rrl.rate", "unknown key"),
+        ("tcp: {message_timeout: 0}\n", "tcp.message_timeout", "more than 0"),
+        ("tcp: {max_pipelined: 0}\n", "tcp.max_pipelined", "out of range"),
+        ("limits: {max_domains: 0}\n", "limits.max_domains", "out of range"),
+    ],
+)
+def test_rrl_tcp_and_limits_problems(tmp_path: Path, text: str, key: str, fragment: str) -> None:
+    problems = problems_of(tmp_path, {MAIN: ZONE + text})
+    assert [(p.key, p.line) for p in problems] == [(key, 3)]
+    assert fragment in problems[0].message
+
+
+def test_limits_are_enforced_with_a_clear_error(tmp_path: Path) -> None:
+    base = ZONE + "limits: {max_domains: 2, max_records_per_name: 2, max_txt_length: 10}\n"
+    files = {
+        MAIN: base + "include: [more.yaml]\n",
+        "more.yaml": y(
+            """\
+            profiles:
+              p:
+                imaps: [{target: a.example.net, port: 993}, {target: b.example.net, port: 993},
+                        {target: c.example.net, port: 993}]
+                txt:
+                  _x._tcp: 'more than ten octets'
+            domains:
+              a.example: p
+              b.example: p
+              c.example: p
+            """
+        ),
+    }
+    found = {(Path(p.file).name, p.line, p.key): p.message for p in problems_of(tmp_path, files)}
+    assert "3 records at one name; at most 2" in found["more.yaml", 3, "profiles.p.imaps"]
+    assert "20 octets; at most 10" in found["more.yaml", 6, "profiles.p.txt._x._tcp"]
+    assert "more than 2 domains" in found["more.yaml", 10, "domains.c.example"]
+    assert len(found) == 3
+
+
+def test_an_included_file_over_the_size_limit_is_refused_unread(tmp_path: Path) -> None:
+    files = {
+        MAIN: ZONE + "limits: {max_file_size: 2048}\ninclude: [big.yaml]\n",
+        "big.yaml": "domains:\n" + "".join(f"  d{i}.example: p\n" for i in range(200)),
+    }
+    problems = problems_of(tmp_path, files)
+    assert len(problems) == 1
+    assert problems[0].key == "include[0]" and problems[0].file == str(tmp_path / MAIN)
+    assert "at most 2048 (limits: max_file_size)" in problems[0].message

@@ -483,3 +483,85 @@ def test_rate_limited_log_window() -> None:
     assert [e["count"] for e in _suppressed(list(events))] == [3]
     assert limiter.suppressed == 0
     assert sum(limiter.allow() for _ in range(20)) == 9
+
+
+# ---------------------------------------------------------------------------------------------
+# TCP limits (issue: ready for the open Internet)
+
+
+def limited_factory(responder: Responder, clock: Clock, **settings: Any) -> TCPFactory:
+    values: dict[str, Any] = {"idle_timeout": IDLE, "message_timeout": 2.0, "max_connections": 3}
+    values.update(settings)
+    return TCPFactory(responder, cast(IReactorTime, clock), TcpSettings(**values))
+
+
+def test_tcp_a_message_begun_must_complete_within_the_message_timeout(
+    responder: Responder, clock: Clock
+) -> None:
+    factory = limited_factory(responder, clock)
+    conn = Connection(factory)
+    data = frame(query(ident=81))
+    conn.send(data[:5])
+    clock.advance(1.0)
+    conn.send(data[5:10])  # more octets of the same message do not extend its deadline
+    clock.advance(0.9)
+    assert not conn.aborted
+    clock.advance(0.1)
+    assert conn.aborted and factory.incomplete == 1
+    conn.lose()
+    assert clock.getDelayedCalls() == []
+
+
+def test_tcp_each_message_gets_its_own_deadline(responder: Responder, clock: Clock) -> None:
+    factory = limited_factory(responder, clock)
+    conn = Connection(factory)
+    first, second = frame(query(ident=82)), frame(query(ident=83))
+    conn.send(first[:-1])
+    clock.advance(1.5)
+    conn.send(first[-1:] + second[:3])  # the first completes, the second begins
+    clock.advance(1.5)  # 3 s after the first began, 1.5 s after the second did
+    assert not conn.closing
+    conn.send(second[3:])
+    assert [parse(r).id for r in conn.replies()] == [82, 83]
+    clock.advance(IDLE - 0.1)  # nothing begun: only the idle timeout is left
+    assert not conn.closing and factory.incomplete == 0
+
+
+def test_tcp_pipelined_replies_are_capped_until_the_transport_has_written_them(
+    responder: Responder, clock: Clock
+) -> None:
+    factory = limited_factory(responder, clock, max_pipelined=3)
+    conn = Connection(factory)
+    conn.send(frame(*(query(ident=i) for i in range(90, 97))))
+    assert [parse(r).id for r in conn.replies()] == [90, 91, 92]
+    assert conn.transport.producerState == "paused"  # srvd stopped reading this connection
+    assert conn.transport.producer is conn.protocol
+    conn.transport.clear()
+    conn.protocol.resumeProducing()  # what the transport does once its buffer is written out
+    assert [parse(r).id for r in conn.replies()] == [93, 94, 95]
+    conn.transport.clear()
+    conn.protocol.resumeProducing()
+    assert [parse(r).id for r in conn.replies()] == [96]
+    assert conn.transport.producerState == "producing"
+
+
+def test_tcp_over_the_cap_the_least_recently_active_idle_connection_is_reaped(
+    responder: Responder, clock: Clock
+) -> None:
+    factory = limited_factory(responder, clock)
+    conns = [Connection(factory) for _ in range(3)]
+    clock.advance(TCPFactory.REAP_IDLE + 1)
+    conns[0].send(frame(query(ident=1)))  # the first is busy now; the second is the oldest idle
+    conns[2].send(frame(query(ident=2)))
+    newcomer = Connection(factory)
+    assert not newcomer.aborted and conns[1].aborted and not conns[0].aborted
+    assert (factory.reaped, factory.rejected, factory.open_connections) == (1, 0, 3)
+    conns[1].lose()
+    assert factory.open_connections == 3
+    newcomer.send(frame(query(ident=3)))
+    assert [parse(r).id for r in newcomer.replies()] == [3]
+
+    late = Connection(factory)  # every connection was active within REAP_IDLE: no room
+    assert late.aborted and factory.rejected == 1 and factory.open_connections == 3
+    late.lose()
+    assert factory.open_connections == 3

@@ -1,0 +1,277 @@
+"""Response rate limiting: buckets, kinds, slip replies, counting; then a real flood on loopback."""
+
+from __future__ import annotations
+
+import random
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from srvd.config import RrlSettings, load_config
+from srvd.index import build_index
+from srvd.responder import Responder
+from srvd.rrl import (
+    DROP,
+    EXEMPT,
+    K_ANSWER,
+    K_ERROR,
+    K_NODATA,
+    K_NXDOMAIN,
+    K_REFUSED,
+    PASS,
+    SLIP,
+    RateLimiter,
+    bucket_key,
+)
+
+from conftest import EXAMPLE, start_srvd
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def limiter(clock: FakeClock, **settings: object) -> RateLimiter:
+    values: dict[str, object] = {"responses_per_second": 10, "slip": 2, "exempt": ()}
+    values.update(settings)
+    return RateLimiter(RrlSettings(**values), clock=clock)  # type: ignore[arg-type]
+
+
+def test_a_bucket_allows_its_rate_then_limits_then_refills() -> None:
+    clock = FakeClock()
+    rrl = limiter(clock)
+    key = bucket_key(K_ANSWER, b"\x00" * 10 + b"\x05_imap\x04_tcp\x07example\x03com\x00")
+    assert [rrl.check("192.0.2.1", key) for _ in range(10)] == [PASS] * 10  # one second's worth
+    limited = [rrl.check("192.0.2.1", key) for _ in range(10)]
+    assert limited == [DROP, SLIP] * 5  # slip 2: every second limited reply is truncated
+    assert rrl.actions == [5, 5]
+    clock.now += 0.5  # half a second refills half the bucket
+    assert [rrl.check("192.0.2.1", key) for _ in range(6)].count(PASS) == 5
+    clock.now += 60  # a long pause refills it only up to one second's worth
+    assert [rrl.check("192.0.2.1", key) for _ in range(12)].count(PASS) == 10
+
+
+def test_the_bucket_is_per_prefix_not_per_address() -> None:
+    clock = FakeClock()
+    rrl = limiter(clock, slip=0)
+    key = bucket_key(K_REFUSED, b"")
+    for i in range(10):
+        assert rrl.check(f"192.0.2.{i + 1}", key) == PASS
+    assert rrl.check("192.0.2.200", key) == DROP  # same /24
+    assert rrl.check("192.0.3.1", key) == PASS  # another /24
+    assert rrl.check("2001:db8:0:100::1", key) == PASS
+    for i in range(9):  # the same /56 as the one above
+        assert rrl.check(f"2001:db8:0:1{i:02x}::7", key) == PASS
+    assert rrl.check("2001:db8:0:1ff::1", key) == DROP
+    assert rrl.check("2001:db8:0:200::1", key) == PASS  # another /56
+
+
+def test_kinds_and_zones_have_their_own_buckets() -> None:
+    clock = FakeClock()
+    rrl = limiter(clock, slip=0)
+    example = b"\x00" * 10 + b"\x05_imap\x04_tcp\x07example\x03com\x00\x00\x21\x00\x01"
+    other = b"\x00" * 10 + b"\x05_imap\x04_tcp\x05other\x03com\x00\x00\x21\x00\x01"
+    random_name = b"\x00" * 10 + b"\x07x1y2z3q\x04_tcp\x07example\x03com\x00\x00\x21\x00\x01"
+    nx = bucket_key(K_NXDOMAIN, example)
+    assert bucket_key(K_NXDOMAIN, random_name) == nx  # random names under one zone: one bucket
+    keys = [nx, bucket_key(K_NXDOMAIN, other), bucket_key(K_ANSWER, example)]
+    keys += [bucket_key(K_NODATA, example), bucket_key(K_ERROR, b"")]
+    assert len(set(keys)) == len(keys)
+    for key in keys:
+        assert [rrl.check("192.0.2.1", key) for _ in range(11)] == [PASS] * 10 + [DROP]
+
+
+def test_exempt_sources_are_never_limited_and_loopback_is_exempt_by_default() -> None:
+    rrl = RateLimiter(RrlSettings(responses_per_second=1, exempt=("198.51.100.0/24",)))
+    key = bucket_key(K_REFUSED, b"")
+    assert all(rrl.check("198.51.100.9", key) == PASS for _ in range(100))
+    assert rrl.prefix_key("198.51.100.9") == EXEMPT
+    assert rrl.check("192.0.2.1", key) == PASS and rrl.check("192.0.2.1", key) != PASS
+    default = RateLimiter(RrlSettings(responses_per_second=1))
+    assert default.prefix_key("127.0.0.1") == EXEMPT and default.prefix_key("::1") == EXEMPT
+
+
+def test_the_rate_is_shared_out_among_workers() -> None:
+    clock = FakeClock()
+    rrl = RateLimiter(RrlSettings(responses_per_second=40, exempt=()), workers=4, clock=clock)
+    key = bucket_key(K_REFUSED, b"")
+    assert [rrl.check("192.0.2.1", key) for _ in range(11)].count(PASS) == 10
+
+
+def test_the_table_is_bounded_whatever_the_flood() -> None:
+    rrl = limiter(FakeClock(), table_size=64)
+    for i in range(5000):
+        rrl.check(f"10.{i % 250}.{i // 250}.1", bucket_key(K_ANSWER, i.to_bytes(12, "big")))
+    assert len(rrl.tokens) == len(rrl.stamps) == 64
+
+
+# ---------------------------------------------------------------------------------------------
+# In the responder
+
+
+def query(name: str, rdtype: str = "SRV", ident: int = 1, edns: bool = False) -> bytes:
+    message = dns.message.make_query(name, rdtype, use_edns=0 if edns else None)
+    message.id = ident
+    return message.to_wire()
+
+
+@pytest.fixture
+def responder() -> Responder:
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    responder.limit(RrlSettings(responses_per_second=5, slip=1, exempt=()))
+    return responder
+
+
+@pytest.mark.parametrize("edns", [False, True], ids=["plain", "edns"])
+@pytest.mark.parametrize(
+    ("name", "rdtype", "rcode"),
+    [
+        ("_imaps._tcp.example.com", "SRV", dns.rcode.NOERROR),
+        ("_nope._tcp.example.com", "SRV", dns.rcode.NXDOMAIN),
+        ("_imaps._tcp.example.com", "A", dns.rcode.NOERROR),
+        ("example.org", "A", dns.rcode.REFUSED),
+    ],
+    ids=["answer", "nxdomain", "nodata", "refused"],
+)
+def test_a_slipped_reply_is_truncated_with_the_question_and_nothing_else(
+    responder: Responder, name: str, rdtype: str, rcode: dns.rcode.Rcode, edns: bool
+) -> None:
+    replies = [
+        responder.respond(query(name, rdtype, i, edns), False, "192.0.2.9") for i in range(6)
+    ]
+    full = dns.message.from_wire(replies[0] or b"")
+    assert not full.flags & dns.flags.TC
+    asked = query(name.upper(), rdtype, 0xABCD, edns)
+    slipped_wire = responder.respond(asked, False, "192.0.2.9") or b""
+    slipped = dns.message.from_wire(slipped_wire)
+    assert slipped.id == 0xABCD and slipped.flags & dns.flags.QR and slipped.flags & dns.flags.TC
+    assert slipped.rcode() == rcode and slipped.answer == [] and slipped.authority == []
+    question_end = asked.index(0, 12) + 5
+    assert slipped_wire[12:question_end] == asked[12:question_end]  # echoed as asked
+    assert (slipped.edns >= 0) == edns
+    assert len(slipped_wire) <= len(asked)  # never more octets out than in
+    tcp = responder.respond(asked, True, None)  # TCP is never limited
+    assert tcp is not None and not dns.message.from_wire(tcp).flags & dns.flags.TC
+
+
+def test_limited_replies_count_in_the_rrl_actions_only() -> None:
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    responder.limit(RrlSettings(responses_per_second=5, slip=2, exempt=()))
+    for i in range(25):
+        responder.respond(query("_imaps._tcp.example.com", ident=i), False, "192.0.2.9")
+    counters = responder.fold()
+    assert sum(counters.queries) == 5
+    assert counters.rrl == [10, 10]
+    assert sum(counters.dropped) == 0
+
+
+def test_off_means_no_limiter() -> None:
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    responder.limit(RrlSettings(responses_per_second=0))
+    assert responder.rrl is None
+    for i in range(200):
+        assert responder.respond(query("_imaps._tcp.example.com", ident=i), False, "192.0.2.9")
+
+
+# ---------------------------------------------------------------------------------------------
+# A real flood on loopback: one /24 floods, another asks politely, a TC reply is retried on TCP
+
+RATE = 50
+
+
+def _flood_config(tmp_path: Path) -> Path:
+    config = tmp_path / "srvd.yaml"
+    text = EXAMPLE.read_text()
+    config.write_text(text + f"\nrrl:\n  responses_per_second: {RATE}\n  exempt: []\n")
+    return config
+
+
+def _bound_socket(address: str) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((address, 0))
+    return sock
+
+
+def test_a_flooding_prefix_is_limited_while_another_gets_every_answer(tmp_path: Path) -> None:
+    server = start_srvd(_flood_config(tmp_path))
+    try:
+        wire = query("_imaps._tcp.example.com", edns=True)
+        flood = _bound_socket("127.0.1.1")
+        flood.setblocking(False)
+        full = truncated = 0
+        polite_ok = polite_sent = 0
+        polite = _bound_socket("127.0.2.1")
+        polite.settimeout(1.0)
+        stop = threading.Event()
+
+        def ask_politely() -> None:
+            nonlocal polite_ok, polite_sent
+            for i in range(20):  # 10 qps for 2 s
+                if stop.is_set():
+                    break
+                polite_sent += 1
+                polite.sendto(struct.pack("!H", i) + wire[2:], ("127.0.0.1", server.port))
+                try:
+                    reply = dns.message.from_wire(polite.recv(4096))
+                except OSError:
+                    continue
+                if reply.id == i and reply.answer and not reply.flags & dns.flags.TC:
+                    polite_ok += 1
+                time.sleep(0.1)
+
+        thread = threading.Thread(target=ask_politely)
+        thread.start()
+        started = time.monotonic()
+        sent = 0
+        while time.monotonic() - started < 2.0:  # about 2,000 qps for 2 s
+            ahead = started + sent / 2000 - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+            flood.sendto(wire, ("127.0.0.1", server.port))
+            sent += 1
+            while True:
+                try:
+                    data = flood.recv(4096)
+                except BlockingIOError:
+                    break
+                if data[2] & 0x02:
+                    truncated += 1
+                else:
+                    full += 1
+        time.sleep(0.3)
+        while True:
+            try:
+                data = flood.recv(4096)
+            except BlockingIOError:
+                break
+            if data[2] & 0x02:
+                truncated += 1
+            else:
+                full += 1
+        thread.join()
+        stop.set()
+        elapsed = time.monotonic() - started
+        assert sent > 1000
+        assert full <= RATE * (elapsed + 1) * 1.1  # the bucket's first second, then the rate
+        assert full >= RATE  # and not nothing
+        assert truncated > 0.3 * (sent - full)  # slip 2: about every second limited reply
+        assert polite_ok == polite_sent == 20
+
+        # a truncated reply sends the client to TCP, where nothing is limited
+        tcp = dns.query.tcp(dns.message.from_wire(wire), "127.0.0.1", port=server.port, timeout=5)
+        assert tcp.rcode() == dns.rcode.NOERROR and tcp.answer
+    finally:
+        server.stop()
