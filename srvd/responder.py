@@ -32,10 +32,14 @@ log = Logger()
 
 
 class RateLimitedLog:
-    """At most ``burst`` lines per ``period`` seconds; the rest are counted and summed up."""
+    """At most ``burst`` lines per ``period`` seconds; the rest are counted and summed up.
+
+    Every log line that remote input can cause goes through one of these, so that a flood of
+    bad packets writes at most a few lines a minute, however long it lasts.
+    """
 
     def __init__(
-        self, burst: int = 10, period: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self, burst: int = 10, period: float = 60.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.burst = burst
         self.period = period
@@ -91,6 +95,7 @@ class Responder:
         self.caches: tuple[dict[bytes, Kept], dict[bytes, Kept]] = ({}, {})  # UDP, TCP
         self.counting = counting
         self.rrl = rrl
+        self.rrl_log = RateLimitedLog()
 
     @property
     def index(self) -> Index:
@@ -151,6 +156,8 @@ class Responder:
                 if source is not None and self.rrl is not None:
                     action = self.rrl.check(source, kept[RKEY])
                     if action:
+                        if self.rrl_log.allow():
+                            log.info("rate limiting replies to {source}'s network", source=source)
                         return self._slip(query, kept) if action == SLIP else None
                 if counting:
                     kept[HITS] += 1

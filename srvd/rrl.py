@@ -3,7 +3,8 @@
 A spoofed flood makes a DNS server reflect its answers at a victim. Every UDP reply is charged to
 a token bucket chosen by the client's network prefix (/24 and /56 by default), the kind of
 response (answer, NODATA, NXDOMAIN, REFUSED, error) and, for the first three, the zone the name
-falls in. A bucket holds at most one second of tokens and refills at ``responses_per_second``.
+falls in. A bucket refills at ``responses_per_second`` and holds at most half a second's
+worth (so a flood gets at most the rate plus that half second's burst).
 A reply finding its bucket empty is *limited*: every ``slip``-th limited reply goes out
 truncated (TC=1, no records), so a real client behind a spoofed prefix retries over TCP, which
 cannot be spoofed and is never limited; the others are dropped.
@@ -83,7 +84,8 @@ class RateLimiter:
         self.v6_shift = 128 - settings.ipv6_prefix
         self.exempt = tuple(ipaddress.ip_network(n) for n in settings.exempt)
         self.clock = clock
-        self.tokens = [self.rate] * self.size
+        self.depth = max(1.0, self.rate / 2)  # the most tokens a bucket holds
+        self.tokens = [self.depth] * self.size
         self.stamps = [float("-inf")] * self.size  # never charged: full
         self.prefixes: dict[str, int] = {}
         self.limited = 0  # limited replies so far (the slip counter)
@@ -116,8 +118,8 @@ class RateLimiter:
         slot = (prefix ^ key) % self.size
         now = self.clock()
         tokens = self.tokens[slot] + (now - self.stamps[slot]) * self.rate
-        if tokens > self.rate:
-            tokens = self.rate
+        if tokens > self.depth:
+            tokens = self.depth
         self.stamps[slot] = now
         if tokens >= 1.0:
             self.tokens[slot] = tokens - 1.0

@@ -45,23 +45,23 @@ class FakeClock:
 
 
 def limiter(clock: FakeClock, **settings: object) -> RateLimiter:
-    values: dict[str, object] = {"responses_per_second": 10, "slip": 2, "exempt": ()}
+    values: dict[str, object] = {"responses_per_second": 20, "slip": 2, "exempt": ()}
     values.update(settings)
     return RateLimiter(RrlSettings(**values), clock=clock)  # type: ignore[arg-type]
 
 
 def test_a_bucket_allows_its_rate_then_limits_then_refills() -> None:
     clock = FakeClock()
-    rrl = limiter(clock)
+    rrl = limiter(clock, responses_per_second=10)
     key = bucket_key(K_ANSWER, b"\x00" * 10 + b"\x05_imap\x04_tcp\x07example\x03com\x00")
-    assert [rrl.check("192.0.2.1", key) for _ in range(10)] == [PASS] * 10  # one second's worth
+    assert [rrl.check("192.0.2.1", key) for _ in range(5)] == [PASS] * 5  # half a second's worth
     limited = [rrl.check("192.0.2.1", key) for _ in range(10)]
     assert limited == [DROP, SLIP] * 5  # slip 2: every second limited reply is truncated
     assert rrl.actions == [5, 5]
-    clock.now += 0.5  # half a second refills half the bucket
-    assert [rrl.check("192.0.2.1", key) for _ in range(6)].count(PASS) == 5
-    clock.now += 60  # a long pause refills it only up to one second's worth
-    assert [rrl.check("192.0.2.1", key) for _ in range(12)].count(PASS) == 10
+    clock.now += 0.25  # refills at the rate: 2.5 tokens
+    assert [rrl.check("192.0.2.1", key) for _ in range(6)].count(PASS) == 2
+    clock.now += 60  # a long pause refills it only up to half a second's worth
+    assert [rrl.check("192.0.2.1", key) for _ in range(12)].count(PASS) == 5
 
 
 def test_the_bucket_is_per_prefix_not_per_address() -> None:
@@ -106,7 +106,7 @@ def test_exempt_sources_are_never_limited_and_loopback_is_exempt_by_default() ->
 
 def test_the_rate_is_shared_out_among_workers() -> None:
     clock = FakeClock()
-    rrl = RateLimiter(RrlSettings(responses_per_second=40, exempt=()), workers=4, clock=clock)
+    rrl = RateLimiter(RrlSettings(responses_per_second=80, exempt=()), workers=4, clock=clock)
     key = bucket_key(K_REFUSED, b"")
     assert [rrl.check("192.0.2.1", key) for _ in range(11)].count(PASS) == 10
 
@@ -169,7 +169,7 @@ def test_a_slipped_reply_is_truncated_with_the_question_and_nothing_else(
 
 def test_limited_replies_count_in_the_rrl_actions_only() -> None:
     responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
-    responder.limit(RrlSettings(responses_per_second=5, slip=2, exempt=()))
+    responder.limit(RrlSettings(responses_per_second=10, slip=2, exempt=()))
     for i in range(25):
         responder.respond(query("_imaps._tcp.example.com", ident=i), False, "192.0.2.9")
     counters = responder.fold()
@@ -265,7 +265,7 @@ def test_a_flooding_prefix_is_limited_while_another_gets_every_answer(tmp_path: 
         stop.set()
         elapsed = time.monotonic() - started
         assert sent > 1000
-        assert full <= RATE * (elapsed + 1) * 1.1  # the bucket's first second, then the rate
+        assert full <= RATE * (elapsed + 0.5) * 1.1  # the bucket's half second, then the rate
         assert full >= RATE  # and not nothing
         assert truncated > 0.3 * (sent - full)  # slip 2: about every second limited reply
         assert polite_ok == polite_sent == 20
