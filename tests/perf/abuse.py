@@ -33,7 +33,7 @@ import dns.query
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from conftest import EXAMPLE, RunningServer, start_srvd  # noqa: E402
+from conftest import EXAMPLE, RunningServer, start_srvd
 
 NAME = "_imaps._tcp.example.com"
 RRL_RATE = 50  # the default responses_per_second
