@@ -1,15 +1,17 @@
-"""The deployment files: systemd/srvd.service.
+"""The deployment files: systemd/srvd.service, Dockerfile, requirements.lock.
 
-systemd does not run here, so the unit is checked with ``systemd-analyze`` (syntax, and the
-offline security score), and proven to work by running its command lines directly: the installed
-paths (``/opt/srvd/bin/srvd``, ``/etc/srvd/srvd.yaml``, ``/var/lib/srvd``) mapped to a wrapper
-that runs this checkout's srvd, a copy of the production template with a customer domain, a
-temporary state directory, and a free loopback port instead of 53. The sandboxing itself is
-only ever exercised by a real systemd.
+Neither systemd nor a Docker engine runs here, so the unit is checked with ``systemd-analyze``
+(syntax, and the offline security score), the Dockerfile with hadolint, and both are proven to
+work by running their command lines directly: the installed paths (``/opt/srvd/bin/srvd``,
+``srvd``, ``/etc/srvd/srvd.yaml``, ``/var/lib/srvd``) mapped to a wrapper that runs this
+checkout's srvd, a copy of the production template with a customer domain, a temporary state
+directory, and a free loopback port instead of 53. The sandboxing itself is only ever exercised
+by a real systemd, the image only by a real Docker.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -19,7 +21,9 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fnmatch import fnmatch
 from pathlib import Path
+from typing import cast
 
 import yaml
 
@@ -28,6 +32,7 @@ from srvd.service import SYSTEM_CONFIG
 from conftest import ROOT, free_port, require_tool
 
 UNIT = ROOT / "systemd" / "srvd.service"
+DOCKERFILE = ROOT / "Dockerfile"
 TEMPLATE = ROOT / "config" / "srvd.yaml"
 UNIT_SRVD = "/opt/srvd/bin/srvd"  # where the unit expects the installed script
 STATE_DIR = "/var/lib/srvd"
@@ -220,3 +225,148 @@ def test_unit_command_lines_start_reload_and_stop_srvd(tmp_path: Path) -> None:
     for line in service_values("ExecStartPre"):
         result = run(mapped(shlex.split(line), paths), tmp_path)
         assert result.returncode == 1 and "bogus: unknown key" in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Dockerfile
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        instruction, _, arguments = (pending + line).partition(" ")
+        out.append((instruction.upper(), arguments.strip()))
+        pending = ""
+    return out
+
+
+def exec_form(instruction: str) -> list[str]:
+    (arguments,) = [a for i, a in dockerfile_instructions() if i == instruction]
+    if instruction == "HEALTHCHECK":
+        arguments = arguments.split(" CMD ", 1)[1]
+    value = json.loads(arguments)
+    assert isinstance(value, list) and all(isinstance(part, str) for part in value)
+    return value
+
+
+def test_dockerfile_passes_hadolint(tmp_path: Path) -> None:
+    hadolint = require_tool("hadolint")
+    result = run([hadolint, str(DOCKERFILE)], ROOT)
+    assert result.returncode == 0 and result.stdout == "", result.stdout + result.stderr
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install dnslib\n")
+    result = run([hadolint, str(bad)], tmp_path)
+    assert result.returncode != 0 and "DL3007" in result.stdout and "DL3013" in result.stdout
+
+
+def test_dockerfile_copies_files_that_exist_and_are_not_ignored() -> None:
+    ignore = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    sources = []
+    for instruction, arguments in dockerfile_instructions():
+        if instruction not in ("COPY", "ADD"):
+            continue
+        assert instruction == "COPY", "ADD fetches and unpacks: COPY only"
+        parts = [part for part in shlex.split(arguments) if not part.startswith("--")]
+        sources += parts[:-1]
+    assert sources
+    for source in sources:
+        path = ROOT / source
+        assert path.exists(), f"the Dockerfile copies {source}, which does not exist"
+        # .dockerignore: the last matching pattern decides ("!" lets a path in again)
+        included = True
+        for pattern in ignore:
+            negated = pattern.startswith("!")
+            bare = pattern.lstrip("!").rstrip("/")
+            if fnmatch(source.rstrip("/"), bare):
+                included = negated
+        assert included, f"{source} is excluded from the build context by .dockerignore"
+
+
+def test_requirements_lock_pins_every_runtime_dependency() -> None:
+    """Every name the runtime dependencies pull in (as installed here) is pinned, exactly."""
+    from importlib import metadata
+
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, sep, version = line.partition("==")
+            assert sep and version.strip(), f"not an exact pin: {line}"
+            pins[canonicalize_name(name)] = version.strip()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    block = pyproject.split("dependencies = [", 1)[1].split("]", 1)[0]
+    direct = [Requirement(r) for r in re.findall(r'"([^"]+)"', block)]
+    environment: dict[str, str] = {**cast(dict[str, str], default_environment()), "extra": ""}
+    needed: set[str] = set()
+    todo = list(direct)
+    while todo:
+        requirement = todo.pop()
+        if requirement.marker and not requirement.marker.evaluate(environment):
+            continue
+        name = canonicalize_name(requirement.name)
+        if name in needed:
+            continue
+        needed.add(name)
+        assert name in pins, f"{requirement.name} is not pinned in requirements.lock"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]}: {requirement}"
+        todo += [Requirement(r) for r in metadata.requires(requirement.name) or []]
+    assert set(pins) == needed, f"pinned but not needed: {set(pins) - needed}"
+
+
+def test_dockerfile_command_lines_serve_and_report_healthy(tmp_path: Path) -> None:
+    """ENTRYPOINT + CMD run directly, /etc/srvd as an operator mounts it, a free loopback port
+    for 53; then the HEALTHCHECK command line, mapped the same way, says healthy."""
+    state = tmp_path / "state"  # the /var/lib/srvd volume
+    state.mkdir()
+    config = production_config(tmp_path, state)
+    srvd = str(wrapper(tmp_path))
+    port = free_port()
+    paths = {"srvd": srvd, SYSTEM_CONFIG: str(config), "127.0.0.1:53": f"127.0.0.1:{port}"}
+    paths["0.0.0.0:53"] = f"127.0.0.1:{port}"  # loopback only in tests
+    command = mapped(exec_form("ENTRYPOINT") + exec_form("CMD"), paths)
+    assert command[1] == "serve"
+    log = tmp_path / "srvd.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd="/")
+    try:
+        health = mapped(exec_form("HEALTHCHECK"), paths)
+        deadline = time.monotonic() + 30
+        while True:
+            result = run(health, tmp_path)
+            if result.returncode == 0 or time.monotonic() > deadline or process.poll() is not None:
+                break
+            time.sleep(0.2)
+        assert result.returncode == 0, result.stderr + log.read_text()
+        assert f"127.0.0.1:{port}: _axigen.example.com. SOA: NOERROR" in result.stdout
+        assert (state / "serials").exists()
+    finally:
+        process.terminate()
+        assert process.wait(timeout=20) == 0, log.read_text()
+
+
+def test_dockerfile_runs_as_a_numeric_non_root_user() -> None:
+    users = [
+        arguments for instruction, arguments in dockerfile_instructions() if instruction == "USER"
+    ]
+    assert users, "no USER: the container would run as root"
+    uid = users[-1].split(":")[0]
+    assert uid.isdigit() and int(uid) != 0
+    exposed = [a for i, a in dockerfile_instructions() if i == "EXPOSE"]
+    assert exposed == ["53/udp 53/tcp 9153/tcp"]
