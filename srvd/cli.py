@@ -1,4 +1,4 @@
-"""``srvd serve | check | zone``."""
+"""``srvd serve | check | zone | reload | health``."""
 
 from __future__ import annotations
 
@@ -14,10 +14,20 @@ from srvd.config import (
     METRICS_PORT,
     Config,
     ConfigError,
+    Endpoint,
     load_config,
     parse_endpoint,
 )
+from srvd.health import (
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    check_health,
+    first_zone,
+    query_name,
+    query_type,
+)
 from srvd.index import build_index
+from srvd.names import InvalidName
 from srvd.serials import SerialState
 from srvd.service import find_config
 
@@ -46,6 +56,36 @@ def _metrics_endpoint(value: str) -> object:
         return parse_endpoint(value, METRICS_PORT)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _query_name(value: str) -> str:
+    try:
+        return query_name(value)
+    except InvalidName as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _query_type(value: str) -> int:
+    try:
+        return query_type(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds <= 60:
+        raise argparse.ArgumentTypeError("a number of seconds above 0, at most 60")
+    return seconds
+
+
+def _retries(value: str) -> int:
+    if not value.isdigit() or int(value) > 10:
+        raise argparse.ArgumentTypeError("a number from 0 to 10")
+    return int(value)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -106,6 +146,41 @@ def _parser() -> argparse.ArgumentParser:
     zone = commands.add_parser("zone", help="print the zones served for one domain (master file)")
     zone.add_argument("domain")
     zone.add_argument("-c", "--config", help=config_help)
+
+    health = commands.add_parser(
+        "health",
+        help="ask a running srvd a DNS question over UDP; exit 0 if the answer is right, else 1",
+    )
+    health.add_argument("-c", "--config", help=config_help + "; read only without --name")
+    health.add_argument(
+        "--server",
+        metavar="ADDR[:PORT]",
+        type=_endpoint,
+        default=parse_endpoint("127.0.0.1:53"),
+        help="where to ask (default 127.0.0.1:53)",
+    )
+    health.add_argument(
+        "--name",
+        type=_query_name,
+        help="the name to ask for (default: the apex of the first zone the configuration serves)",
+    )
+    health.add_argument(
+        "--type", type=_query_type, default=6, help="the record type to ask for (default SOA)"
+    )
+    health.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        help=f"how long to wait for each reply (default {DEFAULT_TIMEOUT:g})",
+    )
+    health.add_argument(
+        "--retries",
+        metavar="N",
+        type=_retries,
+        default=DEFAULT_RETRIES,
+        help=f"attempts after the first when no reply comes (default {DEFAULT_RETRIES})",
+    )
     return parser
 
 
@@ -137,7 +212,7 @@ def check(path: str | None) -> int:
 
 
 def zone(domain: str, path: str | None) -> int:
-    from srvd.names import InvalidName, host_name
+    from srvd.names import host_name
     from srvd.zonefile import domain_zones, zone_text
 
     config = _load(path)
@@ -157,6 +232,39 @@ def zone(domain: str, path: str | None) -> int:
         print(f"; {name}: its profile publishes no records, so srvd serves no zone for it")
     print("\n".join(zone_text(index, apex, z) for apex, z in zones), end="")
     return 0
+
+
+def health(
+    path: str | None,
+    server: Endpoint,
+    name: str | None,
+    qtype: int,
+    timeout: float,
+    retries: int,
+) -> int:
+    """Exit 0 when ``server`` answers the question right, else 1 with one line on stderr."""
+    if name is None:  # the first zone of the configuration
+        source, _bundled = find_config(path)
+        try:
+            config = load_config(source)
+        except ConfigError as exc:
+            count = len(exc.problems)
+            print(
+                f"srvd health: {source}: {count} configuration problem{'s' if count != 1 else ''}"
+                f" (srvd check shows them), first: {exc.problems[0].render()}",
+                file=sys.stderr,
+            )
+            return 1
+        name = first_zone(config)
+        if name is None:
+            print(
+                f"srvd health: {source} serves no zone, so there is nothing to ask: give --name",
+                file=sys.stderr,
+            )
+            return 1
+    verdict = check_health(server, name, qtype, timeout, retries)
+    print(f"srvd health: {verdict.message}", file=sys.stdout if verdict.healthy else sys.stderr)
+    return 0 if verdict.healthy else 1
 
 
 def reload(path: str | None, pidfile: str, check_first: bool) -> int:
@@ -250,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(args.config)
     if args.command == "zone":
         return zone(args.domain, args.config)
+    if args.command == "health":
+        return health(args.config, args.server, args.name, args.type, args.timeout, args.retries)
     if args.command == "reload":
         return reload(args.config, args.pidfile, not args.no_check)
     return serve(
