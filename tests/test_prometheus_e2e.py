@@ -532,6 +532,18 @@ def dropped(stack: Stack, result: list[dict[str, Any]]) -> None:
     assert rates["response"] == 0
 
 
+def held_back(stack: Stack, result: list[dict[str, Any]]) -> None:
+    # loopback is exempt from rate limiting, and no connection is reaped or too slow: every
+    # series is there, at zero
+    assert set(by(result, "action")) == {"slip", "drop"}
+    assert set(by(result, "action").values()) == {0.0}
+
+
+def tcp_closed(stack: Stack, result: list[dict[str, Any]]) -> None:
+    assert set(by(result, "reason")) == {"reaped", "incomplete"}
+    assert set(by(result, "reason").values()) == {0.0}
+
+
 def rss(stack: Stack, result: list[dict[str, Any]]) -> None:
     assert 1e6 < one(values_of(result)) < 4e9
 
@@ -577,6 +589,8 @@ CHECKS: dict[str, Check] = {
     "Dropped and failed/C": zero,
     "Process/A": rss,
     "Process/B": cpu,
+    "Rate limiting and TCP closes/A": held_back,
+    "Rate limiting and TCP closes/B": tcp_closed,
     "Reloads/A": reloads,
     "Reload duration/A": reload_duration,
     "Domains, zones, records/A": domains,
