@@ -805,6 +805,40 @@ def test_tcp_never_truncates(big: Index) -> None:
             assert len(reply.raw) > 512
 
 
+LONG_NS = ".".join(["n" * 60] * 4) + ".example"  # 253 octets in wire form
+LONG_RNAME = "h" * 63 + "@" + "m" * 59 + "." + ".".join(["m" * 60] * 2) + ".example"  # 255
+
+
+def test_negative_answer_whose_soa_does_not_fit_is_truncated(tmp_path: Path) -> None:
+    """An SOA of ~530 octets (long MNAME and RNAME): NXDOMAIN and NODATA over UDP without an OPT
+    (or with a payload under the reply's size) get TC=1, AA, their rcode, the question and no
+    records (as NSD), never a reply over the limit; over TCP and with 1232 the SOA is there."""
+    config = tmp_path / "srvd.yaml"
+    config.write_text(
+        f"zone: {{nameservers: [{LONG_NS}], hostmaster: '{LONG_RNAME}'}}\n"
+        "profiles: {p: {imaps: {target: imap.example.net, port: 993}}}\n"
+        "domains: {long.example: p}\n"
+    )
+    index = build_index(load_config(config), _serial)
+    for name, qtype, rcode in [
+        ("_nope._tcp.long.example", SRV, NXDOMAIN),
+        ("_imaps._tcp.long.example", A, NOERROR),
+        ("_tcp.long.example", A, NOERROR),
+    ]:
+        full = ask(index, query(name, qtype, edns=opt()), tcp=True)
+        assert (full.rcode, full.ns, full.has(TC)) == (rcode, 1, False)
+        assert 600 > len(full.raw) > 512
+        for edns in (None, opt(payload=512), opt(payload=len(full.raw) - 1)):
+            q = query(name, qtype, edns=edns)
+            reply = ask(index, q)
+            assert_echo(reply, q)
+            assert (reply.rcode, reply.has(TC), reply.has(AA)) == (rcode, True, True)
+            assert (reply.an, reply.ns, reply.ar) == (0, 0, 0 if edns is None else 1)
+            assert len(reply.raw) == len(q)
+        fits = ask(index, query(name, qtype, edns=opt(payload=len(full.raw))))
+        assert (fits.raw, fits.has(TC)) == (full.raw, False)
+
+
 def test_truncated_mixed_case_question_is_echoed(big: Index) -> None:
     q = query("_BiG._TcP.bIg.ExAmPlE", TXT)
     reply = ask(big, q)
