@@ -439,10 +439,13 @@ def _negative(
 def _badkey(query: bytes, rd: int, question: bytes, tsig_at: int, opt: bytes) -> bytes:
     """NOTAUTH with an unsigned TSIG BADKEY record (RFC 8945 §5.2.1): srvd knows no keys.
 
-    The reply after its ID."""
-    key = read_name(query, tsig_at)
+    The reply after its ID. The key and algorithm names are read from the query with its question
+    name folded as the Responder's key is (``folded_key``): a name compressed to the question is
+    then the same for every query that shares a kept entry, whatever their letter case."""
+    folded = query[:2] + folded_key(query)  # the same length and offsets as the query
+    key = read_name(folded, tsig_at)
     pos = _skip_name(query, tsig_at, len(query)) + 10
-    algorithm = read_name(query, pos)
+    algorithm = read_name(folded, pos)
     pos = _skip_name(query, pos, len(query))
     if pos + 10 > len(query):
         raise _FormErr

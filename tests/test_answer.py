@@ -26,6 +26,7 @@ import srvd.errors
 from srvd.answer import answer
 from srvd.config import load_config
 from srvd.index import Index, build_index
+from srvd.responder import Responder
 
 EXAMPLE = Path(srvd.__file__).resolve().parent / "data" / "example.yaml"
 SERIAL = 2024010101
@@ -966,6 +967,30 @@ def test_tsig_badkey_reply_fits_the_udp_limit(example: Index) -> None:
     reply = ask(example, q, tcp=False)
     assert reply.ident == ID and reply.has(QR)
     assert len(reply.raw) <= 512, f"{len(reply.raw)}-octet UDP reply to a {len(q)}-octet query"
+
+
+def test_tsig_key_name_compressed_to_the_question_is_the_same_from_a_kept_entry(
+    example: Index,
+) -> None:
+    """A TSIG whose key name is a pointer to the question: the Responder keeps one entry for
+    queries that differ only in the letter case of their name, so the key name in the BADKEY
+    record must not depend on that case (it once replayed the first query's spelling)."""
+    rdata = wire_name("hmac-sha256") + bytes(6) + b"\x01\x2c" + b"\x00\x00" + IDB + bytes(4)
+    tsig = b"\xc0\x0c" + struct.pack("!HHIH", TSIG, CLASS_ANY, 0, len(rdata)) + rdata
+    responder = Responder(example, random.Random(0))
+    replies = []
+    for name in (f"_IMAPS._TCP.{E.upper()}", f"_imaps._tcp.{E}", f"_Imaps._Tcp.{E}"):
+        q = header(ar=1) + question(name) + tsig
+        kept = responder.respond(q)
+        assert kept == answer(q, example, random.Random(0), False)
+        reply = ask(example, q)
+        assert_echo(reply, q)
+        assert reply.rcode == NOTAUTH
+        key_at = len(q) - len(tsig)  # the question is echoed, then the TSIG record
+        assert reply.raw[key_at:].startswith(wire_name(f"_imaps._tcp.{E}"))
+        replies.append(reply.raw[key_at:])
+    assert len(responder.caches[False]) == 1
+    assert replies[0] == replies[1] == replies[2]
 
 
 # ---------------------------------------------------------------------------------------------
