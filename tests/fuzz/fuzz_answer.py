@@ -35,9 +35,10 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    corpus = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
-    if corpus and not any(Path(corpus[0]).glob("*")):
-        print(f"seeding {corpus[0]}: {seeds.write(Path(corpus[0]))} files", flush=True)
+    paths = [Path(arg) for arg in sys.argv[1:] if not arg.startswith("-")]
+    corpus = paths[0] if paths and not paths[0].is_file() else None  # a file: replay it
+    if corpus is not None and not any(corpus.glob("*")):
+        print(f"seeding {corpus}: {seeds.write(corpus)} files", flush=True)
     harness.targets()  # load both configurations before the clock starts
     atheris.Setup(sys.argv, test_one_input)
     atheris.Fuzz()
