@@ -65,6 +65,7 @@ QR = 0x8000
 AA = 0x0400
 TC = 0x0200
 RD = 0x0100
+_TC_HIGH = TC >> 8  # TC in the first octet of the flags
 
 _HEAD = struct.Struct("!HHHHH")  # the header after the ID
 _COUNTS = struct.Struct("!HHHH")
@@ -369,8 +370,9 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
             node = table.apex
             rrset = node.rrsets.get(qtype) if node is not None else None
             if rrset is None:
-                head = _negative(index, rd, aa, question, zone.serial, 12, NOERROR, opt)
-                return head, None, b"", b"", row + C_NOERROR, service + NODATA
+                head = _negative(index, rd, aa, question, zone.serial, 12, NOERROR, opt, limit)
+                column = C_NOERROR_TC if head[0] & _TC_HIGH else C_NOERROR
+                return head, None, b"", b"", row + column, service + NODATA
             records, count = rrset.wire(_NO_ORDER, domain), rrset.count
     else:
         relative = qname[:last_underscore]
@@ -380,14 +382,15 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
         node = table.names.get(relative)
         pointer = 12 + last_underscore
         if node is None:
-            head = _negative(index, rd, aa, question, zone.serial, pointer, NXDOMAIN, opt)
+            head = _negative(index, rd, aa, question, zone.serial, pointer, NXDOMAIN, opt, limit)
             return head, None, b"", b"", row + C_NXDOMAIN, service + NXDOMAIN_RESULT
         rrset = node.rrsets.get(qtype)
         if rrset is None and qtype == ANY:
             rrset = node.any
         if rrset is None:
-            head = _negative(index, rd, aa, question, zone.serial, pointer, NOERROR, opt)
-            return head, None, b"", b"", row + C_NOERROR, service + NODATA
+            head = _negative(index, rd, aa, question, zone.serial, pointer, NOERROR, opt, limit)
+            column = C_NOERROR_TC if head[0] & _TC_HIGH else C_NOERROR
+            return head, None, b"", b"", row + column, service + NODATA
         domain = qname[last_underscore + 1 + qname[last_underscore] :]
         records, count = rrset.wire(_NO_ORDER, domain), rrset.count
     if 12 + len(question) + len(records) + len(opt) > limit:  # the order changes no size
@@ -418,22 +421,31 @@ def _negative(
     pointer: int,
     rcode: int,
     opt: bytes,
+    limit: int,
 ) -> bytes:
-    """NXDOMAIN or NODATA: the zone's SOA in the authority section (class IN only, as NSD)."""
+    """NXDOMAIN or NODATA: the zone's SOA in the authority section (class IN only, as NSD).
+
+    The reply after its ID. When the SOA does not fit the limit (long MNAME and RNAME): TC=1,
+    the question, the OPT and no records, AA and the rcode kept (as NSD)."""
     additional = 1 if opt else 0
     if not aa:
         return _HEAD.pack(QR | rd | rcode, 1, 0, 0, additional) + question + opt
     soa = index.soa(pointer, serial, True)
+    if 12 + len(question) + len(soa) + len(opt) > limit:
+        return _HEAD.pack(QR | aa | TC | rd | rcode, 1, 0, 0, additional) + question + opt
     return _HEAD.pack(QR | aa | rd | rcode, 1, 0, 1, additional) + question + soa + opt
 
 
 def _badkey(query: bytes, rd: int, question: bytes, tsig_at: int, opt: bytes) -> bytes:
     """NOTAUTH with an unsigned TSIG BADKEY record (RFC 8945 §5.2.1): srvd knows no keys.
 
-    The reply after its ID."""
-    key = read_name(query, tsig_at)
+    The reply after its ID. The key and algorithm names are read from the query with its question
+    name folded as the Responder's key is (``folded_key``): a name compressed to the question is
+    then the same for every query that shares a kept entry, whatever their letter case."""
+    folded = query[:2] + folded_key(query)  # the same length and offsets as the query
+    key = read_name(folded, tsig_at)
     pos = _skip_name(query, tsig_at, len(query)) + 10
-    algorithm = read_name(query, pos)
+    algorithm = read_name(folded, pos)
     pos = _skip_name(query, pos, len(query))
     if pos + 10 > len(query):
         raise _FormErr

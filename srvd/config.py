@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, cast
 import yaml
 
 from srvd.errors import SrvdError
-from srvd.names import InvalidName, host_name, owner_name, to_ascii
+from srvd.names import MAX_NAME_WIRE, InvalidName, host_name, owner_name, to_ascii
 
 if TYPE_CHECKING:
     _BaseLoader = yaml.SafeLoader
@@ -551,9 +551,12 @@ class _Reader:
         if not local or len(local) > 63 or not local.isascii() or any(c in local for c in ' \\"'):
             self.fail(path, f"{text!r} is not a valid mailbox")
         try:
-            return local, host_name(domain)
+            domain = host_name(domain)
         except InvalidName as exc:
             self.fail(path, str(exc))
+        if 1 + len(local) + len(domain) + 2 > MAX_NAME_WIRE:  # the mailbox label, then the domain
+            self.fail(path, f"{text!r} is longer than 255 octets in wire form (the SOA RNAME)")
+        return local, domain
 
     def workers(self, value: Any, path: KeyPath) -> int:
         if value is None:

@@ -26,6 +26,7 @@ import srvd.errors
 from srvd.answer import answer
 from srvd.config import load_config
 from srvd.index import Index, build_index
+from srvd.responder import Responder
 
 EXAMPLE = Path(srvd.__file__).resolve().parent / "data" / "example.yaml"
 SERIAL = 2024010101
@@ -805,6 +806,40 @@ def test_tcp_never_truncates(big: Index) -> None:
             assert len(reply.raw) > 512
 
 
+LONG_NS = ".".join(["n" * 60] * 4) + ".example"  # 253 octets in wire form
+LONG_RNAME = "h" * 63 + "@" + "m" * 59 + "." + ".".join(["m" * 60] * 2) + ".example"  # 255
+
+
+def test_negative_answer_whose_soa_does_not_fit_is_truncated(tmp_path: Path) -> None:
+    """An SOA of ~530 octets (long MNAME and RNAME): NXDOMAIN and NODATA over UDP without an OPT
+    (or with a payload under the reply's size) get TC=1, AA, their rcode, the question and no
+    records (as NSD), never a reply over the limit; over TCP and with 1232 the SOA is there."""
+    config = tmp_path / "srvd.yaml"
+    config.write_text(
+        f"zone: {{nameservers: [{LONG_NS}], hostmaster: '{LONG_RNAME}'}}\n"
+        "profiles: {p: {imaps: {target: imap.example.net, port: 993}}}\n"
+        "domains: {long.example: p}\n"
+    )
+    index = build_index(load_config(config), _serial)
+    for name, qtype, rcode in [
+        ("_nope._tcp.long.example", SRV, NXDOMAIN),
+        ("_imaps._tcp.long.example", A, NOERROR),
+        ("_tcp.long.example", A, NOERROR),
+    ]:
+        full = ask(index, query(name, qtype, edns=opt()), tcp=True)
+        assert (full.rcode, full.ns, full.has(TC)) == (rcode, 1, False)
+        assert 600 > len(full.raw) > 512
+        for edns in (None, opt(payload=512), opt(payload=len(full.raw) - 1)):
+            q = query(name, qtype, edns=edns)
+            reply = ask(index, q)
+            assert_echo(reply, q)
+            assert (reply.rcode, reply.has(TC), reply.has(AA)) == (rcode, True, True)
+            assert (reply.an, reply.ns, reply.ar) == (0, 0, 0 if edns is None else 1)
+            assert len(reply.raw) == len(q)
+        fits = ask(index, query(name, qtype, edns=opt(payload=len(full.raw))))
+        assert (fits.raw, fits.has(TC)) == (full.raw, False)
+
+
 def test_truncated_mixed_case_question_is_echoed(big: Index) -> None:
     q = query("_BiG._TcP.bIg.ExAmPlE", TXT)
     reply = ask(big, q)
@@ -932,6 +967,30 @@ def test_tsig_badkey_reply_fits_the_udp_limit(example: Index) -> None:
     reply = ask(example, q, tcp=False)
     assert reply.ident == ID and reply.has(QR)
     assert len(reply.raw) <= 512, f"{len(reply.raw)}-octet UDP reply to a {len(q)}-octet query"
+
+
+def test_tsig_key_name_compressed_to_the_question_is_the_same_from_a_kept_entry(
+    example: Index,
+) -> None:
+    """A TSIG whose key name is a pointer to the question: the Responder keeps one entry for
+    queries that differ only in the letter case of their name, so the key name in the BADKEY
+    record must not depend on that case (it once replayed the first query's spelling)."""
+    rdata = wire_name("hmac-sha256") + bytes(6) + b"\x01\x2c" + b"\x00\x00" + IDB + bytes(4)
+    tsig = b"\xc0\x0c" + struct.pack("!HHIH", TSIG, CLASS_ANY, 0, len(rdata)) + rdata
+    responder = Responder(example, random.Random(0))
+    replies = []
+    for name in (f"_IMAPS._TCP.{E.upper()}", f"_imaps._tcp.{E}", f"_Imaps._Tcp.{E}"):
+        q = header(ar=1) + question(name) + tsig
+        kept = responder.respond(q)
+        assert kept == answer(q, example, random.Random(0), False)
+        reply = ask(example, q)
+        assert_echo(reply, q)
+        assert reply.rcode == NOTAUTH
+        key_at = len(q) - len(tsig)  # the question is echoed, then the TSIG record
+        assert reply.raw[key_at:].startswith(wire_name(f"_imaps._tcp.{E}"))
+        replies.append(reply.raw[key_at:])
+    assert len(responder.caches[False]) == 1
+    assert replies[0] == replies[1] == replies[2]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -850,6 +850,12 @@ CASES: list[Case] = [
         (Expect(3, "zone.hostmaster", "'exa_mple.net' is not a valid host name"),),
     ),
     Case(
+        # the mailbox label (64 octets) and the domain (192) make an RNAME of 256 octets
+        "hostmaster-rname-over-255-octets",
+        {MAIN: ZONE + f"  hostmaster: {'h' * 63}@{'.'.join(['m' * 60] * 3)}.example\n"},
+        (Expect(3, "zone.hostmaster", "longer than 255 octets in wire form (the SOA RNAME)"),),
+    ),
+    Case(
         "hostmaster-dot-form-without-domain",
         {MAIN: ZONE + "  hostmaster: hostmaster\n"},
         (Expect(3, "zone.hostmaster", "empty name"),),

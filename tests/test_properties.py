@@ -1,4 +1,4 @@
-"""Hypothesis properties of srvd.answer.answer and srvd.ordering.weighted_order."""
+"""Hypothesis properties of srvd.answer.answer, Responder.respond and weighted_order."""
 
 from __future__ import annotations
 
@@ -26,6 +26,9 @@ from srvd.config import (
 )
 from srvd.index import Index, build_index
 from srvd.ordering import weighted_order
+
+from fuzz.harness import check_one, swap_case, targets
+from fuzz.seeds import seed_queries
 
 EXAMPLE = Path(srvd.__file__).resolve().parent / "data" / "example.yaml"
 OPT, TSIG = 41, 250
@@ -314,6 +317,41 @@ def test_responses_get_no_reply(data: bytes, tcp: bool) -> None:
 @given(st.binary(max_size=11), st.booleans())
 def test_short_input_gets_no_reply(data: bytes, tcp: bool) -> None:
     assert answer(data, EXAMPLE_INDEX, random.Random(0), tcp) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# The real query path: Responder.respond (kept entries, metrics, the SERVFAIL guard), checked with
+# the fuzz harness's full invariants (tests/fuzz/harness.py: no SERVFAIL, opcode, OPT, dnspython
+# reads every reply, a kept entry equals a fresh answer) on both of its configurations.
+
+
+@SETTINGS
+@given(st.binary(max_size=700), st.booleans(), st.booleans())
+def test_responder_on_arbitrary_bytes(data: bytes, tcp: bool, long: bool) -> None:
+    check_one(targets()[long], data, tcp)
+
+
+@SETTINGS
+@given(mutated_queries() | query_like(), st.booleans(), st.booleans())
+def test_responder_on_mutated_queries(q: bytes, tcp: bool, long: bool) -> None:
+    target = targets()[long]
+    check_one(target, q, tcp)
+    check_one(target, swap_case(q), tcp)  # a kept entry, asked in another letter case
+
+
+SEED_QUERIES = seed_queries()
+
+
+@SETTINGS
+@given(st.sampled_from(SEED_QUERIES), st.data(), st.booleans(), st.booleans())
+def test_responder_on_seed_queries_with_header_fields_changed(
+    q: bytes, data: st.DataObject, tcp: bool, long: bool
+) -> None:
+    """Each of the six header fields of a valid query set to any value (two at a time)."""
+    fields = list(struct.unpack_from("!HHHHHH", q))
+    for field in data.draw(st.lists(st.integers(0, 5), min_size=1, max_size=2)):
+        fields[field] = data.draw(st.integers(0, 0xFFFF) | st.sampled_from([0, 1, 2, 0xFFFF]))
+    check_one(targets()[long], struct.pack("!HHHHHH", *fields) + q[12:], tcp)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,266 @@
+"""The invariants of every reply srvd gives to any bytes, and the real query path to check them on.
+
+Shared by the atheris harness (``fuzz_answer.py``), its plain-``random`` pytest
+(``tests/test_fuzz_harness.py``) and the Hypothesis properties (``tests/test_properties.py``).
+Nothing here needs atheris.
+
+An input to ``check`` is one selector octet and the query: bit 0 of the selector picks TCP, bit 1
+the index (``srvd/data/example.yaml``, or ``long.yaml`` beside this file: long SOA and NS names,
+big TXT records, templated SRV targets), bit 2 asks the same query again with the letter case of
+its name swapped (a hit on the Responder's kept entry, which must echo the new letter case).
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import dns.exception
+import dns.message
+
+from srvd.answer import answer
+from srvd.config import load_config
+from srvd.index import Index, build_index
+from srvd.responder import Responder
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+EXAMPLE = ROOT / "srvd" / "data" / "example.yaml"
+LONG = HERE / "long.yaml"
+
+QR, OPCODE, AA, TC, RD = 0x8000, 0x7800, 0x0400, 0x0200, 0x0100
+RA, Z, AD, CD = 0x0080, 0x0040, 0x0020, 0x0010
+NOERROR, FORMERR, SERVFAIL, NOTIMP = 0, 1, 2, 4
+OPT = 41
+UDP_PLAIN, EDNS_PAYLOAD, TCP_LIMIT = 512, 1232, 65535
+SEED = 7  # the Responder and the uncached answer() draw the same SRV order from it
+
+TCP_BIT, LONG_BIT, AGAIN_BIT = 1, 2, 4
+
+
+class Violation(AssertionError):
+    """A reply that breaks the contract; the message names the query and the transport."""
+
+
+@dataclass
+class Target:
+    name: str
+    index: Index
+    responder: Responder
+
+
+@cache
+def targets() -> tuple[Target, Target]:
+    """One Responder per configuration, kept across inputs (their kept entries are exercised)."""
+    out = []
+    for path in (EXAMPLE, LONG):
+        index = build_index(load_config(path))
+        out.append(Target(path.name, index, Responder(index, random.Random(SEED))))
+    return out[0], out[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# An independent reading of the query (written from RFC 1035 / 6891, not from srvd.answer)
+
+
+def question_length(query: bytes) -> int | None:
+    """Octets of the question section spelled with labels only (the name and 4), or None."""
+    pos = 12
+    while pos < len(query):
+        length = query[pos]
+        if length == 0:
+            end = pos + 5
+            return end - 12 if end <= len(query) and pos + 1 - 12 <= 255 else None
+        if length > 63:
+            return None
+        pos += 1 + length
+    return None
+
+
+def _skip_name(msg: bytes, pos: int) -> int | None:
+    while pos < len(msg):
+        length = msg[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:
+            return pos + 2 if pos + 2 <= len(msg) else None
+        if length > 63:
+            return None
+        pos += 1 + length
+    return None
+
+
+def query_payload(query: bytes) -> int | None:
+    """The UDP payload size of the first OPT in the query's additional section, or None."""
+    qlen = question_length(query)
+    if qlen is None or len(query) < 12:
+        return None
+    arcount = struct.unpack_from("!H", query, 10)[0]
+    pos: int | None = 12 + qlen
+    for _ in range(arcount):
+        assert pos is not None
+        pos = _skip_name(query, pos)
+        if pos is None or pos + 10 > len(query):
+            return None
+        rtype, rclass, _ttl, rdlen = struct.unpack_from("!HHIH", query, pos)
+        if rtype == OPT:
+            return int(rclass)
+        pos += 10 + rdlen
+    return None
+
+
+def udp_limit(payload: int | None) -> int:
+    return UDP_PLAIN if payload is None else max(UDP_PLAIN, min(payload, EDNS_PAYLOAD))
+
+
+# ---------------------------------------------------------------------------------------------
+# The invariants
+
+
+def check_reply(query: bytes, reply: bytes | None, tcp: bool) -> None:
+    """Every invariant of one reply to one query; raises Violation."""
+
+    def fail(what: str) -> None:
+        transport = "TCP" if tcp else "UDP"
+        got = "no reply" if reply is None else reply.hex()
+        raise Violation(f"{what}\n  {transport} query {query.hex()}\n  reply {got}")
+
+    if len(query) < 12 or query[2] & 0x80:
+        if reply is not None:
+            fail("a reply to a short query or a response")
+        return
+    if reply is None:
+        fail("no reply to a query")
+        return
+    if len(reply) < 12:
+        fail("a reply shorter than a header")
+    ident, flags, qdcount, _an, _ns, arcount = struct.unpack_from("!HHHHHH", reply)
+    qflags = struct.unpack_from("!H", query, 2)[0]
+    if reply[:2] != query[:2]:
+        fail("the ID is not the query's")
+    if not flags & QR:
+        fail("QR=0")
+    if flags & (RA | Z | AD | CD):
+        fail("RA, Z, AD or CD set")
+    if flags & RD != qflags & RD:
+        fail("RD not copied")
+    if flags & OPCODE != qflags & OPCODE:
+        fail("the opcode not copied")
+    rcode = flags & 0x000F
+    if rcode == SERVFAIL:
+        fail("SERVFAIL: srvd's own code failed")
+
+    payload = query_payload(query)
+    limit = TCP_LIMIT if tcp else udp_limit(payload)
+    if len(reply) > limit:
+        fail(f"{len(reply)} octets over the limit of {limit}")
+
+    if qdcount == 1:
+        qlen = question_length(query)
+        if qlen is None:
+            fail("a question echoed for a query without a readable one")
+            return
+        if reply[12 : 12 + qlen] != query[12 : 12 + qlen]:
+            fail("the question not echoed byte for byte")
+    elif qdcount == 0:
+        if rcode not in (FORMERR, NOTIMP) or len(reply) != 12:
+            fail("no question, but not a header-only FORMERR or NOTIMP")
+    else:
+        fail(f"QDCOUNT {qdcount}")
+    if qflags & OPCODE and (rcode != NOTIMP or len(reply) != 12):
+        fail("an opcode other than QUERY not answered NOTIMP, header only")
+
+    try:
+        message = dns.message.from_wire(reply, keyring=False)
+    except dns.exception.DNSException as exc:
+        fail(f"dnspython cannot read the reply: {type(exc).__name__}: {exc}")
+        return
+    if message.id != ident or message.rcode() == SERVFAIL:
+        fail("dnspython reads another ID or SERVFAIL")
+    if message.edns >= 0:  # an OPT in the reply: only to a query with one, at its size
+        if payload is None:
+            fail("an OPT in the reply to a query without one")
+        if message.edns != 0 or message.payload != EDNS_PAYLOAD or message.options:
+            fail("the reply's OPT is not version 0, payload 1232, no options")
+    elif payload is not None and rcode not in (FORMERR, NOTIMP) and arcount == 0:
+        fail("no OPT in the reply to a query with one")
+
+
+def swap_case(query: bytes) -> bytes:
+    """The query with the letter case of its question name's octets swapped (0x20)."""
+    qlen = question_length(query)
+    if qlen is None:
+        return query
+    return query[:12] + query[12 : 12 + qlen - 4].swapcase() + query[12 + qlen - 4 :]
+
+
+def check_one(target: Target, query: bytes, tcp: bool) -> bytes | None:
+    """The Responder's reply, checked, and equal to a fresh uncached ``answer`` drawn alike."""
+    responder = target.responder
+    failures = responder.failures
+    responder.rng = random.Random(SEED)
+    reply = responder.respond(query, tcp)
+    check_reply(query, reply, tcp)
+    if responder.failures != failures:
+        raise Violation(f"the Responder caught a failure on {query.hex()}")
+    fresh = answer(query, target.index, random.Random(SEED), tcp)
+    if fresh != reply:
+        raise Violation(
+            f"a kept entry gave another reply than a fresh answer\n  query {query.hex()}"
+            f" (tcp={tcp})\n  kept  {(reply or b'').hex()}\n  fresh {(fresh or b'').hex()}"
+        )
+    return reply
+
+
+def check(data: bytes) -> None:
+    """One fuzz input: a selector octet, then the query (see the module docstring)."""
+    if not data:
+        return
+    selector, query = data[0], data[1:]
+    tcp = bool(selector & TCP_BIT)
+    target = targets()[1 if selector & LONG_BIT else 0]
+    check_one(target, query, tcp)
+    if selector & AGAIN_BIT:
+        check_one(target, swap_case(query), tcp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Plain-random mutations (the pytest runs these without atheris)
+
+_INTERESTING = (0x00, 0x01, 0x3F, 0x40, 0x7F, 0x80, 0xBF, 0xC0, 0xFF, 0x29, 0xFA)
+
+
+def mutate(rng: random.Random, data: bytes, pool: list[bytes]) -> bytes:
+    """One to four random edits of a seed: bit flips, set octets, deletions, insertions,
+    truncations, appended junk, a splice with another seed, a 16-bit header field changed."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        kind = rng.randrange(9)
+        at = rng.randrange(len(out)) if out else 0
+        if kind == 0 and out:
+            out[at] ^= 1 << rng.randrange(8)
+        elif kind == 1 and out:
+            out[at] = rng.choice(_INTERESTING) if rng.random() < 0.5 else rng.randrange(256)
+        elif kind == 2:
+            del out[at : at + rng.randint(1, 8)]
+        elif kind == 3:
+            out[at:at] = rng.randbytes(rng.randint(1, 8))
+        elif kind == 4:
+            del out[at:]
+        elif kind == 5:
+            out += rng.randbytes(rng.randint(1, 64))
+        elif kind == 6:
+            other = rng.choice(pool)
+            cut = rng.randrange(len(other) + 1)
+            out[at:] = other[cut:]
+        elif kind == 7 and len(out) >= 13:  # a header field (after the selector octet)
+            field = 1 + 2 * rng.randrange(6)
+            value = rng.choice((0, 1, 2, 0xFFFF, rng.randrange(65536)))
+            out[field : field + 2] = value.to_bytes(2, "big")
+        elif kind == 8 and len(out) > 13:  # a compression pointer somewhere after the header
+            at = rng.randrange(13, len(out))
+            out[at : at + 2] = bytes((0xC0 | rng.randrange(64), rng.randrange(256)))
+    return bytes(out)
