@@ -321,11 +321,12 @@ class Signer:
             time_signed = request.time_signed
             other = _time(self.now)
         original_id = request.original_id
+        message = _U16.pack(original_id) + reply[2:]  # as the verifier sees it (§4.3.1)
         if self.prior is None:
-            data = _U16.pack(len(request.mac)) + request.mac + reply
+            data = _U16.pack(len(request.mac)) + request.mac + message
             data += variables(key.name, key.algorithm, time_signed, FUDGE, self.error, other)
         else:
-            data = _U16.pack(len(self.prior)) + self.prior + reply + timers(time_signed, FUDGE)
+            data = _U16.pack(len(self.prior)) + self.prior + message + timers(time_signed, FUDGE)
         mac = key.mac(data)
         self.prior = mac
         rec = record(

@@ -181,9 +181,7 @@ def _key_ref(reader: _Reader, value: Any, path: KeyPath, known: set[bytes]) -> b
     return wire
 
 
-def _allow(
-    reader: _Reader, value: Any, path: KeyPath, known: set[bytes]
-) -> tuple[AllowRule, ...]:
+def _allow(reader: _Reader, value: Any, path: KeyPath, known: set[bytes]) -> tuple[AllowRule, ...]:
     from srvd.config import _Fields
 
     fields = _Fields()
