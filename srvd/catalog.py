@@ -223,3 +223,26 @@ def next_catalog(
     else:
         history = ()
     return Catalog(apex, serial, index, history)
+
+
+def catalog_text(catalog: Catalog, index: Index) -> str:
+    """The catalog as an RFC 1035 master file (for ``srvd zone --all``)."""
+    from srvd.names import master_name, to_wire
+
+    settings = index.settings
+    origin = master_name(catalog.apex)
+    local = settings.hostmaster_local.replace(".", "\\.")
+    rname = master_name(to_wire(settings.hostmaster_domain))
+    mname = master_name(to_wire(settings.nameservers[0]))
+    ttl = catalog.ttl
+    lines = [
+        f"$ORIGIN {origin}",
+        f"{origin}\t{ttl}\tIN\tSOA\t{mname} {local}.{rname} {catalog.serial} {settings.refresh} "
+        f"{settings.retry} {settings.expire} {settings.minimum}",
+        f"{origin}\t{ttl}\tIN\tNS\tinvalid.",
+        f'version.{origin}\t{ttl}\tIN\tTXT\t"2"',
+    ]
+    for apex in sorted(catalog.zones):
+        label = member_label(apex)[1:].decode()
+        lines.append(f"{label}.zones.{origin}\t{ttl}\tIN\tPTR\t{master_name(apex)}")
+    return "\n".join(lines) + "\n"

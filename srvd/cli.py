@@ -104,8 +104,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", help=config_help)
 
     zone = commands.add_parser("zone", help="print the zones served for one domain (master file)")
-    zone.add_argument("domain")
+    zone.add_argument("domain", nargs="?")
     zone.add_argument("-c", "--config", help=config_help)
+    zone.add_argument(
+        "--all", action="store_true", help="every served zone (and the catalog), not one domain"
+    )
+    zone.add_argument(
+        "-o", "--output", metavar="DIR", help="with --all: one file per zone here, not stdout"
+    )
     return parser
 
 
@@ -249,6 +255,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return check(args.config)
     if args.command == "zone":
+        if args.all:
+            from srvd.export import export_all
+
+            return export_all(args.config, args.output)
+        if not args.domain:
+            print("srvd zone: give a DOMAIN, or --all", file=sys.stderr)
+            return 2
         return zone(args.domain, args.config)
     if args.command == "reload":
         return reload(args.config, args.pidfile, not args.no_check)

@@ -292,3 +292,25 @@ def test_catalog_apex_queries(primary: RunningServer) -> None:
     query = dns.message.make_query(f"nothing.{CATALOG}", "A")
     reply = dns.query.udp(query, "127.0.0.1", port=primary.port, timeout=3)
     assert reply.rcode() == dns.rcode.NXDOMAIN and reply.authority[0].rdtype == dns.rdatatype.SOA
+
+
+def test_zone_all_writes_every_zone_and_the_catalog(tmp_path: Path) -> None:
+    import sys
+
+    config = primary_config(tmp_path, DOMAINS)
+    out = tmp_path / "zones"
+    result = subprocess.run(
+        [sys.executable, "-m", "srvd", "zone", "--all", "-c", str(config), "-o", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    files = sorted(p.name for p in out.iterdir())
+    index = _index(tmp_path, DOMAINS)
+    assert len(files) == len(index.zones) + 1
+    assert f"{CATALOG}.zone" in files
+    catalog = dns.zone.from_file(str(out / f"{CATALOG}.zone"), CATALOG, relativize=False)
+    assert len(list(catalog.iterate_rdatas("PTR"))) == len(index.zones)
+    for name in files:
+        dns.zone.from_file(str(out / name), name.removesuffix(".zone"), relativize=False)
