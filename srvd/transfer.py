@@ -66,6 +66,7 @@ QR, AA, TC, RD = 0x8000, 0x0400, 0x0200, 0x0100
 MESSAGE_SIZE = 16_384  # octets of records per transfer message (TSIG and OPT come on top)
 TSIG_MARK = b"\x00\xfa\x00\xff"  # type TSIG, class ANY: the only way a TSIG record can look
 EDNS_PAYLOAD = 1232
+TRANSFER_TIMEOUT = 120.0  # seconds a transfer may wait for its reader between messages
 
 _HEAD = struct.Struct("!HHHHHH")
 _U16 = struct.Struct("!H")
@@ -479,11 +480,14 @@ class PrimaryTCPProtocol(TCPProtocol):
             self.tcp.loseConnection()
             return
         self.stream = _Stream(self, messages)
+        # a slow reader of a long transfer is not idle: 120 s between messages at least
+        self.setTimeout(max(self.factory.idle_timeout, TRANSFER_TIMEOUT))
         cast(IConsumer, self.transport).registerProducer(self.stream, False)
 
     def stream_done(self) -> None:
         cast(IConsumer, self.transport).unregisterProducer()
         self.stream = None
+        self.setTimeout(self.factory.idle_timeout)
         waiting, self.waiting = self.waiting, []
         for string in waiting:
             self.stringReceived(string)
