@@ -353,6 +353,10 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
     qname = query[12:name_end].lower()
     zone = index.zones.get(qname[last_underscore:]) if last_underscore >= 0 else None
     if zone is None:
+        if index.catalog is not None:  # the catalog zone (srvd.catalog), when there is one
+            found = index.catalog.entry(qname, qtype, qclass, rd, question, opt, row)
+            if found is not None:
+                return found[0], None, b"", b"", found[1], found[2]
         head = _HEAD.pack(QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
         return head, None, b"", b"", row + C_REFUSED, NO_SERVICE
 

@@ -144,8 +144,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", help=config_help)
 
     zone = commands.add_parser("zone", help="print the zones served for one domain (master file)")
-    zone.add_argument("domain")
+    zone.add_argument("domain", nargs="?")
     zone.add_argument("-c", "--config", help=config_help)
+    zone.add_argument(
+        "--all", action="store_true", help="every served zone (and the catalog), not one domain"
+    )
+    zone.add_argument(
+        "-o", "--output", metavar="DIR", help="with --all: one file per zone here, not stdout"
+    )
 
     health = commands.add_parser(
         "health",
@@ -357,6 +363,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         return check(args.config)
     if args.command == "zone":
+        if args.all:
+            from srvd.export import export_all
+
+            return export_all(args.config, args.output)
+        if not args.domain:
+            print("srvd zone: give a DOMAIN, or --all", file=sys.stderr)
+            return 2
         return zone(args.domain, args.config)
     if args.command == "health":
         return health(args.config, args.server, args.name, args.type, args.timeout, args.retries)

@@ -26,6 +26,8 @@ from srvd.errors import SrvdError
 from srvd.names import MAX_NAME_WIRE, InvalidName, host_name, owner_name, to_ascii
 
 if TYPE_CHECKING:
+    from srvd.xfrconfig import TransferSettings
+
     _BaseLoader = yaml.SafeLoader
 else:
     _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
@@ -63,6 +65,9 @@ TOP_KEYS = (
     "udp",
     "rrl",
     "limits",
+    # srvd as a hidden primary (srvd.xfrconfig)
+    "transfer",
+    "catalog",
 )
 MAX_WORKERS = 256
 UDP_KEYS = ("receive_buffer", "send_buffer")
@@ -249,6 +254,9 @@ class Config:
     workers: int = 1  # processes answering on the same addresses
     sha256: str = ""  # of every file read, in order: tells which configuration is served
     mtime: int = 0  # the newest modification time of the files read (Unix seconds)
+    # srvd as a hidden primary (srvd.xfrconfig): transfer peers, keys, NOTIFY; the catalog zone
+    transfer: TransferSettings | None = None
+    catalog: str | None = None
 
     def entries_of(self, domain: str) -> dict[str, tuple[RRsetSpec, ...] | None]:
         """The merged profile keys of one domain (profile, then its overrides)."""
@@ -1057,6 +1065,8 @@ def _load(reader: _Reader, main: str) -> Config:
     if isinstance(state_dir, str):
         state_dir = os.path.join(os.path.dirname(main), os.path.expanduser(state_dir))
 
+    transfer, catalog = _primary(reader, fields, top, main)
+
     all_profiles = _profiles(reader, sources)
     domains = _domains(reader, sources, all_profiles)
     profiles = {name: p for name, p in all_profiles.items() if p is not None}
@@ -1083,7 +1093,23 @@ def _load(reader: _Reader, main: str) -> Config:
         mtime=int(max(source.mtime for source in sources)),
         profiles=MappingProxyType(profiles),
         domains=domains,
+        transfer=transfer,
+        catalog=catalog,
     )
+
+
+def _primary(
+    reader: _Reader, fields: _Fields, top: dict[Any, Any], main: str
+) -> tuple[TransferSettings | None, str | None]:
+    """``transfer:`` and ``catalog:`` (srvd.xfrconfig)."""
+    from srvd.xfrconfig import read_catalog, read_transfer
+
+    transfer = None
+    if top.get("transfer") is not None:
+        base = os.path.dirname(main)
+        transfer = fields(read_transfer, reader, top["transfer"], ("transfer",), base)
+    catalog = fields(read_catalog, reader, top.get("catalog"), ("catalog",))
+    return transfer, catalog
 
 
 def _profiles(reader: _Reader, sources: list[_Source]) -> dict[str, Profile | None]:

@@ -17,10 +17,14 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from srvd.config import SRV, TEMPLATE, TXT, Config, RRsetSpec, SrvRecord, ZoneSettings
 from srvd.names import label_wire, to_wire, wire_to_text
 from srvd.ordering import RandomSource, weighted_order
+
+if TYPE_CHECKING:
+    from srvd.catalog import Catalog
 
 SOA = 6
 NS = 2
@@ -147,6 +151,7 @@ class Index:
         self.settings = settings
         self.zones = zones
         self.stats = stats
+        self.catalog: Catalog | None = None  # the RFC 9432 catalog zone, when configured
         mname = to_wire(settings.nameservers[0])
         rname = label_wire(settings.hostmaster_local.encode()) + to_wire(settings.hostmaster_domain)
         names = mname + rname

@@ -35,12 +35,26 @@ log = Logger()
 LIST_AT_MOST = 10  # name the zones in the log when no more than this many changed
 
 
+DELTA_AT_MOST = 200_000  # zones: a larger change is not listed zone by zone (ZoneDelta)
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneDelta:
+    """The zones (apex wire names) a reload added, removed, and gave a new serial."""
+
+    added: tuple[bytes, ...]
+    removed: tuple[bytes, ...]
+    changed: tuple[bytes, ...]
+
+
 @dataclass(frozen=True, slots=True)
 class Changes:
     """How many domains a reload added, removed and changed, with their names when few."""
 
     counts: tuple[int, int, int]  # added, removed, changed
     names: tuple[list[bytes], list[bytes], list[bytes]]  # wire names, at most LIST_AT_MOST each
+    # zone by zone (NOTIFY, catalog), or None when more than DELTA_AT_MOST zones changed
+    zones: ZoneDelta | None = None
 
     def describe(self) -> str:
         parts = []
@@ -66,18 +80,27 @@ def compare(old: Index, new: Index) -> Changes:
     after = {_domain(apex) for apex in new_zones}
     added = after - before
     removed = before - after
-    touched = {_domain(apex) for apex in new_zones.keys() ^ old_zones.keys()}
-    touched.update(
-        _domain(apex)
+    zones_added = new_zones.keys() - old_zones.keys()
+    zones_removed = old_zones.keys() - new_zones.keys()
+    zones_changed = [
+        apex
         for apex, zone in new_zones.items()
         if (was := old_zones.get(apex)) is not None and was.serial != zone.serial
-    )
+    ]
+    touched = {_domain(apex) for apex in zones_added}
+    touched.update(_domain(apex) for apex in zones_removed)
+    touched.update(_domain(apex) for apex in zones_changed)
     changed = touched - added - removed
+    delta = None
+    if len(zones_added) + len(zones_removed) + len(zones_changed) <= DELTA_AT_MOST:
+        delta = ZoneDelta(
+            tuple(sorted(zones_added)), tuple(sorted(zones_removed)), tuple(zones_changed)
+        )
     few = [
         sorted(group)[:LIST_AT_MOST] if len(group) <= LIST_AT_MOST else []
         for group in (added, removed, changed)
     ]
-    return Changes((len(added), len(removed), len(changed)), (few[0], few[1], few[2]))
+    return Changes((len(added), len(removed), len(changed)), (few[0], few[1], few[2]), delta)
 
 
 @dataclass(slots=True)
@@ -228,6 +251,9 @@ class Reloader:
         self.serials = serials
         self.reactor = reactor
         self.notifier = notifier or Notifier({})
+        # called with a successful reload's result just before its index is published
+        # (srvd.transfer: the catalog zone, NOTIFY)
+        self.before_publish: list[Callable[[Built], None]] = []
         self.stats = ReloadStats(last_success_time=time.time())
         self.pending = False
         self.waiting: list[defer.Deferred[bool]] = []
@@ -274,6 +300,8 @@ class Reloader:
         self._finished(ok)
 
     def _succeeded(self, built: Built) -> bool:
+        for listener in self.before_publish:
+            listener(built)
         self.publish(built.config, built.index)
         stats = built.index.stats
         self.stats.succeeded += 1

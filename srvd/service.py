@@ -40,6 +40,7 @@ from srvd.protocols import TCPFactory, UDPProtocol
 from srvd.reload import Reloader
 from srvd.responder import Responder
 from srvd.serials import SerialState
+from srvd.transfer import TransferCollector, Transfers, start_primary
 from srvd.workers import SCALARS, Publisher, StatsFile, WorkerPool
 
 log = Logger()
@@ -276,9 +277,16 @@ class SrvdService(MultiService):
         self.listeners = [ListenService(e, self) for e in (listen or config.listen)]
         for listener in self.listeners:
             listener.setServiceParent(self)
+        # srvd as a hidden primary (srvd.transfer): transfers, TSIG, the catalog, NOTIFY out
+        self.primary: Transfers | None = None
+        if config.transfer is not None or config.catalog is not None:
+            self.primary = start_primary(self, notify=worker is None)
         self.metrics: MetricsService | None = None
         if metrics is not None:
-            self.metrics = MetricsService(metrics, registry_for(self.snapshot), reactor)
+            registry = registry_for(self.snapshot)
+            if self.primary is not None:
+                registry.register(TransferCollector(self.primary))
+            self.metrics = MetricsService(metrics, registry, reactor)
             self.metrics.setServiceParent(self)
         self.pool: WorkerPool | None = None
         if worker is not None:

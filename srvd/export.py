@@ -1,0 +1,48 @@
+"""``srvd zone --all``: every served zone as RFC 1035 master files, for a signer or another
+primary. To stdout (zone after zone, each starting with ``$ORIGIN``), or with ``--output DIR``
+one file per zone, ``DIR/<apex>.zone`` (the catalog too, when configured), written atomically."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+
+from srvd.catalog import Catalog, catalog_text
+from srvd.cli import _load
+from srvd.index import build_index
+from srvd.names import to_wire, wire_to_text
+from srvd.serials import SerialState
+from srvd.zonefile import zone_text
+
+
+def export_all(path: str | None, output: str | None) -> int:
+    config = _load(path)
+    if config is None:
+        return 1
+    index = build_index(config, SerialState(config.state_dir).source(None, config.mtime))
+    apexes = sorted(index.zones)
+
+    def texts() -> Iterator[tuple[bytes, str]]:
+        for apex in apexes:
+            yield apex, zone_text(index, apex, index.zones[apex])
+        if config.catalog:
+            catalog = Catalog(to_wire(config.catalog), config.mtime & 0xFFFFFFFF, index)
+            yield catalog.apex, catalog_text(catalog, index)
+
+    count = 0
+    if output is None:
+        for _apex, text in texts():
+            sys.stdout.write(text)
+            count += 1
+        return 0
+    os.makedirs(output, exist_ok=True)
+    for apex, text in texts():
+        name = os.path.join(output, f"{wire_to_text(apex)}.zone")
+        temporary = f"{name}.tmp"
+        with open(temporary, "w", encoding="ascii") as handle:
+            handle.write(text)
+        os.replace(temporary, name)
+        count += 1
+    print(f"srvd zone --all: {count} zone files written to {output}", file=sys.stderr)
+    return 0
