@@ -6,6 +6,7 @@ gives SERVFAIL and one (rate-limited) log line with the query; the process goes 
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable
@@ -63,7 +64,14 @@ class RateLimitedLog:
         return False
 
 
-CACHE_ENTRIES = 50_000  # per transport; a full cache is emptied (floods of unique names)
+# The kept entries, per transport: a query's entry is kept from its second sighting on, so a
+# flood of unique names (random subdomains, junk) passes by without filling the cache; a full
+# cache drops its oldest quarter. About 450 octets an entry: 250,000 is about 110 MiB at most.
+CACHE_ENTRIES = 250_000
+# "Seen once": one octet per slot, indexed by the key's hash (collisions only admit early); the
+# table starts afresh once it has marked an eighth of its slots.
+SEEN_SLOTS = 1 << 22
+SEEN_RESET = SEEN_SLOTS // 8
 
 # A kept entry: srvd.answer.Entry, then the reply size, the replies since last folded and the
 # rate-limiting bucket key (UDP with RRL on; else 0). Every reply to one entry counts in the same
@@ -93,6 +101,9 @@ class Responder:
         self.failure_log = RateLimitedLog()
         self.counters = Counters()
         self.caches: tuple[dict[bytes, Kept], dict[bytes, Kept]] = ({}, {})  # UDP, TCP
+        self.seen = bytearray(SEEN_SLOTS)
+        self.seen_marked = 0
+        self.passing: Kept | None = None  # the last entry answered but not kept: counted on fold
         self.counting = counting
         self.rrl = rrl
         self.rrl_log = RateLimitedLog()
@@ -117,24 +128,26 @@ class Responder:
     def fold(self) -> Counters:
         """Move the replies counted in kept entries into the counters (at scrape time)."""
         counters = self.counters
-        queries, services, sizes = counters.queries, counters.services, counters.size_buckets
         if self.rrl is not None:
             actions = self.rrl.actions
             for i, count in enumerate(actions):
                 counters.rrl[i] += count
                 actions[i] = 0
-        for cache in self.caches:
-            for kept in cache.values():
-                hits = kept[HITS]
-                if hits:
-                    kept[HITS] = 0
-                    queries[kept[CELL]] += hits
-                    if kept[SERVICE] >= 0:
-                        services[kept[SERVICE]] += hits
-                    size = kept[SIZE]
-                    sizes[SIZE_BUCKET[(size - 1) >> 4]] += hits
-                    counters.size_sum += size * hits
+        for kept in (*self.caches[0].values(), *self.caches[1].values(), self.passing):
+            if kept is not None and kept[HITS]:
+                self._fold_one(kept)
         return counters
+
+    def _fold_one(self, kept: Kept) -> None:
+        counters = self.counters
+        hits = kept[HITS]
+        kept[HITS] = 0
+        counters.queries[kept[CELL]] += hits
+        if kept[SERVICE] >= 0:
+            counters.services[kept[SERVICE]] += hits
+        size = kept[SIZE]
+        counters.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += hits
+        counters.size_sum += size * hits
 
     def respond(self, query: bytes, tcp: bool = False, source: str | None = None) -> bytes | None:
         """The reply to one query (None: send nothing), counted for the metrics unless off.
@@ -153,12 +166,15 @@ class Responder:
         try:
             kept = self._kept(query, tcp)
             if kept is not None:
-                if source is not None and self.rrl is not None:
-                    action = self.rrl.check(source, kept[RKEY])
-                    if action:
-                        if self.rrl_log.allow():
-                            log.info("rate limiting replies to {source}'s network", source=source)
-                        return self._slip(query, kept) if action == SLIP else None
+                rrl = self.rrl
+                if source is not None and rrl is not None:
+                    prefix = rrl.prefixes.get(source)
+                    if prefix is None:
+                        prefix = rrl.prefix_key(source)
+                    if prefix:  # not exempt
+                        action = rrl.charge(prefix ^ kept[RKEY])
+                        if action:
+                            return self._limited(query, kept, action, source)
                 if counting:
                     kept[HITS] += 1
                 rrset: RRset | None = kept[RRSET]
@@ -179,7 +195,7 @@ class Responder:
         return reply
 
     def _kept(self, query: bytes, tcp: bool) -> Kept | None:
-        """The kept entry for this query, or a new one (kept unless it is no reply at all)."""
+        """The kept entry for this query, or a new one (kept from its second sighting on)."""
         cache = self.caches[tcp]
         key = folded_key(query)
         kept = cache.get(key)
@@ -187,12 +203,40 @@ class Responder:
             entry = entry_for(query, self._index, tcp)
             if entry is None:
                 return None
-            if len(cache) >= CACHE_ENTRIES:
-                self.fold()
-                cache.clear()
             rkey = 0 if tcp or self.rrl is None else bucket_key(kind_of(entry[6], entry[7]), key)
-            kept = cache[key] = [*entry, reply_size(entry), 0, rkey]
+            kept = [*entry, reply_size(entry), 0, rkey]
+            slot = hash(key) & (SEEN_SLOTS - 1)
+            if self.seen[slot]:
+                if len(cache) >= CACHE_ENTRIES:
+                    self._evict(cache)
+                cache[key] = kept
+            else:
+                self._mark(slot)
+                passing = self.passing
+                if passing is not None and passing[HITS]:
+                    self._fold_one(passing)
+                self.passing = kept
         return kept
+
+    def _mark(self, slot: int) -> None:
+        if self.seen_marked >= SEEN_RESET:
+            self.seen = bytearray(SEEN_SLOTS)
+            self.seen_marked = 0
+        self.seen[slot] = 1
+        self.seen_marked += 1
+
+    def _evict(self, cache: dict[bytes, Kept]) -> None:
+        """Drop the oldest quarter of a full cache (insertion order), their counts folded."""
+        oldest = list(itertools.islice(cache, CACHE_ENTRIES // 4))
+        for key in oldest:
+            kept = cache.pop(key)
+            if kept[HITS]:
+                self._fold_one(kept)
+
+    def _limited(self, query: bytes, kept: Kept, action: int, source: str) -> bytes | None:
+        if self.rrl_log.allow():
+            log.info("rate limiting replies to {source}'s network", source=source)
+        return self._slip(query, kept) if action == SLIP else None
 
     @staticmethod
     def _slip(query: bytes, kept: Kept) -> bytes:

@@ -84,9 +84,13 @@ class RateLimiter:
         self.v6_shift = 128 - settings.ipv6_prefix
         self.exempt = tuple(ipaddress.ip_network(n) for n in settings.exempt)
         self.clock = clock
-        self.depth = max(1.0, self.rate / 2)  # the most tokens a bucket holds
-        self.tokens = [self.depth] * self.size
-        self.stamps = [float("-inf")] * self.size  # never charged: full
+        self.depth = max(1.0, self.rate / 2)  # the most replies a full bucket lets through at once
+        # A token bucket kept as one number, as in GCRA: the time at which the bucket would be
+        # full again. A reply passes if that time is at most ``window`` ahead of now, and moves
+        # it on by ``interval``. In the past: full (never charged, or idle long enough).
+        self.interval = 1.0 / self.rate
+        self.window = (self.depth - 1.0 + 1e-6) * self.interval  # (float sums run a hair over)
+        self.full_at = [0.0] * self.size
         self.prefixes: dict[str, int] = {}
         self.limited = 0  # limited replies so far (the slip counter)
         self.actions = [0] * len(RRL_ACTIONS)  # since last folded into the counters
@@ -113,18 +117,18 @@ class RateLimiter:
     def check(self, host: str, key: int) -> int:
         """PASS, SLIP or DROP for one reply of bucket ``key`` (bucket_key) to ``host``."""
         prefix = self.prefix_key(host)
-        if prefix == EXEMPT:
-            return PASS
-        slot = (prefix ^ key) % self.size
+        return PASS if prefix == EXEMPT else self.charge(prefix ^ key)
+
+    def charge(self, key: int) -> int:
+        """Charge one reply to the bucket of ``key`` (a prefix key ^ a bucket_key)."""
+        slot = key % self.size
         now = self.clock()
-        tokens = self.tokens[slot] + (now - self.stamps[slot]) * self.rate
-        if tokens > self.depth:
-            tokens = self.depth
-        self.stamps[slot] = now
-        if tokens >= 1.0:
-            self.tokens[slot] = tokens - 1.0
+        full_at = self.full_at[slot]
+        if full_at < now:
+            full_at = now
+        if full_at - now <= self.window:
+            self.full_at[slot] = full_at + self.interval
             return PASS
-        self.tokens[slot] = tokens
         self.limited += 1
         if self.slip and self.limited % self.slip == 0:
             self.actions[SLIP - 1] += 1

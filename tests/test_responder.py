@@ -8,10 +8,12 @@ from pathlib import Path
 
 import dns.message
 import dns.rdatatype
+import pytest
 
+import srvd.responder
 from srvd.config import load_config
 from srvd.index import build_index
-from srvd.responder import CACHE_ENTRIES, Responder
+from srvd.responder import Responder
 
 from conftest import EXAMPLE
 
@@ -79,12 +81,31 @@ def test_publishing_a_new_index_drops_every_kept_entry(tmp_path: Path) -> None:
     assert b"new.example.net" in (responder.respond(query) or b"")
 
 
-def test_the_kept_entries_stay_bounded_under_a_flood_of_unique_names() -> None:
+def test_a_flood_of_unique_names_is_answered_but_not_kept() -> None:
     responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
-    for i in range(CACHE_ENTRIES + 10):
+    for i in range(5000):
         reply = responder.respond(_query(f"_x{i}._tcp.example.com"))
         assert reply is not None and reply[3] & 0x0F == 3  # NXDOMAIN, every one
-    assert 0 < len(responder.caches[False]) <= CACHE_ENTRIES
+    assert len(responder.caches[False]) < 50  # slots of the "seen once" table that collide
+    assert sum(responder.fold().queries) == 5000  # and every reply is counted
+
+
+def test_an_entry_is_kept_from_its_second_sighting_and_a_full_cache_drops_its_oldest_quarter(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(srvd.responder, "CACHE_ENTRIES", 400)
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    names = [f"_x{i}._tcp.example.com" for i in range(1000)]
+    for name in names:
+        responder.respond(_query(name))
+    assert len(responder.caches[False]) < 30  # seen once: not kept (but for collisions)
+    for name in names:
+        responder.respond(_query(name))
+    cache = responder.caches[False]
+    assert 300 <= len(cache) <= 400  # bounded, and never emptied at once
+    newest = _query(names[-1])[2:]
+    assert newest in cache  # the oldest went first
+    assert sum(responder.fold().queries) == 2000
 
 
 def test_without_counting_the_answers_are_the_same() -> None:
@@ -108,7 +129,8 @@ def test_without_counting_the_answers_are_the_same() -> None:
     )
 
 
-def test_counts_survive_a_full_cache_and_a_new_index() -> None:
+def test_counts_survive_a_full_cache_and_a_new_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(srvd.responder, "CACHE_ENTRIES", 100)
     index = build_index(load_config(EXAMPLE))
     responder = Responder(index, random.Random(1))
     query = _query("_imaps._tcp.example.com")
@@ -116,10 +138,11 @@ def test_counts_survive_a_full_cache_and_a_new_index() -> None:
         responder.respond(query)
     responder.index = build_index(load_config(EXAMPLE))  # the kept entries go; their counts stay
     responder.respond(query)
-    for i in range(CACHE_ENTRIES + 5):  # the cache fills up and is emptied once
-        responder.respond(_query(f"_x{i}._tcp.example.com"))
+    sent = 2 * 2 * 100 + 5  # twice the cache's size, each name twice: it fills and drops entries
+    for i in range(sent):
+        responder.respond(_query(f"_x{i // 2}._tcp.example.com"))  # each name twice: kept
     counters = responder.fold()
-    assert sum(counters.queries) == 4 + CACHE_ENTRIES + 5
+    assert sum(counters.queries) == 4 + sent
     assert sum(counters.size_buckets) == sum(counters.queries)
     before = counters.size_sum
     reply = responder.respond(query) or b""
@@ -143,7 +166,7 @@ def test_folding_touches_the_name_only() -> None:
     base = _query("_imaps._tcp.example.com", "SRV")
     https = base[:-4] + b"\x00\x41\x00\x01"
     other = base[:-4] + b"\x00\x61\x00\x01"
-    for query in (https, other, https):
+    for query in (https, other, https, other):
         reply = responder.respond(query) or b""
         assert reply[12 : len(query)] == query[12:]
     assert len(responder.caches[False]) == 2

@@ -115,7 +115,7 @@ def test_the_table_is_bounded_whatever_the_flood() -> None:
     rrl = limiter(FakeClock(), table_size=64)
     for i in range(5000):
         rrl.check(f"10.{i % 250}.{i // 250}.1", bucket_key(K_ANSWER, i.to_bytes(12, "big")))
-    assert len(rrl.tokens) == len(rrl.stamps) == 64
+    assert len(rrl.full_at) == 64
 
 
 # ---------------------------------------------------------------------------------------------
