@@ -21,9 +21,15 @@ from srvd.index import Index, RRset
 from srvd.metrics import SIZE_BUCKET, TIMING_SAMPLE, Counters
 from srvd.ordering import RandomSource
 from srvd.outcome import (
+    C_BADVERS,
+    C_FORMERR,
+    C_NOTAUTH,
+    C_NOTAUTH_TC,
+    C_NOTIMP,
     C_SERVFAIL,
     DROP_RESPONSE,
     DROP_SHORT,
+    ROW,
     TCP_CELLS,
     UNKNOWN_ROW,
 )
@@ -68,6 +74,8 @@ class RateLimitedLog:
 # flood of unique names (random subdomains, junk) passes by without filling the cache; a full
 # cache drops its oldest quarter. About 450 octets an entry: 250,000 is about 110 MiB at most.
 CACHE_ENTRIES = 250_000
+# Error replies are header-only and quick to make; the queries that get them are mostly junk.
+UNKEPT_COLUMNS = frozenset({C_FORMERR, C_NOTIMP, C_BADVERS, C_NOTAUTH, C_NOTAUTH_TC})
 # "Seen once": one octet per slot, indexed by the key's hash (collisions only admit early); the
 # table starts afresh once it has marked an eighth of its slots.
 SEEN_SLOTS = 1 << 22
@@ -206,7 +214,7 @@ class Responder:
             rkey = 0 if tcp or self.rrl is None else bucket_key(kind_of(entry[6], entry[7]), key)
             kept = [*entry, reply_size(entry), 0, rkey]
             slot = hash(key) & (SEEN_SLOTS - 1)
-            if self.seen[slot]:
+            if self.seen[slot] and entry[6] % ROW not in UNKEPT_COLUMNS:
                 if len(cache) >= CACHE_ENTRIES:
                     self._evict(cache)
                 cache[key] = kept
