@@ -214,14 +214,15 @@ class Transfers:
             return
         self.notify.configure(self.settings)
         apexes: list[bytes] = []
+        first: list[bytes] = []
         if catalog is not None and (old_catalog is None or old_catalog.serial != catalog.serial):
-            apexes.append(catalog.apex)
+            first.append(catalog.apex)
         if changes.zones is not None:
             apexes.extend(changes.zones.changed)
         else:  # too many to list: every zone may have changed
             apexes.extend(index.zones)
-        if apexes:
-            self.notify.enqueue(apexes)
+        if apexes or first:  # the catalog ahead of what an earlier reload still has queued
+            self.notify.enqueue(apexes, first=first)
 
     # -- the transports
 
