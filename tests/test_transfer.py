@@ -381,3 +381,51 @@ def test_a_slow_reader_gets_the_whole_catalog_after_the_idle_timeout(tmp_path: P
             assert sock.recv(1) == b""
     finally:
         server.stop()
+
+
+def test_after_a_transfer_the_idle_timeout_waits_for_a_reader_that_makes_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a virtual clock, with the unacknowledged octets scripted: a reader that drains keeps
+    the connection, one that stops for TRANSFER_TIMEOUT is reset, and a drained one gets a FIN."""
+    from typing import Any, cast
+
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from srvd import transfer
+    from srvd.config import TcpSettings
+    from srvd.protocols import TCPFactory
+    from srvd.responder import Responder
+
+    unacked = {"octets": 0}
+    monkeypatch.setattr(transfer, "unacknowledged", lambda _transport: unacked["octets"])
+    clock = Clock()
+    factory = TCPFactory(Responder(_index(tmp_path, DOMAINS)), clock, TcpSettings(idle_timeout=10))
+    factory.protocol = transfer.PrimaryTCPProtocol
+
+    def connection() -> tuple[transfer.PrimaryTCPProtocol, Any]:
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        assert isinstance(protocol, transfer.PrimaryTCPProtocol)
+        wire: Any = cast(Any, StringTransport)()
+        cast(Any, protocol).makeConnection(wire)
+        protocol.transferred = True  # as after stream_done
+        return protocol, wire
+
+    _reader, wire = connection()
+    unacked["octets"] = 3_000_000
+    for _ in range(30):  # 300 s, draining 50 kB every 10 s: kept
+        clock.advance(10)
+        unacked["octets"] -= 50_000
+        assert not wire.disconnecting, clock.seconds()
+    unacked["octets"] = 0
+    clock.advance(10)
+    assert wire.disconnecting and not wire.disconnected  # loseConnection: a FIN
+    _stalled, wire = connection()
+    unacked["octets"] = 100_000
+    started = clock.seconds()
+    while not wire.disconnecting and clock.seconds() - started < 300:
+        clock.advance(10)
+    assert wire.disconnected  # abortConnection: reset
+    assert transfer.TRANSFER_TIMEOUT <= clock.seconds() - started <= transfer.TRANSFER_TIMEOUT + 20
