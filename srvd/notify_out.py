@@ -1,11 +1,15 @@
 """NOTIFY out (RFC 1996): tell the configured secondaries that zones changed.
 
-After a reload, every zone whose serial changed (and the catalog, first, when its member set did)
-is queued; the queue is sent at ``transfer.notify_rate`` messages a second at most, from one UDP
-socket per address family on an ephemeral port. Each NOTIFY is signed when its target has a key,
-and sent again with doubling timeouts (1, 2, 4, 8, 16 s) until the secondary answers; then it is
-given up. A zone queued again before it went out is sent once. Results are counted
-(``srvd_notify_sent_total{result}``).
+After a reload, every zone whose serial changed (and the catalog, first, when its member set did:
+ahead of whatever is still queued) is queued; messages go out from one UDP socket per address
+family on an ephemeral port, at most ``transfer.notify_rate`` a second, counting every message to
+every target and every retry: in any one-second window, never more (checked against the sends
+of the last second), and spread over the second in batches every ``TICK``. Each NOTIFY is signed
+when its target has a key, and sent again with doubling timeouts (1, 2, 4, 8, 16 s) until the
+secondary answers; then it is given up. An answer counts when it comes from the target's address
+and port with the ID and question of the NOTIFY (and, for a keyed target, a TSIG that verifies
+over one of its sends). A zone queued again before it went out is sent once; one queued again
+while in flight replaces the older NOTIFY. Results are counted (``srvd_notify_sent_total{result}``).
 
 Added zones are not notified: secondaries learn about them from the catalog.
 """
@@ -47,8 +51,9 @@ class _Pending:
     key: Key | None
     plain: bytes  # unsigned
     message: bytes  # as sent
-    mac: bytes
+    macs: list[bytes]  # the MAC of each send (an answer may come to any of them)
     attempt: int
+    ident: int
     timer: IDelayedCall | None = None
 
 
@@ -82,7 +87,13 @@ class NotifySender:
         self.rng = rng or random.Random()
         self.queue: deque[bytes] = deque()
         self.queued_set: set[bytes] = set()
+        self.head: deque[NotifyTarget] = deque()  # targets still due for the zone being sent
+        self.head_apex = b""
+        self.retries: deque[_Pending] = deque()  # timed out, waiting for their turn
         self.pending: dict[tuple[int, str, int], _Pending] = {}
+        self.by_zone: dict[tuple[bytes, str, int], _Pending] = {}
+        self.window: deque[tuple[float, int]] = deque()  # (time, messages) of the last second
+        self.credit = 0.0  # messages the pace allows now
         self.ports: dict[bool, Any] = {}
         self.ticking: IDelayedCall | None = None
         self.settings = settings
@@ -99,29 +110,59 @@ class NotifySender:
 
     @property
     def queued(self) -> int:
-        return len(self.queue) * len(self.targets)
+        return len(self.queue) * len(self.targets) + len(self.head) + len(self.retries)
 
-    def enqueue(self, apexes: Iterable[bytes]) -> None:
+    def enqueue(self, apexes: Iterable[bytes], first: Iterable[bytes] = ()) -> None:
+        """Queue zones once each; those in ``first`` (the catalog) go ahead of the queue."""
         if not self.targets:
             return
         for apex in apexes:
             if apex not in self.queued_set:
                 self.queued_set.add(apex)
                 self.queue.append(apex)
-        if self.queue and self.ticking is None:
+        for apex in reversed(list(first)):
+            if apex in self.queued_set:
+                self.queue.remove(apex)  # once a reload: O(queue) is fine
+            self.queued_set.add(apex)
+            self.queue.appendleft(apex)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.ticking is None and (self.queue or self.head or self.retries):
             self.ticking = self.reactor.callLater(0, self._tick)
 
     def _tick(self) -> None:
         self.ticking = None
-        budget = max(1, int(self.settings.notify_rate * TICK))
-        targets = self.targets
-        while self.queue and budget > 0 and len(self.pending) < IN_FLIGHT_AT_MOST:
-            apex = self.queue.popleft()
-            self.queued_set.discard(apex)
-            for target in targets:
-                self._send_new(apex, target)
-            budget -= max(1, len(targets))
-        if self.queue:
+        now = self.reactor.seconds()
+        rate = self.settings.notify_rate
+        window = self.window
+        while window and window[0][0] <= now - 1.0 + 1e-9:  # (1 ns: float noise)
+            window.popleft()
+        per_tick = rate * TICK
+        self.credit = min(self.credit + per_tick, max(1.0, per_tick))
+        budget = min(int(self.credit), rate - sum(n for _, n in window))
+        sent = 0
+        while sent < budget and self.retries:
+            pending = self.retries.popleft()
+            key = (pending.ident, pending.target.host, pending.target.port)
+            if self.pending.get(key) is not pending:
+                continue  # answered or replaced meanwhile
+            self._resend(pending)
+            sent += 1
+        while sent < budget and len(self.pending) < IN_FLIGHT_AT_MOST:
+            if not self.head:
+                if not self.queue:
+                    break
+                self.head_apex = self.queue.popleft()
+                self.queued_set.discard(self.head_apex)
+                self.head.extend(self.targets)
+                continue
+            self._send_new(self.head_apex, self.head.popleft())
+            sent += 1
+        if sent:
+            self.credit -= sent
+            window.append((now, sent))
+        if self.queue or self.head or self.retries:
             self.ticking = self.reactor.callLater(TICK, self._tick)
 
     def _port(self, v6: bool) -> Any:
@@ -132,6 +173,9 @@ class NotifySender:
         return port
 
     def _send_new(self, apex: bytes, target: NotifyTarget) -> None:
+        older = self.by_zone.get((apex, target.host, target.port))
+        if older is not None:  # superseded: only the newest NOTIFY of a zone is retried
+            self._forget(older)
         for _ in range(20):
             ident = self.rng.randrange(0x10000)
             if (ident, target.host, target.port) not in self.pending:
@@ -139,15 +183,25 @@ class NotifySender:
         else:
             return  # pragma: no cover - 10 000 in flight on one target at most
         key = self.keys.get(target.key) if target.key is not None else None
-        message = notify_message(ident, apex)
-        mac = b""
+        plain = notify_message(ident, apex)
+        message, mac = plain, b""
         if key is not None:
-            message, mac = sign_request(message, key, int(self.clock()))
-        pending = _Pending(apex, target, key, notify_message(ident, apex), message, mac, 0)
+            message, mac = sign_request(plain, key, int(self.clock()))
+        pending = _Pending(apex, target, key, plain, message, [mac], 0, ident)
         self.pending[(ident, target.host, target.port)] = pending
-        self._write(pending, ident)
+        self.by_zone[(apex, target.host, target.port)] = pending
+        self._write(pending)
 
-    def _write(self, pending: _Pending, ident: int) -> None:
+    def _forget(self, pending: _Pending) -> None:
+        target = pending.target
+        self.pending.pop((pending.ident, target.host, target.port), None)
+        if self.by_zone.get((pending.apex, target.host, target.port)) is pending:
+            del self.by_zone[(pending.apex, target.host, target.port)]
+        if pending.timer is not None and pending.timer.active():
+            pending.timer.cancel()
+        pending.timer = None
+
+    def _write(self, pending: _Pending) -> None:
         target = pending.target
         try:
             self._port(":" in target.host).write(pending.message, (target.host, target.port))
@@ -155,14 +209,15 @@ class NotifySender:
             self.counts["send_error"] += 1
             log.warn("NOTIFY to {target} not sent: {error}", target=target, error=exc)
         timeout = FIRST_TIMEOUT * (2**pending.attempt)
-        pending.timer = self.reactor.callLater(timeout, self._timed_out, ident, pending)
+        pending.timer = self.reactor.callLater(timeout, self._timed_out, pending)
 
-    def _timed_out(self, ident: int, pending: _Pending) -> None:
-        key = (ident, pending.target.host, pending.target.port)
+    def _timed_out(self, pending: _Pending) -> None:
+        pending.timer = None
+        key = (pending.ident, pending.target.host, pending.target.port)
         if self.pending.get(key) is not pending:
             return
         if pending.attempt >= RETRIES:
-            del self.pending[key]
+            self._forget(pending)
             self.counts["timeout"] += 1
             log.warn(
                 "NOTIFY of {zone} to {target}: no answer, given up",
@@ -170,13 +225,16 @@ class NotifySender:
                 target=pending.target,
             )
             return
+        self.retries.append(pending)  # sent again when the pace allows
+        self._wake()
+
+    def _resend(self, pending: _Pending) -> None:
         pending.attempt += 1
         self.counts["retry"] += 1
         if pending.key is not None:  # a fresh time signed
-            pending.message, pending.mac = sign_request(
-                pending.plain, pending.key, int(self.clock())
-            )
-        self._write(pending, ident)
+            pending.message, mac = sign_request(pending.plain, pending.key, int(self.clock()))
+            pending.macs.append(mac)
+        self._write(pending)
 
     def answered(self, datagram: bytes, addr: Any) -> None:
         if len(datagram) < 12 or not datagram[2] & 0x80:
@@ -187,13 +245,17 @@ class NotifySender:
         pending = self.pending.get(key)
         if pending is None:
             return
-        if pending.key is not None and not verify_response(
-            datagram, pending.key, pending.mac, int(self.clock())
+        # the same opcode, one question, and it is the NOTIFY's (names compared case-blind)
+        question = pending.plain[12:]
+        if (datagram[2] >> 3) & 0x0F != NOTIFY_OPCODE or datagram[4:6] != b"\x00\x01":
+            return
+        if datagram[12 : 12 + len(question)].lower() != question.lower():
+            return
+        if pending.key is not None and not any(
+            verify_response(datagram, pending.key, mac, int(self.clock())) for mac in pending.macs
         ):
             return  # not from the secondary, or not signed as it must be: keep waiting
-        del self.pending[key]
-        if pending.timer is not None and pending.timer.active():
-            pending.timer.cancel()
+        self._forget(pending)
         rcode = datagram[3] & 0x0F
         if rcode == 0:
             self.counts["ok"] += 1
@@ -210,10 +272,11 @@ class NotifySender:
         if self.ticking is not None and self.ticking.active():
             self.ticking.cancel()
         self.ticking = None
-        for pending in self.pending.values():
-            if pending.timer is not None and pending.timer.active():
-                pending.timer.cancel()
+        for pending in list(self.pending.values()):
+            self._forget(pending)
         self.pending.clear()
+        self.by_zone.clear()
+        self.retries.clear()
         for port in self.ports.values():
             port.stopListening()
         self.ports.clear()

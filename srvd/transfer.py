@@ -20,7 +20,9 @@ keeps its last few member changes (srvd.catalog) and answers those incrementally
 
 from __future__ import annotations
 
+import fcntl
 import struct
+import termios
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, cast
@@ -212,14 +214,15 @@ class Transfers:
             return
         self.notify.configure(self.settings)
         apexes: list[bytes] = []
+        first: list[bytes] = []
         if catalog is not None and (old_catalog is None or old_catalog.serial != catalog.serial):
-            apexes.append(catalog.apex)
+            first.append(catalog.apex)
         if changes.zones is not None:
             apexes.extend(changes.zones.changed)
         else:  # too many to list: every zone may have changed
             apexes.extend(index.zones)
-        if apexes:
-            self.notify.enqueue(apexes)
+        if apexes or first:  # the catalog ahead of what an earlier reload still has queued
+            self.notify.enqueue(apexes, first=first)
 
     # -- the transports
 
@@ -450,15 +453,38 @@ class _Stream:
         self.messages = iter(())
 
 
+def unacknowledged(transport: Any) -> int:
+    """Octets written to a TCP transport that its peer has not acknowledged yet: what Twisted
+    still buffers, and what the kernel does (SIOCOUTQ, Linux; elsewhere counted as none)."""
+    buffered: int = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+    buffered += getattr(transport, "_tempDataLen", 0)
+    try:
+        handle = transport.getHandle()
+        raw = fcntl.ioctl(handle.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+        kernel: int = struct.unpack("i", raw)[0]
+    except (AttributeError, OSError, ValueError):
+        kernel = 0
+    return max(0, buffered) + max(0, kernel)
+
+
 class PrimaryTCPProtocol(TCPProtocol):
     """TCPProtocol that hands transfers and signed queries to the primary role.
 
     While a transfer streams, its messages own the transport: srvd stops reading the connection
     (what the client pipelines meanwhile waits in the kernel's buffer, not in srvd's memory) and
-    answers it in order once the transfer has ended (RFC 7766)."""
+    answers it in order once the transfer has ended (RFC 7766).
+
+    A transfer ends for srvd when its last message is queued, megabytes before the reader has
+    read it: the idle timeout that starts then closes the connection only once the peer has
+    acknowledged everything, and then with a FIN (what it has not read yet stays readable),
+    while a peer that still reads keeps the connection; one that stops reading for
+    ``TRANSFER_TIMEOUT`` is reset."""
 
     role: Transfers
     stream: _Stream | None = None
+    transferred = False  # a transfer was streamed on this connection
+    pending: int | None = None  # unacknowledged octets at the last idle check
+    progressed = 0.0  # when the peer last acknowledged more (reactor time)
 
     def stringReceived(self, string: bytes) -> None:
         if not self.role.tcp_claims(string):
@@ -487,6 +513,7 @@ class PrimaryTCPProtocol(TCPProtocol):
         self.paused = True  # no more frames parsed, nor the socket read, until the end
         self.transport.pauseProducing()  # type: ignore[union-attr]
         self.stream = _Stream(self, messages)
+        self.transferred = True
         consumer.registerProducer(self.stream, False)
 
     def stream_done(self) -> None:
@@ -496,6 +523,31 @@ class PrimaryTCPProtocol(TCPProtocol):
         self.setTimeout(self.factory.settings.idle_timeout)
         consumer.registerProducer(cast(IPushProducer, self), True)
         self.resumeProducing()  # and the frames that came meanwhile
+
+    def resetTimeout(self) -> None:
+        self.pending = None
+        super().resetTimeout()
+
+    def timeoutConnection(self) -> None:
+        if self.stream is not None:  # no message taken for TRANSFER_TIMEOUT
+            self.tcp.abortConnection()
+            return
+        pending = unacknowledged(self.transport)
+        if not pending:  # all delivered: a FIN after it, never a reset racing the reader
+            self.tcp.loseConnection()
+            return
+        if not self.transferred:  # replies the client does not read: as TCPProtocol
+            self.tcp.abortConnection()
+            return
+        now = self.factory.clock.seconds()
+        if self.pending is None or pending < self.pending:
+            self.progressed = now
+        self.pending = pending
+        if now - self.progressed >= TRANSFER_TIMEOUT:
+            self.tcp.abortConnection()
+            return
+        # still reading what came before: look again after another idle period
+        self.setTimeout(self.factory.settings.idle_timeout)
 
     def connectionLost(self, reason: Any = None) -> None:
         if self.stream is not None:

@@ -314,3 +314,118 @@ def test_zone_all_writes_every_zone_and_the_catalog(tmp_path: Path) -> None:
     assert len(list(catalog.iterate_rdatas("PTR"))) == len(index.zones)
     for name in files:
         dns.zone.from_file(str(out / name), name.removesuffix(".zone"), relativize=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# A slow reader of a long transfer
+
+
+def _read_frame(sock: socket.socket) -> bytes:
+    """One length-prefixed message (b"" at EOF before its first octet)."""
+    data = b""
+    size: int | None = None
+    while size is None or len(data) < size:
+        want = 2 - len(data) if size is None else size - len(data)
+        chunk = sock.recv(min(want, 4096))
+        if not chunk:
+            if data or size is not None:
+                raise EOFError("the connection closed inside a message")
+            return b""
+        data += chunk
+        if size is None and len(data) == 2:
+            size, data = struct.unpack("!H", data)[0], b""
+        time.sleep(0.004)  # a slow reader: about 1 MB/s at most, and much less in practice
+    return data
+
+
+def test_a_slow_reader_gets_the_whole_catalog_after_the_idle_timeout(tmp_path: Path) -> None:
+    """The last messages of a transfer wait in the kernel's buffers while the reader drains
+    them: the idle timeout that starts when srvd has queued the last one must not reset the
+    connection under the reader (dnspython's inbound_xfr of a 100k catalog, about 25 s), and
+    once everything is read the connection ends with a FIN, not a reset."""
+    domains = [f"cust{i:05d}.example" for i in range(1500)]
+    config = primary_config(tmp_path, domains, extra="tcp: {idle_timeout: 0.5}")
+    server = start_srvd(config)
+    try:
+        query = dns.message.make_query(CATALOG, "AXFR")
+        query.use_tsig(keyring(), keyname=KEY_NAME)
+        wire = query.to_wire()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.sendall(struct.pack("!H", len(wire)) + wire)
+            ctx = None
+            soas = members = messages = 0
+            started = time.monotonic()
+            while soas < 2:
+                frame = _read_frame(sock)
+                assert frame, f"EOF after {messages} messages, {members} members"
+                reply = dns.message.from_wire(
+                    frame,
+                    keyring=keyring(),
+                    request_mac=query.mac,
+                    multi=True,
+                    tsig_ctx=ctx,
+                    one_rr_per_rrset=True,
+                )
+                ctx = reply.tsig_ctx
+                messages += 1
+                for rrset in reply.answer:
+                    soas += rrset.rdtype == dns.rdatatype.SOA
+                    members += rrset.rdtype == dns.rdatatype.PTR
+            elapsed = time.monotonic() - started
+            assert members == sum(2 if i % 3 != 2 else 1 for i in range(len(domains)))
+            # the mechanism was exercised: reading took longer than the idle timeout
+            assert elapsed > 1.0, elapsed
+            # idle now: srvd closes, and with a FIN (EOF), not a reset
+            sock.settimeout(5)
+            assert sock.recv(1) == b""
+    finally:
+        server.stop()
+
+
+def test_after_a_transfer_the_idle_timeout_waits_for_a_reader_that_makes_progress(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a virtual clock, with the unacknowledged octets scripted: a reader that drains keeps
+    the connection, one that stops for TRANSFER_TIMEOUT is reset, and a drained one gets a FIN."""
+    from typing import Any, cast
+
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+    from twisted.internet.testing import StringTransport
+
+    from srvd import transfer
+    from srvd.config import TcpSettings
+    from srvd.protocols import TCPFactory
+    from srvd.responder import Responder
+
+    unacked = {"octets": 0}
+    monkeypatch.setattr(transfer, "unacknowledged", lambda _transport: unacked["octets"])
+    clock = Clock()
+    factory = TCPFactory(Responder(_index(tmp_path, DOMAINS)), clock, TcpSettings(idle_timeout=10))
+    factory.protocol = transfer.PrimaryTCPProtocol
+
+    def connection() -> tuple[transfer.PrimaryTCPProtocol, Any]:
+        protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        assert isinstance(protocol, transfer.PrimaryTCPProtocol)
+        wire: Any = cast(Any, StringTransport)()
+        cast(Any, protocol).makeConnection(wire)
+        protocol.transferred = True  # as after stream_done
+        return protocol, wire
+
+    _reader, wire = connection()
+    unacked["octets"] = 3_000_000
+    for _ in range(30):  # 300 s, draining 50 kB every 10 s: kept
+        clock.advance(10)
+        unacked["octets"] -= 50_000
+        assert not wire.disconnecting, clock.seconds()
+    unacked["octets"] = 0
+    clock.advance(10)
+    assert wire.disconnecting and not wire.disconnected  # loseConnection: a FIN
+    _stalled, wire = connection()
+    unacked["octets"] = 100_000
+    started = clock.seconds()
+    while not wire.disconnecting and clock.seconds() - started < 300:
+        clock.advance(10)
+    assert wire.disconnected  # abortConnection: reset
+    assert transfer.TRANSFER_TIMEOUT <= clock.seconds() - started <= transfer.TRANSFER_TIMEOUT + 20

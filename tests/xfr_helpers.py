@@ -47,8 +47,10 @@ def primary_config(
     notify: Iterable[int] = (),
     catalog: bool = True,
     extra_domains: str = "",
+    extra: str = "",
 ) -> Path:
-    """A configuration with transfer keys (secret in a file), an ACL and NOTIFY targets."""
+    """A configuration with transfer keys (secret in a file), an ACL and NOTIFY targets;
+    ``extra``: more top-level YAML (such as a ``tcp:`` section)."""
     (tmp / "xfr.secret").write_text(SECRET + "\n", encoding="ascii")
     lines = [
         "zone:",
@@ -67,6 +69,8 @@ def primary_config(
         lines.append("  notify_rate: 1000")
     if catalog:
         lines.append(f"catalog: {CATALOG}")
+    if extra:
+        lines.append(extra)
     lines.append(PROFILES)
     lines.append("domains:")
     for i, domain in enumerate(domains):
