@@ -128,6 +128,11 @@ class TCPProtocol(Int16StringReceiver, TimeoutMixin):
         self.pipelined = 0
         super().resumeProducing()
 
+    def busy(self) -> bool:
+        """Whether the connection is in the middle of something that must not be cut off for a
+        newcomer over the connection cap (a zone transfer: srvd.transfer)."""
+        return False
+
     def timeoutConnection(self) -> None:
         self.tcp.abortConnection()
 
@@ -151,13 +156,14 @@ class TCPFactory(ServerFactory[TCPProtocol]):
     """The TCP connections of one server, and their limits (srvd.config.TcpSettings).
 
     Over ``max_connections``, a new connection takes the place of the least recently active
-    one if that one has completed no query for ``REAP_IDLE`` seconds; if every connection is
-    busier than that, the new one is closed at once.
+    one if that one has completed no query for ``REAP_IDLE`` seconds and is not busy (a zone
+    transfer); if every connection is busier than that, the new one is closed at once.
     """
 
     protocol = TCPProtocol
     noisy = False
     REAP_IDLE = 1.0
+    BUSY_SKIPS = 16  # busy connections passed over in search of one to reap
 
     def __init__(
         self,
@@ -182,7 +188,15 @@ class TCPFactory(ServerFactory[TCPProtocol]):
         """Whether a new connection may stay, after reaping the oldest idle one if need be."""
         now = self.clock.seconds()
         if len(self.open) >= self.settings.max_connections:
-            oldest = next(iter(self.open))
+            for _ in range(self.BUSY_SKIPS):
+                oldest = next(iter(self.open))
+                if not oldest.busy():
+                    break
+                del self.open[oldest]  # busy: it goes to the back, as if it had just been active
+                self.open[oldest] = None
+            else:
+                self.rejected += 1
+                return False
             if now - oldest.active < self.REAP_IDLE:
                 self.rejected += 1
                 return False

@@ -516,6 +516,9 @@ class PrimaryTCPProtocol(TCPProtocol):
         self.transferred = True
         consumer.registerProducer(self.stream, False)
 
+    def busy(self) -> bool:
+        return self.stream is not None
+
     def stream_done(self) -> None:
         consumer = cast(IConsumer, self.transport)
         consumer.unregisterProducer()

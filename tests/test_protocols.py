@@ -565,3 +565,19 @@ def test_tcp_over_the_cap_the_least_recently_active_idle_connection_is_reaped(
     assert late.aborted and factory.rejected == 1 and factory.open_connections == 3
     late.lose()
     assert factory.open_connections == 3
+
+
+def test_tcp_a_busy_connection_is_never_reaped(
+    responder: Responder, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = limited_factory(responder, clock, max_connections=2)
+    transferring, idle = Connection(factory), Connection(factory)
+    monkeypatch.setattr(transferring.protocol, "busy", lambda: True)  # as during a zone transfer
+    clock.advance(TCPFactory.REAP_IDLE + 1)
+    newcomer = Connection(factory)
+    assert not transferring.aborted and idle.aborted and not newcomer.aborted
+    idle.lose()
+    clock.advance(TCPFactory.REAP_IDLE + 1)
+    newcomer.send(frame(query(ident=5)))  # active now: only the busy one is left to reap
+    late = Connection(factory)
+    assert late.aborted and not transferring.aborted and factory.rejected == 1
