@@ -86,7 +86,6 @@ class Counters:
         "services",
         "size_buckets",
         "size_sum",
-        "until_timed",
     )
 
     def __init__(self) -> None:
@@ -98,7 +97,6 @@ class Counters:
         self.size_sum = 0
         self.duration_buckets = [0] * (len(DURATION_BOUNDS_NS) + 1)
         self.duration_sum_ns = 0
-        self.until_timed = 0  # queries left before the next timed one
 
     @property
     def truncated(self) -> int:

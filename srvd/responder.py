@@ -74,6 +74,8 @@ class RateLimitedLog:
 # flood of unique names (random subdomains, junk) passes by without filling the cache; a full
 # cache drops its oldest quarter. About 450 octets an entry: 250,000 is about 110 MiB at most.
 CACHE_ENTRIES = 250_000
+_TIMED_MASK = TIMING_SAMPLE - 1  # TIMING_SAMPLE is a power of 2
+
 # Error replies are header-only and quick to make; the queries that get them are mostly junk.
 UNKEPT_COLUMNS = frozenset({C_FORMERR, C_NOTIMP, C_BADVERS, C_NOTAUTH, C_NOTAUTH_TC})
 # "Seen once": one octet per slot, indexed by the key's hash (collisions only admit early); the
@@ -108,6 +110,7 @@ class Responder:
         self.failures = 0
         self.failure_log = RateLimitedLog()
         self.counters = Counters()
+        self.ticks = -1  # queries counted so far, less one: picks the timed ones
         self.caches: tuple[dict[bytes, Kept], dict[bytes, Kept]] = ({}, {})  # UDP, TCP
         self.seen = bytearray(SEEN_SLOTS)
         self.seen_marked = 0
@@ -163,43 +166,36 @@ class Responder:
         ``source``, the client's address, is given for UDP: the reply is then rate-limited
         (srvd.rrl) when RRL is on. A limited reply counts only in the RRL actions."""
         counting = self.counting
-        counters = self.counters
-        timed = counting and counters.until_timed == 0
-        if timed:
-            counters.until_timed = TIMING_SAMPLE
-            started = perf_counter_ns()
+        started = 0  # srvd's own time is measured on the first query and one in TIMING_SAMPLE
         if counting:
-            counters.until_timed -= 1
-        reply: bytes | None = None
+            self.ticks = ticks = self.ticks + 1
+            if not ticks & _TIMED_MASK:
+                started = perf_counter_ns()
         try:
             kept = self._kept(query, tcp)
-            if kept is not None:
-                rrl = self.rrl
-                if source is not None and rrl is not None:
-                    prefix = rrl.prefixes.get(source)
-                    if prefix is None:
-                        prefix = rrl.prefix_key(source)
-                    if prefix:  # not exempt
-                        action = rrl.charge(prefix ^ kept[RKEY])
-                        if action:
-                            return self._limited(query, kept, action, source)
+            if kept is None:  # no reply is due to this message at all
                 if counting:
-                    kept[HITS] += 1
-                rrset: RRset | None = kept[RRSET]
-                reply = query[:2] + kept[HEADER] + query[12 : 12 + kept[QLEN]] + kept[AFTER]
-                if rrset is not None:
-                    reply += rrset.wire(self.rng, kept[DOMAIN]) + kept[TAIL]
+                    self.counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
+                return None
+            rrl = self.rrl
+            if source is not None and rrl is not None:
+                prefix = rrl.prefixes.get(source)
+                if prefix is None:
+                    prefix = rrl.prefix_key(source)
+                if prefix:  # not exempt
+                    action = rrl.charge(prefix ^ kept[RKEY])
+                    if action:
+                        return self._limited(query, kept, action, source)
+            rrset: RRset | None = kept[RRSET]
+            reply: bytes = query[:2] + kept[HEADER] + query[12 : 12 + kept[QLEN]] + kept[AFTER]
+            if rrset is not None:
+                reply += rrset.wire(self.rng, kept[DOMAIN]) + kept[TAIL]
         except Exception:
-            reply = self._failed(query)
-            if reply is not None and counting:
-                counters.queries[UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)] += 1
-                counters.size_buckets[SIZE_BUCKET[(len(reply) - 1) >> 4]] += 1
-                counters.size_sum += len(reply)
+            return self._failed(query, tcp)
         if counting:
-            if reply is None:  # no reply is due to this message at all
-                counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
-            elif timed:
-                counters.time(perf_counter_ns() - started)
+            kept[HITS] += 1
+            if started:
+                self.counters.time(perf_counter_ns() - started)
         return reply
 
     def _kept(self, query: bytes, tcp: bool) -> Kept | None:
@@ -256,8 +252,17 @@ class Responder:
         counts = header[2:4] + b"\x00\x00\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00")
         return query[:2] + flags.to_bytes(2, "big") + counts + query[12 : 12 + kept[QLEN]] + opt
 
-    def _failed(self, query: bytes) -> bytes | None:
+    def _failed(self, query: bytes, tcp: bool) -> bytes | None:
         self.failures += 1
         if self.failure_log.allow():
             log.failure("answering query {query} failed", query=query.hex())
-        return servfail(query)
+        reply = servfail(query)
+        if self.counting:
+            counters = self.counters
+            if reply is None:
+                counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
+            else:
+                counters.queries[UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)] += 1
+                counters.size_buckets[SIZE_BUCKET[(len(reply) - 1) >> 4]] += 1
+                counters.size_sum += len(reply)
+        return reply
