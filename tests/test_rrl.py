@@ -275,3 +275,18 @@ def test_a_flooding_prefix_is_limited_while_another_gets_every_answer(tmp_path: 
         assert tcp.rcode() == dns.rcode.NOERROR and tcp.answer
     finally:
         server.stop()
+
+
+def test_a_slipped_notauth_keeps_the_opt_that_stood_before_its_tsig(responder: Responder) -> None:
+    """Found by the fuzz harness: a NOTAUTH reply carries OPT, then TSIG; its slip keeps the OPT."""
+    query = bytes.fromhex(
+        "000101000001000000000002065f696d617073045f746370076578616d706c6503636f6d000021000100"
+        "002904d0000000000000c00c00fa00ff00000000003d0b686d61632d73686132353600000000000001012c"
+        "0020" + "00" * 32 + "123400000000"
+    )
+    replies = [responder.respond(query, False, "192.0.2.9") for _ in range(8)]
+    slipped = [r for r in replies if r is not None and r[2] & 0x02]
+    assert slipped, "rate limiting slipped nothing"
+    message = dns.message.from_wire(slipped[0], keyring=False)
+    assert message.rcode() == dns.rcode.NOTAUTH and message.edns == 0
+    assert message.flags & dns.flags.TC and not message.answer

@@ -7,7 +7,9 @@ Nothing here needs atheris.
 An input to ``check`` is one selector octet and the query: bit 0 of the selector picks TCP, bit 1
 the index (``srvd/data/example.yaml``, or ``long.yaml`` beside this file: long SOA and NS names,
 big TXT records, templated SRV targets), bit 2 asks the same query again with the letter case of
-its name swapped (a hit on the Responder's kept entry, which must echo the new letter case).
+its name swapped (a hit on the Responder's kept entry, which must echo the new letter case), bit 3
+(UDP only) also asks a Responder whose rate limiting lets one reply a second through and slips
+every other one (``slip: 1``), whose truncated replies must keep every invariant as well.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import dns.exception
 import dns.message
 
 from srvd.answer import answer
-from srvd.config import load_config
+from srvd.config import RrlSettings, load_config
 from srvd.index import Index, build_index
 from srvd.responder import Responder
 
@@ -38,7 +40,8 @@ OPT = 41
 UDP_PLAIN, EDNS_PAYLOAD, TCP_LIMIT = 512, 1232, 65535
 SEED = 7  # the Responder and the uncached answer() draw the same SRV order from it
 
-TCP_BIT, LONG_BIT, AGAIN_BIT = 1, 2, 4
+TCP_BIT, LONG_BIT, AGAIN_BIT, LIMITED_BIT = 1, 2, 4, 8
+LIMITED_SOURCE = "192.0.2.1"
 
 
 class Violation(AssertionError):
@@ -50,6 +53,7 @@ class Target:
     name: str
     index: Index
     responder: Responder
+    limited: Responder  # rate-limited to 1 reply a second per bucket, every other one slipped
 
 
 @cache
@@ -58,7 +62,9 @@ def targets() -> tuple[Target, Target]:
     out = []
     for path in (EXAMPLE, LONG):
         index = build_index(load_config(path))
-        out.append(Target(path.name, index, Responder(index, random.Random(SEED))))
+        limited = Responder(index, random.Random(SEED))
+        limited.limit(RrlSettings(responses_per_second=1, slip=1, exempt=()))
+        out.append(Target(path.name, index, Responder(index, random.Random(SEED)), limited))
     return out[0], out[1]
 
 
@@ -215,6 +221,29 @@ def check_one(target: Target, query: bytes, tcp: bool) -> bytes | None:
     return reply
 
 
+def check_limited(target: Target, query: bytes) -> None:
+    """A reply through rate limiting: the full reply, or a truncated one no larger than the
+    query, with the question (and OPT) alone; either way every invariant holds."""
+    responder = target.limited
+    failures = responder.failures
+    responder.rng = random.Random(SEED)
+    reply = responder.respond(query, False, LIMITED_SOURCE)
+    check_reply(query, reply, False)
+    if responder.failures != failures:
+        raise Violation(f"the rate-limited Responder caught a failure on {query.hex()}")
+    if reply is None:
+        return
+    fresh = answer(query, target.index, random.Random(SEED), False)
+    if fresh is not None and reply[2:] == fresh[2:]:  # let through (the SRV order may differ)
+        return
+    ancount, nscount = struct.unpack_from("!HH", reply, 6)
+    if not reply[2] & 0x02 or ancount or nscount or len(reply) > len(query):
+        raise Violation(
+            f"a rate-limited reply that is neither the full reply nor a bare truncated one\n"
+            f"  query {query.hex()}\n  reply {reply.hex()}"
+        )
+
+
 def check(data: bytes) -> None:
     """One fuzz input: a selector octet, then the query (see the module docstring)."""
     if not data:
@@ -225,6 +254,8 @@ def check(data: bytes) -> None:
     check_one(target, query, tcp)
     if selector & AGAIN_BIT:
         check_one(target, swap_case(query), tcp)
+    if selector & LIMITED_BIT and not tcp:
+        check_limited(target, query)
 
 
 # ---------------------------------------------------------------------------------------------

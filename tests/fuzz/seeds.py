@@ -108,8 +108,8 @@ def seed_queries() -> list[bytes]:
 
 
 def seeds() -> list[bytes]:
-    """Every seed query behind every selector (UDP/TCP, example/long, once/twice)."""
-    return [bytes([selector]) + q for q in seed_queries() for selector in range(8)]
+    """Every seed query behind every selector (UDP/TCP, example/long, once/twice, limited)."""
+    return [bytes([selector]) + q for q in seed_queries() for selector in range(16)]
 
 
 def write(directory: Path) -> int:
