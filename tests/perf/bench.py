@@ -320,7 +320,9 @@ class Figures:
         return self.latency.result.percentile(q) if self.latency else None
 
 
-def start_srvd(config: Path, directory: Path, tag: str, metrics: bool) -> rb.Server:
+def start_srvd(
+    config: Path, directory: Path, tag: str, metrics: bool, workers: int = 1
+) -> rb.Server:
     port = rb.free_port()
     endpoint = f"{HOST}:{rb.free_port()}" if metrics else "off"
     logfile = directory / f"srvd-{tag}.log"
@@ -335,6 +337,8 @@ def start_srvd(config: Path, directory: Path, tag: str, metrics: bool) -> rb.Ser
                 f"{HOST}:{port}",
                 "--metrics",
                 endpoint,
+                "--workers",
+                str(workers),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -578,14 +582,14 @@ def bench_srvd(
     try:
         log(f"srvd {rb.count_text(size)}: cold start, metrics on")
         started = time.monotonic()
-        server_on = start_srvd(config, data.directory, "metrics-on", True)
+        server_on = start_srvd(config, data.directory, "metrics-on", True, args.workers)
         servers.append(server_on)
         if not became_ready(on, server_on, started, args.timeout):
             return answers
         answers = rb.snapshot(server_on.port, sample, authority=False)
         log(f"srvd {rb.count_text(size)}: cold start, metrics off")
         started = time.monotonic()
-        server_off = start_srvd(config, data.directory, "metrics-off", False)
+        server_off = start_srvd(config, data.directory, "metrics-off", False, args.workers)
         servers.append(server_off)
         off_ready = became_ready(off, server_off, started, args.timeout)
 
@@ -1102,6 +1106,9 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"repeat a run disturbed by > {DISTURBED:g}%% of a core of other work or steal (2)",
     )
     parser.add_argument("--no-nsd", action="store_true", help="srvd only")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="srvd serve --workers N (default 1, as NSD's one)"
+    )
     parser.add_argument("--py-spy", action="store_true", help="profile srvd at the largest size")
     parser.add_argument("--py-spy-seconds", type=int, default=None, help="profile length (10)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for ready")
