@@ -21,7 +21,7 @@ import struct
 
 from srvd.config import SERVICE_KEYS
 from srvd.index import NS, SOA, Index, RRset
-from srvd.names import label_wire
+from srvd.names import MessageFormatError, label_wire, read_name, skip_name
 from srvd.ordering import RandomSource
 from srvd.outcome import (
     ANSWER,
@@ -75,56 +75,13 @@ _OPT_PLAIN = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0, 0)
 _OPT_DO = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0x8000, 0)
 
 
-class _FormErr(Exception):
-    pass
+_FormErr = MessageFormatError  # a query answered FORMERR
 
 
 def _opt(ext_rcode: int, do: int) -> bytes:
     if not ext_rcode:
         return _OPT_DO if do else _OPT_PLAIN
     return b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, (ext_rcode << 24) | do, 0)
-
-
-def _skip_name(msg: bytes, pos: int, end: int) -> int:
-    """The position after a (possibly compressed) name in a record; FORMERR if malformed."""
-    while True:
-        if pos >= end:
-            raise _FormErr
-        length = msg[pos]
-        if length == 0:
-            return pos + 1
-        if length >= 0xC0:
-            if pos + 2 > end:
-                raise _FormErr
-            return pos + 2
-        if length > 63:
-            raise _FormErr
-        pos += length + 1
-
-
-def read_name(msg: bytes, pos: int) -> bytes:
-    """The uncompressed wire form of the name at ``pos`` (pointers followed, loops refused)."""
-    out = bytearray()
-    jumps = 0
-    while True:
-        if pos >= len(msg):
-            raise _FormErr
-        length = msg[pos]
-        if length == 0:
-            out.append(0)
-            if len(out) > 255:
-                raise _FormErr
-            return bytes(out)
-        if length >= 0xC0:
-            if pos + 2 > len(msg) or jumps > 126:
-                raise _FormErr
-            pos = ((length & 0x3F) << 8) | msg[pos + 1]
-            jumps += 1
-            continue
-        if length > 63 or pos + 1 + length > len(msg):
-            raise _FormErr
-        out += msg[pos : pos + 1 + length]
-        pos += length + 1
 
 
 def _question_end(query: bytes) -> int:
@@ -295,7 +252,7 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
     pos = question_end
     for i in range(ar):
         start = pos
-        pos = _skip_name(query, pos, n)
+        pos = skip_name(query, pos, n)
         if pos + 10 > n:
             raise _FormErr
         rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(query, pos)
@@ -448,9 +405,9 @@ def _badkey(query: bytes, rd: int, question: bytes, tsig_at: int, opt: bytes) ->
     then the same for every query that shares a kept entry, whatever their letter case."""
     folded = query[:2] + folded_key(query)  # the same length and offsets as the query
     key = read_name(folded, tsig_at)
-    pos = _skip_name(query, tsig_at, len(query)) + 10
+    pos = skip_name(query, tsig_at, len(query)) + 10
     algorithm = read_name(folded, pos)
-    pos = _skip_name(query, pos, len(query))
+    pos = skip_name(query, pos, len(query))
     if pos + 10 > len(query):
         raise _FormErr
     signed_fudge = query[pos : pos + 8]

@@ -19,6 +19,53 @@ _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 _OWNER_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\Z")
 
 
+class MessageFormatError(ValueError):
+    """A DNS message that cannot be read (answered FORMERR, or refused)."""
+
+
+def skip_name(msg: bytes, pos: int, end: int) -> int:
+    """The position after a (possibly compressed) name in a message; MessageFormatError if
+    malformed."""
+    while True:
+        if pos >= end:
+            raise MessageFormatError("a name runs past the end")
+        length = msg[pos]
+        if length == 0:
+            return pos + 1
+        if length >= 0xC0:
+            if pos + 2 > end:
+                raise MessageFormatError("a pointer runs past the end")
+            return pos + 2
+        if length > 63:
+            raise MessageFormatError("a bad label length")
+        pos += length + 1
+
+
+def read_name(msg: bytes, pos: int) -> bytes:
+    """The uncompressed wire form of the name at ``pos`` (pointers followed, loops refused)."""
+    out = bytearray()
+    jumps = 0
+    while True:
+        if pos >= len(msg):
+            raise MessageFormatError("a name runs past the end")
+        length = msg[pos]
+        if length == 0:
+            out.append(0)
+            if len(out) > 255:
+                raise MessageFormatError("a name over 255 octets")
+            return bytes(out)
+        if length >= 0xC0:
+            if pos + 2 > len(msg) or jumps > 126:
+                raise MessageFormatError("a bad compression pointer")
+            pos = ((length & 0x3F) << 8) | msg[pos + 1]
+            jumps += 1
+            continue
+        if length > 63 or pos + 1 + length > len(msg):
+            raise MessageFormatError("a bad label")
+        out += msg[pos : pos + 1 + length]
+        pos += length + 1
+
+
 class InvalidName(ValueError):
     """A name that is not a valid DNS name of the kind asked for."""
 

@@ -36,7 +36,7 @@ from zope.interface import implementer
 from srvd.catalog import Catalog, next_catalog
 from srvd.config import Config
 from srvd.index import Index, Zone
-from srvd.names import wire_to_text
+from srvd.names import MessageFormatError, wire_to_text
 from srvd.protocols import TCPProtocol, UDPProtocol
 from srvd.reload import Built
 from srvd.responder import RateLimitedLog, Responder
@@ -237,7 +237,7 @@ class Transfers:
         try:
             request = Request(datagram)
             tsig = find(datagram)
-        except (TsigFormError, struct.error):
+        except (MessageFormatError, struct.error):
             return self.responder.respond(datagram, False)
         if tsig is None:
             return self.responder.respond(datagram, False)
@@ -294,7 +294,7 @@ class Transfers:
         try:
             request = Request(msg)
             tsig = find(msg)
-        except (TsigFormError, struct.error):
+        except (MessageFormatError, struct.error):
             if len(msg) < 12 or msg[2] & 0x80:
                 return None
             self.counts.refused["formerr"] += 1

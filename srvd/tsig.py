@@ -19,6 +19,8 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from srvd.names import MessageFormatError, read_name, skip_name
+
 TSIG = 250
 CLASS_ANY = 255
 NOERROR = 0
@@ -43,7 +45,7 @@ _FIXED = struct.Struct("!HHIH")
 _U16 = struct.Struct("!H")
 
 
-class TsigFormError(ValueError):
+class TsigFormError(MessageFormatError):
     """The message or its TSIG record is malformed (FORMERR)."""
 
 
@@ -105,44 +107,7 @@ class Tsig:
 
 
 def _skip_name(msg: bytes, pos: int) -> int:
-    while True:
-        if pos >= len(msg):
-            raise TsigFormError("name runs past the end")
-        length = msg[pos]
-        if length == 0:
-            return pos + 1
-        if length >= 0xC0:
-            if pos + 2 > len(msg):
-                raise TsigFormError("pointer runs past the end")
-            return pos + 2
-        if length > 63:
-            raise TsigFormError("bad label")
-        pos += length + 1
-
-
-def read_name(msg: bytes, pos: int) -> bytes:
-    """The lowercase, uncompressed wire form of the name at ``pos``."""
-    out = bytearray()
-    jumps = 0
-    while True:
-        if pos >= len(msg):
-            raise TsigFormError("name runs past the end")
-        length = msg[pos]
-        if length == 0:
-            out.append(0)
-            if len(out) > 255:
-                raise TsigFormError("name longer than 255 octets")
-            return bytes(out).lower()
-        if length >= 0xC0:
-            if pos + 2 > len(msg) or jumps > 126:
-                raise TsigFormError("bad pointer")
-            pos = ((length & 0x3F) << 8) | msg[pos + 1]
-            jumps += 1
-            continue
-        if length > 63 or pos + 1 + length > len(msg):
-            raise TsigFormError("bad label")
-        out += msg[pos : pos + 1 + length]
-        pos += length + 1
+    return skip_name(msg, pos, len(msg))
 
 
 def records_start(msg: bytes) -> int:
@@ -183,8 +148,8 @@ def find(msg: bytes) -> Tsig | None:
     rtype, rdata, end = skip_record(msg, pos)
     if rtype != TSIG:
         return None
-    key_name = read_name(msg, start)
-    algorithm = read_name(msg, rdata)
+    key_name = read_name(msg, start).lower()
+    algorithm = read_name(msg, rdata).lower()
     pos = _skip_name(msg, rdata)
     if pos + 10 > end:
         raise TsigFormError("TSIG RDATA too short")

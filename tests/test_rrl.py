@@ -205,6 +205,19 @@ def _bound_socket(address: str) -> socket.socket:
     return sock
 
 
+def _drain(sock: socket.socket, full: int, truncated: int) -> tuple[int, int]:
+    """The replies waiting on a non-blocking socket, added to the full and truncated counts."""
+    while True:
+        try:
+            data = sock.recv(4096)
+        except BlockingIOError:
+            return full, truncated
+        if data[2] & 0x02:
+            truncated += 1
+        else:
+            full += 1
+
+
 def test_a_flooding_prefix_is_limited_while_another_gets_every_answer(tmp_path: Path) -> None:
     server = start_srvd(_flood_config(tmp_path))
     try:
@@ -242,25 +255,9 @@ def test_a_flooding_prefix_is_limited_while_another_gets_every_answer(tmp_path: 
                 time.sleep(ahead)
             flood.sendto(wire, ("127.0.0.1", server.port))
             sent += 1
-            while True:
-                try:
-                    data = flood.recv(4096)
-                except BlockingIOError:
-                    break
-                if data[2] & 0x02:
-                    truncated += 1
-                else:
-                    full += 1
+            full, truncated = _drain(flood, full, truncated)
         time.sleep(0.3)
-        while True:
-            try:
-                data = flood.recv(4096)
-            except BlockingIOError:
-                break
-            if data[2] & 0x02:
-                truncated += 1
-            else:
-                full += 1
+        full, truncated = _drain(flood, full, truncated)
         thread.join()
         stop.set()
         elapsed = time.monotonic() - started
