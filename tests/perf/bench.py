@@ -199,6 +199,7 @@ def dnsperf(
     outstanding: int = 100,
     verbose: bool = False,
     retries: int = 0,
+    passes: int = 0,
 ) -> Run:
     """dnsperf -c 8 -t 1 against the server; rate None: as fast as it answers.
 
@@ -207,7 +208,7 @@ def dnsperf(
     """
     disturbed: list[str] = []
     while True:
-        run = dnsperf_once(server, queries, seconds, label, out, rate, outstanding, verbose)
+        run = dnsperf_once(server, queries, seconds, label, out, rate, outstanding, verbose, passes)
         run.disturbed = disturbed
         if run.interference <= DISTURBED or len(disturbed) >= retries or not run.server_alive:
             return run
@@ -221,6 +222,15 @@ def dnsperf(
         time.sleep(2.0)
 
 
+def warm_up(server: rb.Server, queries: Path, args: argparse.Namespace, out: Path) -> Run:
+    """Before the measured runs: the query file ``--warmup-passes`` times as fast as the server
+    answers (srvd keeps a query's reply pieces from its second sighting on, so the runs measure a
+    server that has been up a while), or ``--warmup`` seconds."""
+    passes = args.warmup_passes
+    label = f"warm-up, {passes} passes" if passes else "warm-up"
+    return dnsperf(server, queries, args.warmup, label, out, passes=passes)
+
+
 def dnsperf_once(
     server: rb.Server,
     queries: Path,
@@ -230,7 +240,9 @@ def dnsperf_once(
     rate: int | None,
     outstanding: int,
     verbose: bool,
+    passes: int = 0,
 ) -> Run:
+    """One dnsperf run: ``seconds`` long, or ``passes`` times through the query file."""
     command = [
         rb.tool("dnsperf"),
         "-s",
@@ -239,8 +251,7 @@ def dnsperf_once(
         str(server.port),
         "-d",
         str(queries),
-        "-l",
-        f"{seconds:g}",
+        *(["-n", str(passes)] if passes else ["-l", f"{seconds:g}"]),
         "-c",
         "8",
         "-t",
@@ -430,7 +441,7 @@ def measure(
 ) -> None:
     """Warm-up, unlimited runs, sustained search and the latency run for one server."""
     tag = figures.name.replace(" ", "-")
-    figures.warmup = dnsperf(server, queries, args.warmup, "warm-up", out / f"{tag}-warmup.txt")
+    figures.warmup = warm_up(server, queries, args, out / f"{tag}-warmup.txt")
     for k in range(args.repeats):
         unlimited(figures, server, queries, out, args, k)
     search_sustained(figures, server, queries, out, args)
@@ -596,11 +607,9 @@ def bench_srvd(
         # the unlimited runs alternate between the two (idle) processes, so that drift in the
         # machine's speed falls on both alike
         tag_on, tag_off = "srvd", "srvd-metrics-off"
-        on.warmup = dnsperf(server_on, queries, args.warmup, "warm-up", out / f"{tag_on}-w.txt")
+        on.warmup = warm_up(server_on, queries, args, out / f"{tag_on}-w.txt")
         if off_ready:
-            off.warmup = dnsperf(
-                server_off, queries, args.warmup, "warm-up", out / f"{tag_off}-w.txt"
-            )
+            off.warmup = warm_up(server_off, queries, args, out / f"{tag_off}-w.txt")
         for k in range(args.repeats):
             unlimited(on, server_on, queries, out, args, k)
             if off_ready:
@@ -1084,6 +1093,12 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=None, help="unlimited runs per server (2)")
     parser.add_argument("--warmup", type=float, default=None, help="warm-up run length (2)")
     parser.add_argument(
+        "--warmup-passes",
+        type=int,
+        default=None,
+        help="warm-up: the query file this many times instead of --warmup seconds (3; quick: 0)",
+    )
+    parser.add_argument(
         "--search-seconds", type=float, default=None, help="length of each paced run (10)"
     )
     parser.add_argument(
@@ -1123,6 +1138,7 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "seconds": 3.0 if quick else 15.0,
         "repeats": 1 if quick else 3,
         "warmup": 1.0 if quick else 2.0,
+        "warmup_passes": 0 if quick else 3,
         "search_seconds": 3.0 if quick else 10.0,
         "search_steps": 2 if quick else 5,
         "latency_seconds": 3.0 if quick else 10.0,
