@@ -144,8 +144,9 @@ class Responder:
             for i, count in enumerate(actions):
                 counters.rrl[i] += count
                 actions[i] = 0
-        for kept in (*self.caches[0].values(), *self.caches[1].values(), self.passing):
-            if kept is not None and kept[HITS]:
+        passing = [self.passing] if self.passing is not None else []
+        for kept in itertools.chain(self.caches[0].values(), self.caches[1].values(), passing):
+            if kept[HITS]:
                 self._fold_one(kept)
         return counters
 
