@@ -115,6 +115,7 @@ class Responder:
         self.seen = bytearray(SEEN_SLOTS)
         self.seen_marked = 0
         self.passing: Kept | None = None  # the last entry answered but not kept: counted on fold
+        self.touched: list[Kept] = []  # kept entries answered since the last fold
         self.counting = counting
         self.rrl = rrl
         self.rrl_log = RateLimitedLog()
@@ -144,10 +145,14 @@ class Responder:
             for i, count in enumerate(actions):
                 counters.rrl[i] += count
                 actions[i] = 0
-        passing = [self.passing] if self.passing is not None else []
-        for kept in itertools.chain(self.caches[0].values(), self.caches[1].values(), passing):
-            if kept[HITS]:
+        # only the entries answered since the last fold: a scrape costs what was asked since
+        # the last one, not the size of the cache
+        if self.passing is not None:
+            self.touched.append(self.passing)
+        for kept in self.touched:
+            if kept[HITS]:  # (0: folded already, when its entry was dropped)
                 self._fold_one(kept)
+        self.touched = []
         return counters
 
     def _fold_one(self, kept: Kept) -> None:
@@ -194,7 +199,10 @@ class Responder:
         except Exception:
             return self._failed(query, tcp)
         if counting:
-            kept[HITS] += 1
+            hits = kept[HITS]
+            kept[HITS] = hits + 1
+            if not hits and kept is not self.passing:
+                self.touched.append(kept)
             if started:
                 self.counters.time(perf_counter_ns() - started)
         return reply
