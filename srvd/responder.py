@@ -256,15 +256,14 @@ class Responder:
         """A limited reply that slips out: truncated (TC=1), the question and the OPT only."""
         header: bytes = kept[HEADER]
         flags = header[0] << 8 | header[1] | TC
-        # the OPT is the last record of every reply (11 octets: root owner, no options) but of
-        # a NOTAUTH, where it comes before the TSIG record
+        # The OPT is the last record of every reply but a NOTAUTH with its TSIG record, where it
+        # comes first; srvd adds no other additional records.
         tail: bytes = kept[TAIL] if kept[RRSET] is not None else kept[AFTER]
-        if header[8:10] == b"\x00\x01" and tail[-11:-8] == b"\x00\x00\x29":
-            opt = tail[-11:]
-        elif header[8:10] == b"\x00\x02" and tail[:3] == b"\x00\x00\x29":
-            opt = tail[:11]
+        additional = header[9]
+        if kept[CELL] % ROW == C_NOTAUTH:
+            opt = tail[:11] if additional == 2 else b""
         else:
-            opt = b""
+            opt = tail[-11:] if additional == 1 else b""
         counts = header[2:4] + b"\x00\x00\x00\x00" + (b"\x00\x01" if opt else b"\x00\x00")
         return query[:2] + flags.to_bytes(2, "big") + counts + query[12 : 12 + kept[QLEN]] + opt
 

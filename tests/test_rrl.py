@@ -287,3 +287,21 @@ def test_a_slipped_notauth_keeps_the_opt_that_stood_before_its_tsig(responder: R
     message = dns.message.from_wire(slipped[0], keyring=False)
     assert message.rcode() == dns.rcode.NOTAUTH and message.edns == 0
     assert message.flags & dns.flags.TC and not message.answer
+
+
+def test_a_slipped_notauth_without_an_opt_gets_none(responder: Responder) -> None:
+    """Found by the fuzzer: a TSIG record whose last octets look like an OPT's head must not
+    turn into an OPT in the slipped reply of a query that had none."""
+    query = bytes.fromhex(
+        "002c01000001000000000001065f6503434f4d0000210001036b65790000fa00ff00000000003d0b680a"
+        "6163343434343434343434343434cecdcdcd3232323232074558413b507c4503434f4d3232000000"
+        "0e00010100000100000000002807006c6503e36f6d0032cb6135360000000000000100000100000"
+        "00d0191010000ffffffffff3e01000000000000750000000021000100002904d0000000000000c000"
+        "002900000000007400000cff00000000000012"
+    )
+    replies = [responder.respond(query, False, "192.0.2.9") for _ in range(8)]
+    slipped = [r for r in replies if r is not None and r[2] & 0x02]
+    assert slipped, "rate limiting slipped nothing"
+    for reply in slipped:
+        message = dns.message.from_wire(reply, keyring=False)
+        assert message.edns < 0 and reply[10:12] == b"\x00\x00"  # no OPT, ARCOUNT 0
