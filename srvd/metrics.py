@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,6 +140,16 @@ class Snapshot:
     config_sha256: str
 
 
+def counter_by_label(
+    name: str, documentation: str, label: str, values: Iterable[tuple[str, float]]
+) -> CounterMetricFamily:
+    """A counter family with one label, from (label value, count) pairs."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in values:
+        family.add_metric([value], count)
+    return family
+
+
 def _histogram(
     name: str, documentation: str, buckets: list[int], bounds: tuple[float, ...], total: float
 ) -> HistogramMetricFamily:
@@ -189,23 +199,18 @@ class SrvdCollector(Collector):
                 i += 1
         yield services
 
-        dropped = CounterMetricFamily(
+        yield counter_by_label(
             "srvd_queries_dropped",
             "Messages that got no reply: shorter than a header, or a response (QR=1).",
-            labels=["reason"],
+            "reason",
+            zip(DROP_REASONS, c.dropped, strict=True),
         )
-        for reason, value in zip(DROP_REASONS, c.dropped, strict=True):
-            dropped.add_metric([reason], value)
-        yield dropped
-
-        rrl = CounterMetricFamily(
+        yield counter_by_label(
             "srvd_rrl_actions",
             "UDP replies held back by response rate limiting: sent truncated (slip) or dropped.",
-            labels=["action"],
+            "action",
+            zip(RRL_ACTIONS, c.rrl, strict=True),
         )
-        for action, value in zip(RRL_ACTIONS, c.rrl, strict=True):
-            rrl.add_metric([action], value)
-        yield rrl
 
         yield CounterMetricFamily(
             "srvd_responses_truncated",
@@ -245,28 +250,26 @@ class SrvdCollector(Collector):
             "TCP connections closed at once because the connection cap was reached.",
             value=s.tcp_rejected,
         )
-        closed = CounterMetricFamily(
+        yield counter_by_label(
             "srvd_tcp_connections_closed",
             "TCP connections srvd closed: the least recently active one, idle, to make room for "
             "a new one over the cap (reaped); a message begun but not completed in time "
             "(incomplete).",
-            labels=["reason"],
+            "reason",
+            [("reaped", s.tcp_reaped), ("incomplete", s.tcp_incomplete)],
         )
-        closed.add_metric(["reaped"], s.tcp_reaped)
-        closed.add_metric(["incomplete"], s.tcp_incomplete)
-        yield closed
         yield GaugeMetricFamily("srvd_domains", "Customer domains configured.", value=s.domains)
         yield GaugeMetricFamily("srvd_zones", "Zones served.", value=s.zones)
         yield GaugeMetricFamily(
             "srvd_records", "Records served, SOA and NS included.", value=s.records
         )
 
-        reloads = CounterMetricFamily(
-            "srvd_config_reloads", "Configuration reloads, by result.", labels=["result"]
+        yield counter_by_label(
+            "srvd_config_reloads",
+            "Configuration reloads, by result.",
+            "result",
+            [("success", s.reloads_succeeded), ("failure", s.reloads_failed)],
         )
-        reloads.add_metric(["success"], s.reloads_succeeded)
-        reloads.add_metric(["failure"], s.reloads_failed)
-        yield reloads
         yield GaugeMetricFamily(
             "srvd_config_last_reload_successful",
             "1 if the last configuration load succeeded, 0 if srvd serves an older one.",

@@ -36,6 +36,7 @@ from zope.interface import implementer
 from srvd.catalog import Catalog, next_catalog
 from srvd.config import Config
 from srvd.index import Index, Zone
+from srvd.metrics import counter_by_label
 from srvd.names import MessageFormatError, wire_to_text
 from srvd.protocols import TCPProtocol, UDPProtocol
 from srvd.reload import Built
@@ -576,28 +577,24 @@ class TransferCollector:
         for (kind, zone_kind), value in counts.transfers.items():
             transfers.add_metric([kind, zone_kind], value)
         yield transfers
-        refused = CounterMetricFamily(
+        yield counter_by_label(
             "srvd_transfers_refused",
             "Transfers and signed queries refused, by reason",
-            labels=["reason"],
+            "reason",
+            counts.refused.items(),
         )
-        for reason, value in counts.refused.items():
-            refused.add_metric([reason], value)
-        yield refused
         yield CounterMetricFamily(
             "srvd_signed_queries",
             "Queries with a valid TSIG answered signed (such as a secondary's SOA checks)",
             value=counts.signed_queries,
         )
-        notify = CounterMetricFamily(
+        yield counter_by_label(
             "srvd_notify_sent",
             "NOTIFY messages sent to secondaries, by result (ok: acknowledged; timeout: no "
             "answer after every retry; error: an error answer; retry: sent again)",
-            labels=["result"],
+            "result",
+            sorted(counts.notify.items()),
         )
-        for result, value in sorted(counts.notify.items()):
-            notify.add_metric([result], value)
-        yield notify
         sender = self.role.notify
         yield GaugeMetricFamily(
             "srvd_notify_queued",
