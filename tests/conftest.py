@@ -89,6 +89,17 @@ class RunningServer:
             return self.process.wait()
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _threads_of(pid: int) -> str:
     """Each thread's state and kernel wait channel (Linux /proc), for a diagnostic line."""
     out = []

@@ -42,7 +42,14 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from conftest import RunningServer, free_port, require_tool, start_srvd, wait_for_dns
+from conftest import (
+    RunningServer,
+    free_port,
+    require_tool,
+    start_srvd,
+    stop_process,
+    wait_for_dns,
+)
 
 SEED = 20240607
 UDP_QUERIES = 2700
@@ -470,13 +477,7 @@ class Nsd:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def start_nsd(nsd: str, tmp: Path, zones: Mapping[str, ZoneData]) -> Nsd:

@@ -35,7 +35,15 @@ import yaml
 from srvd.config import load_config
 from srvd.index import IndexStats, build_index
 
-from conftest import EXAMPLE, ROOT, RunningServer, free_port, require_tool, start_srvd
+from conftest import (
+    EXAMPLE,
+    ROOT,
+    RunningServer,
+    free_port,
+    require_tool,
+    start_srvd,
+    stop_process,
+)
 
 DASHBOARD = ROOT / "config" / "grafana" / "srvd.json"
 ALERTS = ROOT / "config" / "prometheus" / "alerts.yml"
@@ -238,13 +246,7 @@ class Prometheus:
         return values[0]
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_process(self.process)
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

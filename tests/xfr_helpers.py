@@ -17,7 +17,7 @@ import dns.rrset
 import dns.tsigkeyring
 import dns.zone
 
-from conftest import wait_for_dns
+from conftest import stop_process, wait_for_dns
 
 SECRET = base64.b64encode(bytes(range(32))).decode()
 KEY_NAME = "xfr-key"
@@ -154,13 +154,7 @@ class Secondary:
     log: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
