@@ -623,17 +623,17 @@ class _Reader:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list):
             self.fail(path, "expected a list of addresses or prefixes such as 192.0.2.0/24")
-        out = []
-        for i, item in enumerate(items):
-            try:
-                out.append(str(ipaddress.ip_network(self.text(item, (*path, i)), strict=False)))
-            except ValueError as exc:
-                self.problem((*path, i), f"{exc}; expected an address or prefix")
-            except _Invalid:
-                pass
-        if len(out) != len(items):
-            raise _Invalid
-        return tuple(out)
+        fields = _Fields()
+        out = [fields(self.network, item, (*path, i)) for i, item in enumerate(items)]
+        fields.done()
+        return tuple(str(network) for network in out if network is not None)
+
+    def network(self, value: Any, path: KeyPath) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        text = self.text(value, path)
+        try:
+            return ipaddress.ip_network(text.strip(), strict=False)
+        except ValueError:
+            self.fail(path, f"{text!r}: expected an address or prefix such as 192.0.2.0/24")
 
     def limits(self, value: Any, path: KeyPath) -> LimitSettings:
         raw = self.mapping(value, path, LIMIT_KEYS)

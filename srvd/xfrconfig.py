@@ -162,14 +162,6 @@ def _key(reader: _Reader, value: Any, path: KeyPath, base: str) -> Key:
     return make_key(name, algorithm, secret)
 
 
-def _network(reader: _Reader, value: Any, path: KeyPath) -> Network:
-    text = reader.text(value, path)
-    try:
-        return ipaddress.ip_network(text.strip(), strict=False)
-    except ValueError:
-        reader.fail(path, f"{text!r} is not an IP address or prefix (such as 192.0.2.0/24)")
-
-
 def _key_ref(reader: _Reader, value: Any, path: KeyPath, known: set[bytes]) -> bytes:
     text = reader.text(value, path)
     try:
@@ -194,7 +186,7 @@ def _allow(reader: _Reader, value: Any, path: KeyPath, known: set[bytes]) -> tup
         if "key" not in raw:
             reader.problem(where, "a transfer peer needs a key: transfers are TSIG-signed")
             fields.ok = False
-        network = fields(_network, reader, raw.get("address"), (*where, "address"))
+        network = fields(reader.network, raw.get("address"), (*where, "address"))
         key = None
         if "key" in raw:
             key = fields(_key_ref, reader, raw["key"], (*where, "key"), known)
