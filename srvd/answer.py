@@ -145,7 +145,8 @@ def reply_size(entry: Entry) -> int:
     size = 2 + len(header) + qlen + len(after)
     if rrset is None:
         return size
-    return size + len(rrset.wire(_NO_ORDER, domain)) + len(tail)
+    records = rrset.size if rrset.size is not None else len(rrset.wire(_NO_ORDER, domain))
+    return size + records + len(tail)
 
 
 def folded_key(query: bytes) -> bytes:

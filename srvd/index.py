@@ -69,7 +69,7 @@ Piece = bytes | Template
 class RRset:
     """The records of one type at one name, ready to append to an answer."""
 
-    __slots__ = ("count", "groups", "ordered", "rtype", "static", "templated")
+    __slots__ = ("count", "groups", "ordered", "rtype", "size", "static", "templated")
 
     def __init__(self, rtype: int, groups: list[tuple[list[Piece], list[int]]]) -> None:
         self.rtype = rtype
@@ -80,6 +80,10 @@ class RRset:
         self.groups = tuple(
             (tuple(items), tuple(weights), sum(weights)) for items, weights in groups
         )
+        # the octets of the records in any order; templated ones depend on the domain
+        self.size: int | None = None
+        if not self.templated:
+            self.size = sum(len(p) for items, _ in groups for p in items if isinstance(p, bytes))
         self.static: bytes | None = None
         if not self.ordered and not self.templated:
             self.static = b"".join(p for items, _ in groups for p in items)  # type: ignore[misc]
