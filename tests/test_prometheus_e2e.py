@@ -199,7 +199,12 @@ class Trickle:
         extra: list[socket.socket] = []
         try:
             for _ in range(TCP_CAP + 2):
-                extra.append(socket.create_connection(("127.0.0.1", self.port), timeout=2.0))
+                try:
+                    extra.append(socket.create_connection(("127.0.0.1", self.port), timeout=2.0))
+                except ConnectionResetError:
+                    # srvd aborts a connection over the cap as soon as it accepts it; when
+                    # that beats our connect() to completion, connect() itself sees the RST.
+                    continue
             time.sleep(0.3)
         finally:
             for sock in extra:
@@ -357,6 +362,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         server.process.send_signal(signal.SIGHUP)
         time.sleep(5)
         assert trickle.rejected_burst_at is not None
+        assert trickle.thread is not None and trickle.thread.is_alive(), trickle.errors
         yield Stack(server, config, stats, metrics_port, prometheus, trickle, reload_at)
     finally:
         trickle.finish()
