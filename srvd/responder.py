@@ -29,6 +29,7 @@ from srvd.outcome import (
     C_SERVFAIL,
     DROP_RESPONSE,
     DROP_SHORT,
+    NO_SERVICE,
     ROW,
     TCP_CELLS,
     UNKNOWN_ROW,
@@ -72,7 +73,7 @@ class RateLimitedLog:
 
 # The kept entries, per transport: a query's entry is kept from its second sighting on, so a
 # flood of unique names (random subdomains, junk) passes by without filling the cache; a full
-# cache drops its oldest quarter. About 450 octets an entry: 250,000 is about 110 MiB at most.
+# cache drops its oldest quarter. About 300 octets an entry: 250,000 is about 75 MiB at most.
 CACHE_ENTRIES = 250_000
 _TIMED_MASK = TIMING_SAMPLE - 1  # TIMING_SAMPLE is a power of 2
 
@@ -82,13 +83,21 @@ UNKEPT_COLUMNS = frozenset({C_FORMERR, C_NOTIMP, C_BADVERS, C_NOTAUTH, C_NOTAUTH
 # table starts afresh once it has marked an eighth of its slots.
 SEEN_SLOTS = 1 << 22
 SEEN_RESET = SEEN_SLOTS // 8
+# Replies are counted in tallies, one per (query cell, service cell, size): every reply made from
+# one entry counts alike (the RFC 2782 order changes no length), so a reply costs one increment
+# of a tally shared with every entry of its kind, and a scrape folds the tallies, not the
+# entries. A reply whose kind would be a tally beyond this many is counted at once, not kept.
+TALLIES = 16_384
+HITS = 0  # a tally: [replies since last folded, query cell, service cell, size]
+# Kept entries share their header and their records where equal (an answer is the same octets
+# for every domain on a profile): fewer objects, and a repeated query touches fewer cold ones.
+SHARED_PIECES = 65_536  # distinct pieces remembered for sharing; the table starts afresh when full
 
-# A kept entry: srvd.answer.Entry, then the reply size, the replies since last folded and the
-# rate-limiting bucket key (UDP with RRL on; else 0). Every reply to one entry counts in the same
-# cells with the same size (the RFC 2782 order changes no length), so the hot path only bumps
-# HITS; fold() moves the hits into the counters.
-HEADER, QLEN, AFTER, RRSET, DOMAIN, TAIL, CELL, SERVICE, SIZE, HITS, RKEY = range(11)
-Kept = list[Any]
+# A kept entry: srvd.answer.Entry's reply pieces, then its tally (None: each reply counted at
+# once), its rate-limiting bucket key (UDP with RRL on; else 0), its cells and its reply size.
+HEADER, QLEN, AFTER, RRSET, DOMAIN, TAIL, TALLY, RKEY, CELL, SERVICE, SIZE = range(11)
+Kept = tuple[Any, ...]
+Tally = list[int]
 
 
 class Responder:
@@ -114,8 +123,8 @@ class Responder:
         self.caches: tuple[dict[bytes, Kept], dict[bytes, Kept]] = ({}, {})  # UDP, TCP
         self.seen = bytearray(SEEN_SLOTS)
         self.seen_marked = 0
-        self.passing: Kept | None = None  # the last entry answered but not kept: counted on fold
-        self.touched: list[Kept] = []  # kept entries answered since the last fold
+        self.tallies: dict[tuple[int, int, int], Tally] = {}
+        self.shared: dict[bytes, bytes] = {}
         self.counting = counting
         self.rrl = rrl
         self.rrl_log = RateLimitedLog()
@@ -127,9 +136,9 @@ class Responder:
     @index.setter
     def index(self, index: Index) -> None:
         """Publish a new index (one assignment); what was kept for the old one goes with it."""
-        self.fold()
         self._index = index
         self.caches = ({}, {})
+        self.shared = {}
 
     def limit(self, settings: RrlSettings, workers: int = 1) -> None:
         """Rate-limit UDP replies with these settings from now on (or not, if off)."""
@@ -138,33 +147,29 @@ class Responder:
         self.caches = ({}, self.caches[1])  # UDP entries hold bucket keys
 
     def fold(self) -> Counters:
-        """Move the replies counted in kept entries into the counters (at scrape time)."""
+        """Move the replies tallied since the last fold into the counters (at scrape time).
+
+        It costs the number of tallies (kinds of reply), whatever the number of kept entries."""
         counters = self.counters
         if self.rrl is not None:
             actions = self.rrl.actions
             for i, count in enumerate(actions):
                 counters.rrl[i] += count
                 actions[i] = 0
-        # only the entries answered since the last fold: a scrape costs what was asked since
-        # the last one, not the size of the cache
-        if self.passing is not None:
-            self.touched.append(self.passing)
-        for kept in self.touched:
-            if kept[HITS]:  # (0: folded already, when its entry was dropped)
-                self._fold_one(kept)
-        self.touched = []
+        for tally in self.tallies.values():
+            hits = tally[HITS]
+            if hits:
+                tally[HITS] = 0
+                self._count(tally[1], tally[2], tally[3], hits)
         return counters
 
-    def _fold_one(self, kept: Kept) -> None:
+    def _count(self, cell: int, service: int, size: int, replies: int) -> None:
         counters = self.counters
-        hits = kept[HITS]
-        kept[HITS] = 0
-        counters.queries[kept[CELL]] += hits
-        if kept[SERVICE] >= 0:
-            counters.services[kept[SERVICE]] += hits
-        size = kept[SIZE]
-        counters.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += hits
-        counters.size_sum += size * hits
+        counters.queries[cell] += replies
+        if service >= 0:
+            counters.services[service] += replies
+        counters.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += replies
+        counters.size_sum += size * replies
 
     def respond(self, query: bytes, tcp: bool = False, source: str | None = None) -> bytes | None:
         """The reply to one query (None: send nothing), counted for the metrics unless off.
@@ -178,11 +183,14 @@ class Responder:
             if not ticks & _TIMED_MASK:
                 started = perf_counter_ns()
         try:
-            kept = self._kept(query, tcp)
-            if kept is None:  # no reply is due to this message at all
-                if counting:
-                    self.counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
-                return None
+            key = folded_key(query)
+            kept = self.caches[tcp].get(key)
+            if kept is None:
+                kept = self._new(query, key, tcp)
+                if kept is None:  # no reply is due to this message at all
+                    if counting:
+                        self.counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
+                    return None
             rrl = self.rrl
             if source is not None and rrl is not None:
                 prefix = rrl.prefixes.get(source)
@@ -199,37 +207,59 @@ class Responder:
         except Exception:
             return self._failed(query, tcp)
         if counting:
-            hits = kept[HITS]
-            kept[HITS] = hits + 1
-            if not hits and kept is not self.passing:
-                self.touched.append(kept)
+            tally: Tally | None = kept[TALLY]
+            if tally is not None:
+                tally[HITS] += 1
+            else:
+                self._count(kept[CELL], kept[SERVICE], kept[SIZE], 1)
             if started:
                 self.counters.time(perf_counter_ns() - started)
         return reply
 
-    def _kept(self, query: bytes, tcp: bool) -> Kept | None:
-        """The kept entry for this query, or a new one (kept from its second sighting on)."""
+    def _new(self, query: bytes, key: bytes, tcp: bool) -> Kept | None:
+        """A new entry for this query (kept from its second sighting on), or None: no reply."""
+        entry = entry_for(query, self._index, tcp)
+        if entry is None:
+            return None
+        header, qlen, after, rrset, domain, tail, cell, service = entry
+        size = reply_size(entry)
+        rkey = 0 if tcp or self.rrl is None else bucket_key(kind_of(cell, service), key)
+        tally = None if cell % ROW in UNKEPT_COLUMNS else self._tally(cell, service, size)
+        slot = hash(key) & (SEEN_SLOTS - 1)
+        if tally is None or not self.seen[slot]:
+            self._mark(slot)
+            return header, qlen, after, rrset, domain, tail, tally, rkey, cell, service, size
+        shared = self.shared
+        if len(shared) >= SHARED_PIECES:
+            self.shared = shared = {}
+        if rrset is None or not rrset.templated:
+            domain = b""  # (only templated records are rendered for their domain)
+        kept = (
+            shared.setdefault(header, header),
+            qlen,
+            shared.setdefault(after, after),
+            rrset,
+            domain,
+            tail,
+            tally,
+            rkey,
+            cell,
+            service,
+            size,
+        )
         cache = self.caches[tcp]
-        key = folded_key(query)
-        kept = cache.get(key)
-        if kept is None:
-            entry = entry_for(query, self._index, tcp)
-            if entry is None:
-                return None
-            rkey = 0 if tcp or self.rrl is None else bucket_key(kind_of(entry[6], entry[7]), key)
-            kept = [*entry, reply_size(entry), 0, rkey]
-            slot = hash(key) & (SEEN_SLOTS - 1)
-            if self.seen[slot] and entry[6] % ROW not in UNKEPT_COLUMNS:
-                if len(cache) >= CACHE_ENTRIES:
-                    self._evict(cache)
-                cache[key] = kept
-            else:
-                self._mark(slot)
-                passing = self.passing
-                if passing is not None and passing[HITS]:
-                    self._fold_one(passing)
-                self.passing = kept
+        if len(cache) >= CACHE_ENTRIES:
+            for oldest in list(itertools.islice(cache, CACHE_ENTRIES // 4)):  # insertion order
+                del cache[oldest]
+        cache[key] = kept
         return kept
+
+    def _tally(self, cell: int, service: int, size: int) -> Tally | None:
+        kind = (cell, service, size)
+        tally = self.tallies.get(kind)
+        if tally is None and len(self.tallies) < TALLIES:
+            tally = self.tallies[kind] = [0, cell, service, size]
+        return tally
 
     def _mark(self, slot: int) -> None:
         if self.seen_marked >= SEEN_RESET:
@@ -237,14 +267,6 @@ class Responder:
             self.seen_marked = 0
         self.seen[slot] = 1
         self.seen_marked += 1
-
-    def _evict(self, cache: dict[bytes, Kept]) -> None:
-        """Drop the oldest quarter of a full cache (insertion order), their counts folded."""
-        oldest = list(itertools.islice(cache, CACHE_ENTRIES // 4))
-        for key in oldest:
-            kept = cache.pop(key)
-            if kept[HITS]:
-                self._fold_one(kept)
 
     def _limited(self, query: bytes, kept: Kept, action: int, source: str) -> bytes | None:
         if self.rrl_log.allow():
@@ -273,11 +295,9 @@ class Responder:
             log.failure("answering query {query} failed", query=query.hex())
         reply = servfail(query)
         if self.counting:
-            counters = self.counters
             if reply is None:
-                counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
+                self.counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
             else:
-                counters.queries[UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)] += 1
-                counters.size_buckets[SIZE_BUCKET[(len(reply) - 1) >> 4]] += 1
-                counters.size_sum += len(reply)
+                cell = UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)
+                self._count(cell, NO_SERVICE, len(reply), 1)
         return reply
