@@ -180,3 +180,29 @@ def test_folding_touches_the_name_only() -> None:
     lower = binary.replace(b"A\x00B", b"a\x00B")
     reply = responder.respond(lower) or b""
     assert reply[12 : len(lower)] == lower[12:] and reply[3] & 0x0F == 3
+
+
+def test_replies_of_one_kind_share_a_tally_and_kinds_beyond_the_cap_are_counted_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    names = [f"_x{i:03}._tcp.example.com" for i in range(300)]  # one size: NXDOMAIN alike
+    for _ in range(2):
+        for name in names:
+            responder.respond(_query(name))
+    assert len(responder.caches[False]) >= 290  # kept from their second sighting
+    assert len(responder.tallies) == 1  # a scrape folds one tally, not 300 entries
+    assert responder.fold().queries[next(iter(responder.tallies.values()))[1]] == 600
+
+    monkeypatch.setattr(srvd.responder, "TALLIES", 1)
+    capped = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    other = _query("_imaps._tcp.example.com")  # another kind of reply than the first
+    for query in (_query(names[0]), other, _query(names[0]), other, other):
+        capped.respond(query)
+    assert len(capped.tallies) == 1 and len(capped.caches[False]) == 1  # `other` not kept
+    counters = capped.fold()
+    assert sum(counters.queries) == 5
+    assert sum(counters.size_buckets) == 5
+    assert counters.size_sum == 2 * len(capped.respond(_query(names[0])) or b"") + 3 * len(
+        capped.respond(other) or b""
+    )
