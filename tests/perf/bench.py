@@ -1101,7 +1101,7 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke run: 1k domains, 3 s runs")
     parser.add_argument("--queries", type=int, default=None, help="query file lines (200000)")
     parser.add_argument("--seconds", type=float, default=None, help="unlimited run length (15)")
-    parser.add_argument("--repeats", type=int, default=None, help="unlimited runs per server (2)")
+    parser.add_argument("--repeats", type=int, default=None, help="unlimited runs per server (3)")
     parser.add_argument("--warmup", type=float, default=None, help="warm-up run length (2)")
     parser.add_argument(
         "--warmup-passes",
