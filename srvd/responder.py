@@ -73,7 +73,7 @@ class RateLimitedLog:
 
 # The kept entries, per transport: a query's entry is kept from its second sighting on, so a
 # flood of unique names (random subdomains, junk) passes by without filling the cache; a full
-# cache drops its oldest quarter. About 300 octets an entry: 250,000 is about 75 MiB at most.
+# cache drops its oldest quarter. About 350 octets an entry: 250,000 is about 85 MiB at most.
 CACHE_ENTRIES = 250_000
 _TIMED_MASK = TIMING_SAMPLE - 1  # TIMING_SAMPLE is a power of 2
 
