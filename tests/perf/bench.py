@@ -30,6 +30,7 @@ import random
 import re
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -361,6 +362,39 @@ def start_srvd(
     return rb.Server("srvd", process, port, logfile)
 
 
+FLOOR = "Python floor"  # tests/perf/floor.py: a recvfrom/sendto loop, no DNS work
+
+
+def start_floor(directory: Path) -> rb.Server:
+    port = rb.free_port()
+    logfile = directory / "floor.log"
+    with logfile.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("floor.py")), str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return rb.Server("floor", process, port, logfile)
+
+
+def floor_ready(figures: Figures, server: rb.Server, timeout: float) -> bool:
+    """The floor loop answers (it has no domains to wait for)."""
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01"
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.1)
+        while time.monotonic() < deadline and server.alive():
+            sock.sendto(query, (HOST, server.port))
+            try:
+                if sock.recv(512)[:2] == query[:2]:
+                    figures.start_memory = rb.memory(server.process.pid)
+                    return True
+            except OSError:
+                pass
+    figures.problems.append(f"{FLOOR} loop never answered; log tail:\n{server.tail()}")
+    return False
+
+
 def became_ready(figures: Figures, server: rb.Server, started: float, timeout: float) -> bool:
     waited = rb.wait_ready(server, rb.domain(figures.size), timeout)
     if waited is None:
@@ -592,15 +626,22 @@ def bench_servers(
                 answers[name] = rb.snapshot(server.port, sample, authority=False)
                 ready.append((figures, server))
 
+        floor = result.servers[FLOOR] = Figures(FLOOR, size)
+        server = start_floor(data.directory)
+        started.append((floor, server))
+        if floor_ready(floor, server, args.timeout):
+            ready.append((floor, server))
+
         for figures, server in ready:
             figures.warmup = warm_up(server, queries, args, out / f"{tag_of(figures)}-warmup.txt")
         for k in range(args.repeats):  # rounds: each server once, one after the other
             for figures, server in ready:
                 unlimited(figures, server, queries, out, args, k)
-        for figures, server in ready:
+        servers = [(figures, server) for figures, server in ready if figures.name != FLOOR]
+        for figures, server in servers:
             if figures.name != "srvd metrics off":
                 search_sustained(figures, server, queries, out, args)
-        for figures, server in ready:
+        for figures, server in servers:
             latency_run(figures, server, queries, out, args)
         profiled = [server for figures, server in ready if figures.name == "srvd"]
         if args.py_spy and size == max(args.size_list) and profiled and profiled[0].alive():
@@ -886,6 +927,22 @@ def size_table(result: SizeResult, latency_qps: int) -> list[str]:
     row("PSS after the load runs", mem(nsd, True, True), mem(srvd, True, True), "mib")
     unlimited_target = UNLIMITED_100K if big else UNLIMITED_1K if size <= 1000 else None
     row("unlimited qps (dnsperf -c 8 -q 100), median", unlimited_of(nsd), unlimited_of(srvd), "qps")
+    floor = result.servers.get(FLOOR)
+    if floor is not None and floor.unlimited:
+        label = "  Python floor: recvfrom/sendto, no DNS work"
+        row(label, unlimited_of(nsd), unlimited_of(floor), "qps")
+        row("  Python floor: CPU per answer", cpu_of(nsd), cpu_of(floor), "us")
+        floor_ratio, _pairs = paired_ratio(srvd, floor)
+        rows.append(
+            [
+                "  srvd / Python floor per round, median",
+                "",
+                "",
+                "",
+                fmt_ratio(floor_ratio, 1.0),
+                "",
+            ]
+        )
     ratio, _pairs = paired_ratio(srvd, nsd)
     rows.append(
         [
@@ -1024,6 +1081,10 @@ def unlimited_of(figures: Figures | None) -> float | None:
     return figures.unlimited_qps if figures else None
 
 
+def cpu_of(figures: Figures | None) -> float | None:
+    return figures.cpu_per_query if figures else None
+
+
 def summary(results: list[SizeResult]) -> list[str]:
     """Every target in one place."""
     out = []
@@ -1067,6 +1128,14 @@ def summary(results: list[SizeResult]) -> list[str]:
             out.append(
                 f"{label:>5} {name:<14} srvd/NSD {fmt_ratio(s, n):>7}  target {sign} {limit:g}x  "
                 f"{verdict(ratio_ok(s, n, limit, higher)) or '—'}"
+            )
+        floor = result.servers.get(FLOOR)
+        ratio, _pairs = paired_ratio(floor, nsd)
+        if ratio is not None:
+            out.append(
+                f"{label:>5} {'(Python floor)':<14} floor/NSD {fmt_ratio(ratio, 1.0):>6}  "
+                f"no target: a recvfrom/sendto loop without DNS work; srvd/floor "
+                f"{fmt_ratio(paired_ratio(srvd, floor)[0], 1.0)}"
             )
         cost, _pairs = metrics_cost(srvd, off)
         if cost is not None:
