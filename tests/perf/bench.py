@@ -1049,32 +1049,34 @@ def details(result: SizeResult) -> list[str]:
             )
         out += [f"  PROBLEM: {p}" for p in figures.problems]
         out += [f"  {line}" for line in figures.log_notes]
-    cost, pairs = metrics_cost(result.servers.get("srvd"), result.servers.get("srvd metrics off"))
-    if pairs:
-        out.append(
-            "metrics cost per pair of runs (metrics on, then off, one after the other): "
-            + ", ".join(f"{p:+.1f}%" for p in pairs)
-            + f"; median {cost:+.1f}%"
-        )
-    cpu_cost, cpu_pairs = metrics_cpu_cost(
-        result.servers.get("srvd"), result.servers.get("srvd metrics off")
+    on, off = result.servers.get("srvd"), result.servers.get("srvd metrics off")
+    out += per_pair(
+        "metrics cost per pair of runs (metrics on, then off, one after the other)",
+        *metrics_cost(on, off),
+        "+.1f",
+        "%",
     )
-    if cpu_pairs:
-        out.append(
-            "metrics cost in server CPU per answer, same pairs: "
-            + ", ".join(f"{p:+.1f}%" for p in cpu_pairs)
-            + f"; median {cpu_cost:+.1f}%"
-        )
-    ratio, ratios = paired_ratio(result.servers.get("srvd"), result.servers.get("NSD"))
-    if ratios:
-        out.append(
-            "unlimited qps srvd/NSD per round (NSD, then srvd, one after the other): "
-            + ", ".join(f"{r:.2f}" for r in ratios)
-            + f"; median {ratio:.2f}"
-        )
+    out += per_pair(
+        "metrics cost in server CPU per answer, same pairs", *metrics_cpu_cost(on, off), "+.1f", "%"
+    )
+    out += per_pair(
+        "unlimited qps srvd/NSD per round (NSD, then srvd, one after the other)",
+        *paired_ratio(on, result.servers.get("NSD")),
+        ".2f",
+    )
     if result.agreement:
         out.append(result.agreement)
     return out
+
+
+def per_pair(
+    what: str, median: float | None, values: list[float], fmt: str, unit: str = ""
+) -> list[str]:
+    """One line: the figure of every pair of runs, then their median."""
+    if median is None or not values:
+        return []
+    shown = ", ".join(f"{format(v, fmt)}{unit}" for v in values)
+    return [f"{what}: {shown}; median {format(median, fmt)}{unit}"]
 
 
 def unlimited_of(figures: Figures | None) -> float | None:
