@@ -103,8 +103,9 @@ Tally = list[int]
 class Responder:
     """Answers queries from whatever index is current; ``index`` is swapped whole on reload.
 
-    Replies are assembled from entries (srvd.answer.Entry) kept per exact query (the octets after
-    the ID): a repeated query skips parsing and lookup, and only its SRV order is drawn anew.
+    Replies are assembled from entries (srvd.answer.Entry) kept per query (the octets after the
+    ID, the name's letter case folded): a repeated query skips parsing and lookup, and only its
+    SRV order is drawn anew.
     """
 
     def __init__(
@@ -171,6 +172,9 @@ class Responder:
         counters.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += replies
         counters.size_sum += size * replies
 
+    def _count_dropped(self, query: bytes) -> None:
+        self.counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
+
     def respond(self, query: bytes, tcp: bool = False, source: str | None = None) -> bytes | None:
         """The reply to one query (None: send nothing), counted for the metrics unless off.
 
@@ -189,7 +193,7 @@ class Responder:
                 kept = self._new(query, key, tcp)
                 if kept is None:  # no reply is due to this message at all
                     if counting:
-                        self.counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
+                        self._count_dropped(query)
                     return None
             rrl = self.rrl
             if source is not None and rrl is not None:
@@ -296,7 +300,7 @@ class Responder:
         reply = servfail(query)
         if self.counting:
             if reply is None:
-                self.counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
+                self._count_dropped(query)
             else:
                 cell = UNKNOWN_ROW + C_SERVFAIL + (TCP_CELLS if tcp else 0)
                 self._count(cell, NO_SERVICE, len(reply), 1)

@@ -106,10 +106,6 @@ class Tsig:
     other: bytes
 
 
-def _skip_name(msg: bytes, pos: int) -> int:
-    return skip_name(msg, pos, len(msg))
-
-
 def records_start(msg: bytes) -> int:
     """The offset after the question section."""
     if len(msg) < 12:
@@ -117,7 +113,7 @@ def records_start(msg: bytes) -> int:
     qdcount = msg[4] << 8 | msg[5]
     pos = 12
     for _ in range(qdcount):
-        pos = _skip_name(msg, pos) + 4
+        pos = skip_name(msg, pos, len(msg)) + 4
     if pos > len(msg):
         raise TsigFormError("question runs past the end")
     return pos
@@ -125,7 +121,7 @@ def records_start(msg: bytes) -> int:
 
 def skip_record(msg: bytes, pos: int) -> tuple[int, int, int]:
     """(type, offset of the RDATA, offset after the record) of the record at ``pos``."""
-    pos = _skip_name(msg, pos)
+    pos = skip_name(msg, pos, len(msg))
     if pos + 10 > len(msg):
         raise TsigFormError("record runs past the end")
     rtype, _rclass, _ttl, rdlength = _FIXED.unpack_from(msg, pos)
@@ -150,7 +146,7 @@ def find(msg: bytes) -> Tsig | None:
         return None
     key_name = read_name(msg, start).lower()
     algorithm = read_name(msg, rdata).lower()
-    pos = _skip_name(msg, rdata)
+    pos = skip_name(msg, rdata, len(msg))
     if pos + 10 > end:
         raise TsigFormError("TSIG RDATA too short")
     high, low, fudge, mac_size = struct.unpack_from("!HIHH", msg, pos)
