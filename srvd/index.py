@@ -69,7 +69,7 @@ Piece = bytes | Template
 class RRset:
     """The records of one type at one name, ready to append to an answer."""
 
-    __slots__ = ("count", "groups", "ordered", "rtype", "size", "static", "templated")
+    __slots__ = ("count", "groups", "ordered", "pair", "rtype", "size", "static", "templated")
 
     def __init__(self, rtype: int, groups: list[tuple[list[Piece], list[int]]]) -> None:
         self.rtype = rtype
@@ -87,6 +87,7 @@ class RRset:
         self.static: bytes | None = None
         if not self.ordered and not self.templated:
             self.static = b"".join(p for items, _ in groups for p in items)  # type: ignore[misc]
+        self.pair = _pair(self.groups) if self.ordered else None
 
     def pieces(self, rng: RandomSource) -> list[Piece]:
         """The records in this answer's order (RFC 2782 for SRV, drawn now)."""
@@ -102,10 +103,44 @@ class RRset:
         """The answer records; ``domain`` is the customer domain's wire name (for templates)."""
         if self.static is not None:
             return self.static
+        if self.pair is not None:  # weighted_order's one draw for two weighted records
+            first, second, weight, total = self.pair
+            return first if rng.random() * total < weight else second
         pieces = self.pieces(rng)
         if self.templated:
             return b"".join(p if isinstance(p, bytes) else p.render(domain) for p in pieces)
         return b"".join(pieces)  # type: ignore[arg-type]
+
+
+# Both orders of an RRset whose only draw is between two weighted records, ready to send: (the
+# records with the first one first, with the second one first, the first's weight, the group's
+# total weight).
+Pair = tuple[bytes, bytes, int, int]
+
+
+def _pair(groups: tuple[tuple[tuple[Piece, ...], tuple[int, ...], int], ...]) -> Pair | None:
+    """The two orders of records whose one drawn group holds two records of nonzero weight.
+
+    ``weighted_order`` puts the first of two such records first when a uniform integer in
+    [0, total) falls below its weight; ``random() * total < weight`` is the same test on the
+    same single draw, so the orders and the random sequence are those of ``pieces``."""
+    drawn = [g for g, (items, _, _) in enumerate(groups) if len(items) > 1]
+    if len(drawn) != 1:
+        return None
+    items, weights, total = groups[drawn[0]]
+    if len(items) != 2 or not all(weights):
+        return None
+    pieces = [p for group in groups for p in group[0]]
+    if not all(isinstance(p, bytes) for p in pieces):
+        return None
+    at = sum(len(group[0]) for group in groups[: drawn[0]])
+    before, (first, second), after = pieces[:at], pieces[at : at + 2], pieces[at + 2 :]
+    return (
+        b"".join([*before, first, second, *after]),  # type: ignore[list-item]
+        b"".join([*before, second, first, *after]),  # type: ignore[list-item]
+        weights[0],
+        total,
+    )
 
 
 class Node:

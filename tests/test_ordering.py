@@ -14,8 +14,8 @@ import pytest
 
 import srvd
 from srvd.answer import answer
-from srvd.config import load_config
-from srvd.index import build_index
+from srvd.config import SRV, load_config
+from srvd.index import Piece, RRset, build_index
 from srvd.ordering import weighted_order
 
 EXAMPLE = Path(srvd.__file__).resolve().parent / "data" / "example.yaml"
@@ -214,6 +214,44 @@ def test_all_zero_group_exact() -> None:
     assert order([0, 0, 0], Script(pick(2, 3), pick(1, 2))) == "abc"
     assert order([0, 0, 0], Script(pick(0, 3), pick(1, 2))) == "cba"
     assert order([0, 0, 0], Script(pick(2, 3), pick(0, 2))) == "bac"
+
+
+# ---------------------------------------------------------------------------------------------
+# RRset.wire: ready orders for two weighted records, the same draws as weighted_order
+
+
+def _rrset(*groups: tuple[str, Sequence[int]]) -> RRset:
+    built: list[tuple[list[Piece], list[int]]] = [
+        ([name.encode() for name in names], list(weights)) for names, weights in groups
+    ]
+    return RRset(SRV, built)
+
+
+@pytest.mark.parametrize(
+    ("groups", "ready"),
+    [
+        ((("ab", [10, 5]),), True),
+        ((("x", [0]), ("ab", [1, 65535]), ("yz", [0, 0])), False),  # two groups to draw
+        ((("x", [3]), ("ab", [65535, 1]), ("y", [7])), True),
+        ((("ab", [0, 5]),), False),  # a weight-0 record: the general path
+        ((("abc", [1, 2, 3]),), False),
+    ],
+)
+def test_rrset_orders_are_those_of_weighted_order(
+    groups: tuple[tuple[str, Sequence[int]], ...], ready: bool
+) -> None:
+    """Whether or not the orders are made ready, every answer is what the general path (one
+    weighted_order per group) gives with the same random sequence, draw for draw."""
+    rrset = _rrset(*groups)
+    assert (rrset.pair is not None) == ready
+    fast, slow = random.Random(2782), random.Random(2782)
+    for _ in range(2000):
+        assert rrset.wire(fast, b"") == b"".join(rrset.pieces(slow))  # type: ignore[arg-type]
+    assert fast.random() == slow.random()  # as many draws taken
+    if ready:  # one draw, at the edges of the split too
+        for edge in (0.0, LAST, 1 / 65536, 10 / 15, 9.99999 / 15, 65534.99 / 65536):
+            expected = b"".join(rrset.pieces(Script(edge)))  # type: ignore[arg-type]
+            assert rrset.wire(Script(edge), b"") == expected
 
 
 # ---------------------------------------------------------------------------------------------
