@@ -75,6 +75,12 @@ class RateLimitedLog:
 # flood of unique names (random subdomains, junk) passes by without filling the cache; a full
 # cache drops its oldest quarter. About 350 octets an entry: 250,000 is about 85 MiB at most.
 CACHE_ENTRIES = 250_000
+# Entries are found by the query's own octets first: for a query whose name is in lower case
+# those are its key. A query asked again in the same mixed case (a stub's or a resolver's own
+# spelling, not 0x20's random one) gets an alias to its entry from its second sighting, so that
+# it is not folded every time. An alias is a key and a dict slot, about 150 octets: 250,000 are
+# about 35 MiB at most.
+ALIASES = 250_000
 _TIMED_MASK = TIMING_SAMPLE - 1  # TIMING_SAMPLE is a power of 2
 
 # Error replies are header-only and quick to make; the queries that get them are mostly junk.
@@ -100,6 +106,13 @@ Kept = tuple[Any, ...]
 Tally = list[int]
 
 
+def _make_room(table: dict[bytes, Kept], cap: int) -> None:
+    """Drop the oldest quarter of a full table (a dict keeps insertion order)."""
+    if len(table) >= cap:
+        for oldest in list(itertools.islice(table, cap // 4)):
+            del table[oldest]
+
+
 class Responder:
     """Answers queries from whatever index is current; ``index`` is swapped whole on reload.
 
@@ -122,6 +135,7 @@ class Responder:
         self.counters = Counters()
         self.ticks = -1  # queries counted so far, less one: picks the timed ones
         self.caches: tuple[dict[bytes, Kept], dict[bytes, Kept]] = ({}, {})  # UDP, TCP
+        self.aliases: tuple[dict[bytes, Kept], dict[bytes, Kept]] = ({}, {})
         self.seen = bytearray(SEEN_SLOTS)
         self.seen_marked = 0
         self.tallies: dict[tuple[int, int, int], Tally] = {}
@@ -139,6 +153,7 @@ class Responder:
         """Publish a new index (one assignment); what was kept for the old one goes with it."""
         self._index = index
         self.caches = ({}, {})
+        self.aliases = ({}, {})
         self.shared = {}
 
     def limit(self, settings: RrlSettings, workers: int = 1) -> None:
@@ -146,6 +161,7 @@ class Responder:
         self.fold()  # the actions counted by the limiter this replaces
         self.rrl = RateLimiter(settings, workers) if settings.enabled else None
         self.caches = ({}, self.caches[1])  # UDP entries hold bucket keys
+        self.aliases = ({}, self.aliases[1])
 
     def fold(self) -> Counters:
         """Move the replies tallied since the last fold into the counters (at scrape time).
@@ -187,10 +203,10 @@ class Responder:
             if not ticks & _TIMED_MASK:
                 started = perf_counter_ns()
         try:
-            key = folded_key(query)
-            kept = self.caches[tcp].get(key)
+            raw = query[2:]
+            kept = self.caches[tcp].get(raw)
             if kept is None:
-                kept = self._new(query, key, tcp)
+                kept = self.aliases[tcp].get(raw) or self._find(query, raw, tcp)
                 if kept is None:  # no reply is due to this message at all
                     if counting:
                         self._count_dropped(query)
@@ -219,6 +235,24 @@ class Responder:
             if started:
                 self.counters.time(perf_counter_ns() - started)
         return reply
+
+    def _find(self, query: bytes, raw: bytes, tcp: bool) -> Kept | None:
+        """The entry of a query not found by its own octets ``raw``: the entry kept for its
+        folded key, or a new one. None: no reply."""
+        key = folded_key(query)
+        if key == raw:  # the name is in lower case already: nothing kept for it
+            return self._new(query, key, tcp)
+        cache = self.caches[tcp]
+        kept = cache.get(key) or self._new(query, key, tcp)
+        if kept is not None and cache.get(key) is kept:
+            slot = hash(raw) & (SEEN_SLOTS - 1)
+            if self.seen[slot]:  # the same spelling again: an alias saves folding it next time
+                aliases = self.aliases[tcp]
+                _make_room(aliases, ALIASES)
+                aliases[raw] = kept
+            else:
+                self._mark(slot)
+        return kept
 
     def _new(self, query: bytes, key: bytes, tcp: bool) -> Kept | None:
         """A new entry for this query (kept from its second sighting on), or None: no reply."""
@@ -252,9 +286,7 @@ class Responder:
             size,
         )
         cache = self.caches[tcp]
-        if len(cache) >= CACHE_ENTRIES:
-            for oldest in list(itertools.islice(cache, CACHE_ENTRIES // 4)):  # insertion order
-                del cache[oldest]
+        _make_room(cache, CACHE_ENTRIES)
         cache[key] = kept
         return kept
 

@@ -160,6 +160,49 @@ def test_letter_case_variants_share_one_entry_and_each_echoes_its_own_question()
     assert len(responder.caches[False]) == 1
 
 
+def test_a_spelling_asked_again_gets_an_alias_and_random_case_gets_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    index = build_index(load_config(EXAMPLE))
+    responder = Responder(index, random.Random(5))
+    fresh = Responder(index, random.Random(5), counting=False)
+    mixed = _query("_IMAPS._tcp.Example.com", ident=9)
+    for sighting in range(1, 5):
+        reply = responder.respond(mixed)
+        assert reply == fresh.respond(mixed)  # kept or not, the same answer as asked
+        # kept from the second sighting, aliased from the third (the spelling seen again)
+        assert len(responder.caches[False]) == (sighting >= 2)
+        assert list(responder.aliases[False]) == ([mixed[2:]] if sighting >= 3 else [])
+    assert responder.aliases[False][mixed[2:]] is next(iter(responder.caches[False].values()))
+
+    lower = _query("_jmap._tcp.example.com")  # its own octets are its key: never an alias
+    for _ in range(4):
+        responder.respond(lower)
+    assert len(responder.aliases[False]) == 1
+
+    rng = random.Random(0x20)
+    spellings = {
+        "".join(c.upper() if rng.random() < 0.5 else c for c in "_jmap._tcp.example.com")
+        for _ in range(2000)
+    }
+    for name in spellings:  # 0x20: a new spelling each time, answered from the entry, no alias
+        reply = responder.respond(_query(name)) or b""
+        assert _targets(reply) == ["jmap.example.net."]
+    assert len(responder.aliases[False]) <= 3  # (but for collisions in the "seen" table)
+    assert sum(responder.fold().queries) == 8 + len(spellings)
+
+    monkeypatch.setattr(srvd.responder, "ALIASES", 40)  # bounded: the oldest quarter goes
+    names = [f"_{k:02}._tcp.EXAMPLE.com" for k in range(60)]
+    for _ in range(3):
+        for name in names:
+            responder.respond(_query(name))
+    assert 30 <= len(responder.aliases[False]) <= 40
+    assert _query(names[-1])[2:] in responder.aliases[False]
+
+    responder.index = index  # a new index: the aliases go with the entries
+    assert responder.aliases == ({}, {})
+
+
 def test_folding_touches_the_name_only() -> None:
     responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
     # qtypes 0x0041 (HTTPS) and 0x0061: the same octets but for letter case, after the name
