@@ -18,6 +18,30 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "srvd" / "data" / "example.yaml"
 
+_LOGS: list[Path] = []  # the directory of the servers' log files, once one was made
+
+
+def new_log(prefix: str) -> Path:
+    """An empty log file for a server started by a test, in this run's log directory.
+
+    The directory goes when the run passes; after a failure it stays, and its path is printed
+    at the end of the run."""
+    if not _LOGS:
+        _LOGS.append(Path(tempfile.mkdtemp(prefix="srvd-test-logs-")))
+    handle, name = tempfile.mkstemp(prefix=prefix, suffix=".log", dir=_LOGS[0])
+    os.close(handle)
+    return Path(name)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _LOGS and exitstatus == 0:
+        shutil.rmtree(_LOGS[0], ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int) -> None:
+    if _LOGS and exitstatus != 0:
+        terminalreporter.write_line(f"srvd logs of this run: {_LOGS[0]}")
+
 
 def require_tool(name: str) -> str:
     """The path of a Debian tool; skip without it, but fail when CI sets SRVD_REQUIRE_TOOLS=1."""
@@ -145,9 +169,7 @@ def _start_once(
     log_path: Path | None,
 ) -> RunningServer:
     if log_path is None:
-        handle, name = tempfile.mkstemp(prefix="srvd-", suffix=".log")
-        os.close(handle)
-        log_path = Path(name)
+        log_path = new_log("srvd-")
     command = [sys.executable, "-m", "srvd", "serve", "-c", str(config)]
     command += ["--listen", f"127.0.0.1:{port}", *extra]
     if not any(arg.startswith("--metrics") for arg in extra):

@@ -15,7 +15,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -36,6 +35,7 @@ from conftest import (
     ROOT,
     RunningServer,
     free_port,
+    new_log,
     require_tool,
     start_srvd,
     wait_for_dns,
@@ -102,9 +102,7 @@ def spawn(
     host: str = "127.0.0.1",
 ) -> RunningServer:
     """Start ``command`` with its output in a log file; return once it answers DNS on port."""
-    handle, name = tempfile.mkstemp(prefix="srvd-test-server-", suffix=".log")
-    os.close(handle)
-    log_path = Path(name)
+    log_path = new_log("srvd-test-server-")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             list(command),
