@@ -9,12 +9,13 @@
 For each size N, the customer domains ``custNNNNNNN.example`` use the profile "standard" of the
 bundled example configuration: srvd reads them from a JSON include, NSD from two zone files per
 domain (the data and helpers of reload_bench.py, whose zone template is checked against
-``srvd zone``). NSD starts first and alone (its time to ready), then srvd with metrics on and
-srvd with ``--metrics off``; all three then stay up, idle but for the one dnsperf is loading, and
-their unlimited runs go round in turn (NSD, srvd, srvd metrics off; again), so that drift in the
-machine's speed (other tenants, hypervisor steal) falls on all alike. The unlimited ratio is the
-median of the per-round ratios. Every figure is reported beside NSD's from the same run, with
-the ratio and the issue's target. See tests/perf/README.md.
+``srvd zone``). NSD starts first and alone (its time to ready), then srvd with metrics on,
+srvd with ``--metrics off`` and the Python floor (floor.py); all then stay up, idle but for the
+one dnsperf is loading, and their unlimited runs go round in turn (NSD, srvd, srvd metrics off,
+floor; then the other way round), so that drift in the machine's speed (other tenants,
+hypervisor steal) falls on all alike. The unlimited ratio is the median of the per-round ratios.
+Every figure is reported beside NSD's from the same run, with the ratio and the issue's target.
+See tests/perf/README.md.
 
 The report goes to stdout, progress to stderr. The exit status is 0 whatever the figures (CI
 reports them, never fails on them); it is non-zero only when the benchmark itself cannot run.
@@ -634,8 +635,10 @@ def bench_servers(
 
         for figures, server in ready:
             figures.warmup = warm_up(server, queries, args, out / f"{tag_of(figures)}-warmup.txt")
-        for k in range(args.repeats):  # rounds: each server once, one after the other
-            for figures, server in ready:
+        for k in range(args.repeats):  # rounds: each server once, one after the other...
+            # ...in reverse order every other round, so that neither of two servers compared
+            # always runs first (the machine drifts, and a run can leave it warmer or colder)
+            for figures, server in ready if k % 2 == 0 else ready[::-1]:
                 unlimited(figures, server, queries, out, args, k)
         servers = [(figures, server) for figures, server in ready if figures.name != FLOOR]
         for figures, server in servers:
@@ -1051,7 +1054,7 @@ def details(result: SizeResult) -> list[str]:
         out += [f"  {line}" for line in figures.log_notes]
     on, off = result.servers.get("srvd"), result.servers.get("srvd metrics off")
     out += per_pair(
-        "metrics cost per pair of runs (metrics on, then off, one after the other)",
+        "metrics cost per pair of runs (on and off one after the other, in turn first)",
         *metrics_cost(on, off),
         "+.1f",
         "%",
@@ -1060,7 +1063,7 @@ def details(result: SizeResult) -> list[str]:
         "metrics cost in server CPU per answer, same pairs", *metrics_cpu_cost(on, off), "+.1f", "%"
     )
     out += per_pair(
-        "unlimited qps srvd/NSD per round (NSD, then srvd, one after the other)",
+        "unlimited qps srvd/NSD per round (one after the other, in turn first)",
         *paired_ratio(on, result.servers.get("NSD")),
         ".2f",
     )
