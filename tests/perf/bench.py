@@ -306,7 +306,7 @@ def dnsperf_once(
 class Figures:
     """Everything measured for one server at one size."""
 
-    name: str  # "NSD", "srvd", "srvd metrics off"
+    name: str  # "NSD", "srvd", "srvd metrics off", FLOOR
     size: int
     ready: float | None = None
     start_memory: rb.Memory | None = None
@@ -470,22 +470,6 @@ def search_sustained(
         figures.sustained_note = f"{best:,} (fails at {failed:,})"
 
 
-def measure(
-    figures: Figures,
-    server: rb.Server,
-    queries: Path,
-    out: Path,
-    args: argparse.Namespace,
-) -> None:
-    """Warm-up, unlimited runs, sustained search and the latency run for one server."""
-    tag = tag_of(figures)
-    figures.warmup = warm_up(server, queries, args, out / f"{tag}-warmup.txt")
-    for k in range(args.repeats):
-        unlimited(figures, server, queries, out, args, k)
-    search_sustained(figures, server, queries, out, args)
-    latency_run(figures, server, queries, out, args)
-
-
 def unlimited(
     figures: Figures,
     server: rb.Server,
@@ -598,7 +582,8 @@ def bench_servers(
     args: argparse.Namespace,
     result: SizeResult,
 ) -> None:
-    """NSD (when set up), srvd, srvd with metrics off: started one by one, then measured in turn."""
+    """NSD (when set up), srvd, srvd with metrics off and the floor: started one by one, then
+    measured in turn."""
     size = data.size
     started: list[tuple[Figures, rb.Server]] = []
     ready: list[tuple[Figures, rb.Server]] = []
