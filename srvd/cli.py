@@ -18,7 +18,9 @@ from srvd.config import (
     load_config,
     parse_endpoint,
 )
-from srvd.health import (
+from srvd.index.build import build_index
+from srvd.index.serials import SerialState
+from srvd.ops.health import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     check_health,
@@ -26,10 +28,8 @@ from srvd.health import (
     query_name,
     query_type,
 )
-from srvd.index import build_index
-from srvd.names import InvalidName
-from srvd.serials import SerialState
 from srvd.service import find_config
+from srvd.wire.names import InvalidName
 
 DEFAULT_PIDFILE = "/run/srvd/srvd.pid"
 
@@ -218,8 +218,8 @@ def check(path: str | None) -> int:
 
 
 def zone(domain: str, path: str | None) -> int:
-    from srvd.names import host_name
-    from srvd.zonefile import domain_zones, zone_text
+    from srvd.index.zonefile import domain_zones, zone_text
+    from srvd.wire.names import host_name
 
     config = _load(path)
     if config is None:
@@ -366,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.all:
             from srvd.export import export_all
 
-            return export_all(args.config, args.output)
+            config = _load(args.config)
+            return 1 if config is None else export_all(config, args.output)
         if not args.domain:
             print("srvd zone: give a DOMAIN, or --all", file=sys.stderr)
             return 2

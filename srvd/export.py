@@ -8,18 +8,16 @@ import os
 import sys
 from collections.abc import Iterator
 
-from srvd.catalog import Catalog, catalog_text
-from srvd.cli import _load
-from srvd.index import build_index
-from srvd.names import to_wire, wire_to_text
-from srvd.serials import SerialState
-from srvd.zonefile import zone_text
+from srvd.config import Config
+from srvd.index.build import build_index
+from srvd.index.catalog import catalog_text
+from srvd.index.model import Catalog
+from srvd.index.serials import SerialState
+from srvd.index.zonefile import zone_text
+from srvd.wire.names import to_wire, wire_to_text
 
 
-def export_all(path: str | None, output: str | None) -> int:
-    config = _load(path)
-    if config is None:
-        return 1
+def export_all(config: Config, output: str | None) -> int:
     index = build_index(config, SerialState(config.state_dir).source(None, config.mtime))
     apexes = sorted(index.zones)
 

@@ -32,16 +32,17 @@ from srvd.config import (
     load_config,
     parse_endpoint,
 )
-from srvd.index import Index, build_index
-from srvd.metrics import Counters, MetricsService, Snapshot, registry_for
-from srvd.notify import Notifier
-from srvd.ordering import RandomSource
-from srvd.protocols import TCPFactory, UDPProtocol
-from srvd.reload import Reloader
-from srvd.responder import Responder
-from srvd.serials import SerialState
-from srvd.transfer import TransferCollector, Transfers, start_primary
-from srvd.workers import SCALARS, Publisher, StatsFile, WorkerPool
+from srvd.index.build import build_index
+from srvd.index.model import Index
+from srvd.index.serials import SerialState
+from srvd.ops.metrics import Counters, MetricsService, Snapshot, registry_for
+from srvd.ops.systemd import Notifier
+from srvd.server.protocols import TCPFactory, UDPProtocol
+from srvd.server.reload import Reloader
+from srvd.server.responder import Responder
+from srvd.server.workers import SCALARS, Publisher, StatsFile, WorkerPool
+from srvd.wire.ordering import RandomSource
+from srvd.xfr.transfer import TransferCollector, Transfers, start_primary
 
 log = Logger()
 DEFAULT_UDP = UdpSettings()
@@ -277,7 +278,7 @@ class SrvdService(MultiService):
         self.listeners = [ListenService(e, self) for e in (listen or config.listen)]
         for listener in self.listeners:
             listener.setServiceParent(self)
-        # srvd as a hidden primary (srvd.transfer): transfers, TSIG, the catalog, NOTIFY out
+        # srvd as a hidden primary (srvd.xfr.transfer): transfers, TSIG, the catalog, NOTIFY out
         self.primary: Transfers | None = None
         if config.transfer is not None or config.catalog is not None:
             self.primary = start_primary(self, notify=worker is None)
@@ -301,7 +302,7 @@ class SrvdService(MultiService):
             self.pool.setServiceParent(self)
 
     def worker_scalars(self) -> list[int]:
-        """What a worker tells the primary besides its counters (srvd.workers.SCALARS)."""
+        """What a worker tells the primary besides its counters (srvd.server.workers.SCALARS)."""
         return [
             self.responder.failures,
             sum(listener.udp.send_errors for listener in self.listeners),

@@ -1,4 +1,4 @@
-"""srvd.answer.answer on plain bytes: one or more tests per row of dns-behaviour.md.
+"""srvd.answer.full.answer on plain bytes: one or more tests per row of dns-behaviour.md.
 
 No sockets and no reactor: queries are built with dnspython or packed by hand (for the malformed
 ones), replies are checked as raw bytes and decoded with dnspython as a cross-check.
@@ -23,10 +23,11 @@ import pytest
 
 import srvd
 import srvd.errors
-from srvd.answer import answer
+from srvd.answer.full import answer
 from srvd.config import load_config
-from srvd.index import Index, build_index
-from srvd.responder import Responder
+from srvd.index.build import build_index
+from srvd.index.model import Index
+from srvd.server.responder import Responder
 
 EXAMPLE = Path(srvd.__file__).resolve().parent / "data" / "example.yaml"
 SERIAL = 2024010101

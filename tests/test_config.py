@@ -15,8 +15,6 @@ from textwrap import dedent
 import pytest
 
 from srvd.config import (
-    SRV,
-    TXT,
     Config,
     ConfigError,
     DomainOverride,
@@ -26,6 +24,7 @@ from srvd.config import (
     SrvRecord,
     load_config,
 )
+from srvd.wire.discovery import SRV, TXT
 
 from conftest import EXAMPLE
 

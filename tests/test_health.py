@@ -14,7 +14,7 @@ import pytest
 from dnslib import QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord
 
 from srvd.config import load_config
-from srvd.health import build_query, first_zone, judge, query_name, query_type
+from srvd.ops.health import build_query, first_zone, judge, query_name, query_type
 
 from conftest import EXAMPLE, ROOT, RunningServer, free_port, start_srvd
 

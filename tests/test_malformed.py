@@ -2,7 +2,7 @@
 
 Each case goes through ``Responder.respond`` (its kept entries and metrics included) over UDP and
 TCP and is compared with the exact reply the contract and docs/behaviour.md ask for. The same rows
-are checked field by field on ``srvd.answer.answer`` in tests/test_answer.py
+are checked field by field on ``srvd.answer.full.answer`` in tests/test_answer.py
 (``FORMERR_QUERIES`` / ``test_formerr_is_header_only``, ``test_fewer_than_12_bytes_get_no_reply``,
 ``test_responses_get_no_reply``, ``test_opcodes_other_than_query_get_notimp_header_only``,
 ``test_other_classes_are_refused``, ``test_class_any_gets_the_in_data_without_aa``,
@@ -23,11 +23,12 @@ import struct
 
 import pytest
 
+from srvd.answer.outcome import DROP_RESPONSE, DROP_SHORT
 from srvd.config import load_config
-from srvd.index import Index, build_index
-from srvd.metrics import Counters
-from srvd.outcome import DROP_RESPONSE, DROP_SHORT
-from srvd.responder import Responder
+from srvd.index.build import build_index
+from srvd.index.model import Index
+from srvd.ops.metrics import Counters
+from srvd.server.responder import Responder
 
 from conftest import EXAMPLE
 

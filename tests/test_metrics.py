@@ -39,11 +39,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.address import IPv4Address
 
 import srvd
-import srvd.responder
-from srvd.config import SERVICE_KEYS, Endpoint, load_config
-from srvd.index import build_index
-from srvd.metrics import registry_for
+import srvd.server.responder
+from srvd.config import Endpoint, load_config
+from srvd.index.build import build_index
+from srvd.ops.metrics import registry_for
 from srvd.service import Options, SrvdService
+from srvd.wire.discovery import SERVICE_KEYS
 
 from conftest import EXAMPLE, RunningServer, free_port, require_tool, start_srvd
 
@@ -512,7 +513,7 @@ def test_an_internal_error_answers_servfail_and_is_counted(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(srvd.responder, "entry_for", broken)
+    monkeypatch.setattr(srvd.server.responder, "entry_for", broken)
     before = example.scrape()
     query = make("_imaps._tcp.example.com")
     reply = example.send(query)
@@ -540,7 +541,7 @@ def test_a_failure_on_a_message_that_gets_no_reply_is_still_a_drop(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(srvd.responder, "entry_for", broken)
+    monkeypatch.setattr(srvd.server.responder, "entry_for", broken)
     before = example.scrape()
     assert example.send(message) is None
     assert example.send(message, tcp=True) is None

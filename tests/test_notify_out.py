@@ -1,4 +1,4 @@
-"""NOTIFY out (srvd.notify_out) on a virtual clock with a fake UDP port: pace, retries, answers."""
+"""NOTIFY out (srvd.xfr.notify) on a virtual clock with a fake UDP port: pace, retries, answers."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import pytest
 from twisted.internet.task import Clock
 from xfr_helpers import KEY_NAME, SECRET
 
-from srvd import tsig
-from srvd.notify_out import FIRST_TIMEOUT, TICK, NotifySender
-from srvd.tsig import name_wire
-from srvd.xfrconfig import NotifyTarget, TransferSettings
+from srvd.config.transfer import NotifyTarget, TransferSettings
+from srvd.wire import tsig
+from srvd.wire.tsig import name_wire
+from srvd.xfr.notify import FIRST_TIMEOUT, TICK, NotifySender
 
 KEY = tsig.make_key(KEY_NAME, "hmac-sha256", base64.b64decode(SECRET))
 PLAIN = NotifyTarget("127.0.0.1", 5300, None)
@@ -194,7 +194,7 @@ def test_an_answer_must_match_id_question_and_source() -> None:
 
 
 def notify_for(zone: bytes, ident: bytes) -> bytes:
-    from srvd.notify_out import notify_message
+    from srvd.xfr.notify import notify_message
 
     return notify_message(int.from_bytes(ident, "big"), zone)
 
@@ -268,10 +268,11 @@ def test_before_publish_queues_the_catalog_first(tmp_path: Any) -> None:
     from xfr_helpers import primary_config
 
     from srvd.config import load_config
-    from srvd.index import build_index
-    from srvd.reload import Built, Changes, ZoneDelta
-    from srvd.responder import Responder
-    from srvd.transfer import Transfers
+    from srvd.index.build import build_index
+    from srvd.index.model import ZoneDelta
+    from srvd.server.reload import Built, Changes
+    from srvd.server.responder import Responder
+    from srvd.xfr.transfer import Transfers
 
     domains = ["a.example", "b.example"]
     config = load_config(primary_config(tmp_path, domains))

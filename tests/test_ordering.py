@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 import srvd
-from srvd.answer import answer
-from srvd.config import SRV, load_config
-from srvd.index import Piece, RRset, build_index
-from srvd.ordering import weighted_order
+from srvd.answer.full import answer
+from srvd.config import load_config
+from srvd.index.build import build_index
+from srvd.index.model import Piece, RRset
+from srvd.wire.discovery import SRV
+from srvd.wire.ordering import weighted_order
 
 EXAMPLE = Path(srvd.__file__).resolve().parent / "data" / "example.yaml"
 LAST = 1.0 - 2**-53  # the largest float random() can return

@@ -33,7 +33,8 @@ import pytest
 import yaml
 
 from srvd.config import load_config
-from srvd.index import IndexStats, build_index
+from srvd.index.build import build_index
+from srvd.index.model import IndexStats
 
 from conftest import (
     EXAMPLE,

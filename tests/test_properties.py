@@ -1,4 +1,4 @@
-"""Hypothesis properties of srvd.answer.answer, Responder.respond and weighted_order."""
+"""Hypothesis properties of srvd.answer.full.answer, Responder.respond and weighted_order."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import srvd
-from srvd.answer import answer
+from srvd.answer.full import answer
 from srvd.config import (
-    SRV,
     Config,
     Profile,
     RRsetSpec,
@@ -24,8 +23,10 @@ from srvd.config import (
     ZoneSettings,
     load_config,
 )
-from srvd.index import Index, build_index
-from srvd.ordering import weighted_order
+from srvd.index.build import build_index
+from srvd.index.model import Index
+from srvd.wire.discovery import SRV
+from srvd.wire.ordering import weighted_order
 
 from fuzz.harness import check_one, swap_case, targets
 from fuzz.seeds import seed_queries

@@ -23,11 +23,12 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import LogEvent, capturedLogs
 from twisted.python.failure import Failure
 
-import srvd.responder
+import srvd.server.responder
 from srvd.config import TcpSettings, load_config
-from srvd.index import Index, build_index
-from srvd.protocols import TCPFactory, TCPProtocol, UDPProtocol
-from srvd.responder import RateLimitedLog, Responder
+from srvd.index.build import build_index
+from srvd.index.model import Index
+from srvd.server.protocols import TCPFactory, TCPProtocol, UDPProtocol
+from srvd.server.responder import RateLimitedLog, Responder
 from srvd.service import bundled_config
 
 # Twisted's test transport, Failure and IntNStringReceiver methods carry no annotations: call them
@@ -357,10 +358,12 @@ def break_answer(
         return broken
 
     candidates = ("answer", "answer_outcome", "entry_for")
-    names = [n for n in candidates if callable(getattr(srvd.responder, n, None))]
-    assert names, f"srvd.responder imports none of {candidates}"
+    names = [n for n in candidates if callable(getattr(srvd.server.responder, n, None))]
+    assert names, f"srvd.server.responder imports none of {candidates}"
     for name in names:
-        monkeypatch.setattr(srvd.responder, name, breaking(getattr(srvd.responder, name)))
+        monkeypatch.setattr(
+            srvd.server.responder, name, breaking(getattr(srvd.server.responder, name))
+        )
 
 
 class ExplodingRandom:
@@ -376,7 +379,11 @@ class ExplodingRandom:
 
 
 def _failures(events: list[LogEvent]) -> list[LogEvent]:
-    return [e for e in events if e.get("log_namespace") == "srvd.responder" and "log_failure" in e]
+    return [
+        e
+        for e in events
+        if e.get("log_namespace") == "srvd.server.responder" and "log_failure" in e
+    ]
 
 
 def _suppressed(events: list[LogEvent]) -> list[LogEvent]:

@@ -16,7 +16,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from srvd.index import Index
+from srvd.index.model import Index
 
 from conftest import RunningServer, start_srvd
 
@@ -262,9 +262,9 @@ def test_srvd_reload_command_checks_then_signals(config: Path, tmp_path: Path) -
 
 def test_changes_name_few_domains_and_only_count_many(tmp_path: Path) -> None:
     from srvd.config import load_config
-    from srvd.index import build_index
-    from srvd.reload import compare
-    from srvd.serials import SerialState
+    from srvd.index.build import build_index
+    from srvd.index.serials import SerialState
+    from srvd.server.reload import compare
 
     def index_of(domains: dict[str, str], previous: Index | None = None) -> Index:
         path = tmp_path / "srvd.yaml"

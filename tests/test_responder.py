@@ -10,10 +10,10 @@ import dns.message
 import dns.rdatatype
 import pytest
 
-import srvd.responder
+import srvd.server.responder
 from srvd.config import load_config
-from srvd.index import build_index
-from srvd.responder import Responder
+from srvd.index.build import build_index
+from srvd.server.responder import Responder
 
 from conftest import EXAMPLE
 
@@ -93,7 +93,7 @@ def test_a_flood_of_unique_names_is_answered_but_not_kept() -> None:
 def test_an_entry_is_kept_from_its_second_sighting_and_a_full_cache_drops_its_oldest_quarter(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(srvd.responder, "CACHE_ENTRIES", 400)
+    monkeypatch.setattr(srvd.server.responder, "CACHE_ENTRIES", 400)
     responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
     names = [f"_x{i}._tcp.example.com" for i in range(1000)]
     for name in names:
@@ -130,7 +130,7 @@ def test_without_counting_the_answers_are_the_same() -> None:
 
 
 def test_counts_survive_a_full_cache_and_a_new_index(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(srvd.responder, "CACHE_ENTRIES", 100)
+    monkeypatch.setattr(srvd.server.responder, "CACHE_ENTRIES", 100)
     index = build_index(load_config(EXAMPLE))
     responder = Responder(index, random.Random(1))
     query = _query("_imaps._tcp.example.com")
@@ -191,7 +191,7 @@ def test_a_spelling_asked_again_gets_an_alias_and_random_case_gets_none(
     assert len(responder.aliases[False]) <= 3  # (but for collisions in the "seen" table)
     assert sum(responder.fold().queries) == 8 + len(spellings)
 
-    monkeypatch.setattr(srvd.responder, "ALIASES", 40)  # bounded: the oldest quarter goes
+    monkeypatch.setattr(srvd.server.responder, "ALIASES", 40)  # bounded: the oldest quarter goes
     names = [f"_{k:02}._tcp.EXAMPLE.com" for k in range(60)]
     for _ in range(3):
         for name in names:
@@ -237,7 +237,7 @@ def test_replies_of_one_kind_share_a_tally_and_kinds_beyond_the_cap_are_counted_
     assert len(responder.tallies) == 1  # a scrape folds one tally, not 300 entries
     assert responder.fold().queries[next(iter(responder.tallies.values()))[1]] == 600
 
-    monkeypatch.setattr(srvd.responder, "TALLIES", 1)
+    monkeypatch.setattr(srvd.server.responder, "TALLIES", 1)
     capped = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
     other = _query("_imaps._tcp.example.com")  # another kind of reply than the first
     for query in (_query(names[0]), other, _query(names[0]), other, other):

@@ -17,9 +17,9 @@ import dns.rdatatype
 import pytest
 
 from srvd.config import RrlSettings, load_config
-from srvd.index import build_index
-from srvd.responder import Responder
-from srvd.rrl import (
+from srvd.index.build import build_index
+from srvd.server.responder import Responder
+from srvd.server.rrl import (
     DROP,
     EXEMPT,
     K_ANSWER,

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from srvd.config import load_config
-from srvd.index import Index, build_index
-from srvd.names import to_wire
-from srvd.serials import SerialState, next_serial, serial_source
+from srvd.index.build import build_index
+from srvd.index.model import Index
+from srvd.index.serials import SerialState, next_serial, serial_source
+from srvd.wire.names import to_wire
 
 CONFIG = """
 zone:

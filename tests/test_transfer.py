@@ -23,12 +23,12 @@ import dns.zone
 import pytest
 from xfr_helpers import CATALOG, KEY_NAME, SECRET, axfr, keyring, primary_config
 
-from srvd import tsig
-from srvd.catalog import member_label, next_catalog
 from srvd.config import load_config
-from srvd.index import Index, build_index
-from srvd.reload import ZoneDelta
-from srvd.xfrconfig import AllowRule, TransferSettings
+from srvd.config.transfer import AllowRule, TransferSettings
+from srvd.index.build import build_index
+from srvd.index.catalog import next_catalog
+from srvd.index.model import Index, ZoneDelta, member_label
+from srvd.wire import tsig
 
 from conftest import RunningServer, require_tool, start_srvd
 
@@ -96,7 +96,7 @@ def test_a_signed_multi_message_stream_verifies_in_dnspython() -> None:
 
 
 def test_notify_request_signed_here_verifies_in_dnspython() -> None:
-    from srvd.notify_out import notify_message
+    from srvd.xfr.notify import notify_message
 
     message, mac = tsig.sign_request(
         notify_message(7, b"\x04_tcp\x07example\x03com\x00"), KEY, int(time.time())
@@ -394,10 +394,10 @@ def test_after_a_transfer_the_idle_timeout_waits_for_a_reader_that_makes_progres
     from twisted.internet.task import Clock
     from twisted.internet.testing import StringTransport
 
-    from srvd import transfer
     from srvd.config import TcpSettings
-    from srvd.protocols import TCPFactory
-    from srvd.responder import Responder
+    from srvd.server.protocols import TCPFactory
+    from srvd.server.responder import Responder
+    from srvd.xfr import transfer
 
     unacked = {"octets": 0}
     monkeypatch.setattr(transfer, "unacknowledged", lambda _transport: unacked["octets"])

@@ -14,8 +14,8 @@ from pathlib import Path
 import dns.message
 import pytest
 
-from srvd.metrics import Counters
-from srvd.workers import SCALARS, StatsFile
+from srvd.ops.metrics import Counters
+from srvd.server.workers import SCALARS, StatsFile
 
 from conftest import EXAMPLE, RunningServer, free_port, start_srvd
 

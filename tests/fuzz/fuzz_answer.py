@@ -21,13 +21,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # this checkout's srvd, and the fuzz package
 
 with atheris.instrument_imports(include=["srvd"]):
-    import srvd.answer
-    import srvd.index
-    import srvd.responder
+    import srvd.answer.full
+    import srvd.index.model
+    import srvd.server.responder
 
 from fuzz import harness, seeds  # noqa: E402  (after srvd, which must be imported instrumented)
 
-assert srvd.answer and srvd.index and srvd.responder  # imported for their instrumentation
+assert (
+    srvd.answer.full and srvd.index.model and srvd.server.responder
+)  # imported for their instrumentation
 
 
 def test_one_input(data: bytes) -> None:

@@ -23,10 +23,11 @@ from pathlib import Path
 import dns.exception
 import dns.message
 
-from srvd.answer import answer
+from srvd.answer.full import answer
 from srvd.config import RrlSettings, load_config
-from srvd.index import Index, build_index
-from srvd.responder import Responder
+from srvd.index.build import build_index
+from srvd.index.model import Index
+from srvd.server.responder import Responder
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -69,7 +70,7 @@ def targets() -> tuple[Target, Target]:
 
 
 # ---------------------------------------------------------------------------------------------
-# An independent reading of the query (written from RFC 1035 / 6891, not from srvd.answer)
+# An independent reading of the query (written from RFC 1035 / 6891, not from srvd.answer.full)
 
 
 def question_length(query: bytes) -> int | None:

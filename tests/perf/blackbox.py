@@ -39,7 +39,7 @@ import dns.rdatatype
 TESTS = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(TESTS.parent), str(TESTS)]
 
-from srvd.responder import CACHE_ENTRIES  # noqa: E402
+from srvd.server.responder import CACHE_ENTRIES  # noqa: E402
 
 from conftest import EXAMPLE, RunningServer, start_srvd  # noqa: E402
 from fuzz.seeds import seed_queries  # noqa: E402

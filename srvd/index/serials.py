@@ -18,8 +18,9 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 
-from srvd.index import Index, SerialSource
-from srvd.names import to_wire, wire_to_text
+from srvd.index.build import SerialSource
+from srvd.index.model import Index
+from srvd.wire.names import to_wire, wire_to_text
 
 STATE_NAME = "serials"
 Known = Mapping[bytes, tuple[int, bytes]]

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import struct
 
-from srvd.config import SERVICE_KEYS
-from srvd.index import NS, SOA, Index, RRset
-from srvd.names import MessageFormatError, label_wire, read_name, skip_name
-from srvd.ordering import RandomSource
-from srvd.outcome import (
+from srvd.answer.catalog import catalog_entry
+from srvd.answer.outcome import (
     ANSWER,
     AXIGEN_SERVICE,
     C_BADVERS,
@@ -45,6 +42,10 @@ from srvd.outcome import (
     TCP_CELLS,
     UNKNOWN_ROW,
 )
+from srvd.index.model import NS, SOA, Index, RRset
+from srvd.wire.discovery import SERVICE_KEYS
+from srvd.wire.names import MessageFormatError, label_wire, read_name, skip_name
+from srvd.wire.ordering import RandomSource
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, NOTAUTH = 0, 1, 2, 3, 4, 5, 9
 BADVERS = 16
@@ -109,7 +110,7 @@ def servfail(query: bytes) -> bytes | None:
     return query[:2] + _HEAD.pack(flags, 1 if end else 0, 0, 0, 0) + query[12:end]
 
 
-# The service cell of a query's first label under _tcp (see srvd.outcome)
+# The service cell of a query's first label under _tcp (see srvd.answer.outcome)
 _SERVICE_OF = {label_wire(f"_{key}".encode()): i * 3 for i, key in enumerate(SERVICE_KEYS)}
 _TCP_LABEL = label_wire(b"_tcp")
 _AXIGEN_LABEL = label_wire(b"_axigen")
@@ -172,7 +173,7 @@ def answer(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> 
 
 
 def answer_outcome(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> Outcome:
-    """``answer``, with the cells the metrics count it in (srvd.outcome).
+    """``answer``, with the cells the metrics count it in (srvd.answer.outcome).
 
     No reply: (None, the drop reason, NO_SERVICE).
     """
@@ -311,8 +312,8 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
     qname = query[12:name_end].lower()
     zone = index.zones.get(qname[last_underscore:]) if last_underscore >= 0 else None
     if zone is None:
-        if index.catalog is not None:  # the catalog zone (srvd.catalog), when there is one
-            found = index.catalog.entry(qname, qtype, qclass, rd, question, opt, row)
+        if index.catalog is not None:  # the catalog zone (srvd.index.catalog), when there is one
+            found = catalog_entry(index.catalog, qname, qtype, qclass, rd, question, opt, row)
             if found is not None:
                 return found[0], None, b"", b"", found[1], found[2]
         head = _HEAD.pack(QR | rd | REFUSED, 1, 0, 0, additional) + question + opt

@@ -1,4 +1,4 @@
-"""Validated config → immutable Index of wire pieces.
+"""The immutable Index of wire pieces that every answer is made from.
 
 Shape (architecture.md, property 4): every served zone is one dict entry, apex wire name → Zone.
 A Zone points at a Table that every domain on the same profile shares: the relative owner names
@@ -14,17 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from srvd.config import SRV, TEMPLATE, TXT, Config, RRsetSpec, SrvRecord, ZoneSettings
-from srvd.names import label_wire, to_wire, wire_to_text
-from srvd.ordering import RandomSource, weighted_order
-
-if TYPE_CHECKING:
-    from srvd.catalog import Catalog
+from srvd.config import ZoneSettings
+from srvd.wire.discovery import SRV, TEMPLATE, TXT
+from srvd.wire.names import label_wire, to_wire, wire_to_text
+from srvd.wire.ordering import RandomSource, weighted_order
 
 SOA = 6
 NS = 2
@@ -221,128 +217,114 @@ class Index:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ZoneDelta:
+    """The zones (apex wire names) a reload added, removed, and gave a new serial."""
+
+    added: tuple[bytes, ...]
+    removed: tuple[bytes, ...]
+    changed: tuple[bytes, ...]
+
+
 # ---------------------------------------------------------------------------------------------
-# Building
+# The catalog zone (RFC 9432, version 2): its records; srvd.index.catalog makes its versions
+
+PTR = 12
+CATALOG_VERSION = b"2"
+_RR = struct.Struct("!HHIH")
+_INVALID = b"\x07invalid\x00"
+ZONES_LABEL = b"\x05zones"
+VERSION_LABEL = b"\x07version"
 
 
-def _settings_digest(settings: ZoneSettings) -> bytes:
-    return repr(settings).encode()
+def member_label(apex: bytes) -> bytes:
+    """The member's unique ID (RFC 9432 §4.4) as a wire label: a hash of its name."""
+    return b"\x14" + hashlib.blake2b(apex.lower(), digest_size=10).hexdigest().encode()
 
 
-def _srv_piece(record: SrvRecord, ttl: int) -> Piece:
-    head = ANSWER_OWNER + struct.pack("!HHI", SRV, CLASS_IN, ttl)
-    fixed = struct.pack("!HHH", record.priority, record.weight, record.port)
-    if record.target == ".":
-        rdata = fixed + b"\x00"
-    elif record.target.endswith(TEMPLATE):
-        labels = record.target.removesuffix(TEMPLATE)
-        prefix = to_wire(labels.rstrip("."))[:-1] if labels else b""
-        return Template(head, SRV, fixed + prefix)
-    else:
-        rdata = fixed + to_wire(record.target)
-    return head + struct.pack("!H", len(rdata)) + rdata
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One change of the member set: from serial ``old`` to ``new``."""
+
+    old: int
+    new: int
+    removed: tuple[bytes, ...]
+    added: tuple[bytes, ...]
 
 
-def _txt_piece(text: str, ttl: int) -> Piece:
-    head = ANSWER_OWNER + struct.pack("!HHI", TXT, CLASS_IN, ttl)
-    if TEMPLATE in text:
-        return Template(head, TXT, text.encode())
-    rdata = txt_rdata(text)
-    return head + struct.pack("!H", len(rdata)) + rdata
+class Catalog:
+    """The catalog of one index; ``zones`` is that index's zones mapping (the member set)."""
 
-
-def _rrset(spec: RRsetSpec, ttl: int) -> RRset:
-    if spec.rtype == SRV:
-        by_priority: dict[int, tuple[list[Piece], list[int]]] = {}
-        for record in spec.srv:
-            items, weights = by_priority.setdefault(record.priority, ([], []))
-            items.append(_srv_piece(record, ttl))
-            weights.append(record.weight)
-        return RRset(SRV, [by_priority[p] for p in sorted(by_priority)])
-    return RRset(TXT, [([_txt_piece(t, ttl) for t in spec.txt], [0] * len(spec.txt))])
-
-
-def _tables_of(
-    specs: Iterable[RRsetSpec], settings: ZoneSettings, settings_digest: bytes
-) -> dict[str, Table]:
-    """The tables of one profile (or override), by apex label (such as "_tcp")."""
-    by_apex: dict[str, list[RRsetSpec]] = {}
-    for spec in specs:
-        by_apex.setdefault(spec.owner.rsplit(".", 1)[-1], []).append(spec)
-    tables = {}
-    for apex_label, apex_specs in by_apex.items():
-        apex_specs.sort(key=lambda s: (s.owner, s.rtype != SRV))  # SRV first: what ANY gets
-        names: dict[bytes, dict[int, RRset]] = {}
-        digest = hashlib.blake2b(settings_digest, digest_size=16)
-        records = 0
-        for spec in apex_specs:
-            relative = spec.owner.rsplit(".", 1)[0] if "." in spec.owner else ""
-            key = to_wire(relative)[:-1] if relative else b""
-            names.setdefault(key, {})[spec.rtype] = _rrset(spec, settings.ttl)
-            records += len(spec.srv) + len(spec.txt)
-            digest.update(repr(spec).encode())
-            # empty non-terminals: every name between the owner and the apex exists
-            while key:
-                key = key[key[0] + 1 :]
-                names.setdefault(key, {})
-        nodes = {key: Node(rrsets) for key, rrsets in names.items()}
-        tables[apex_label] = Table(nodes, digest.digest(), records)
-    return tables
-
-
-def _specs(entries: Mapping[str, tuple[RRsetSpec, ...] | None]) -> list[RRsetSpec]:
-    return [spec for rrsets in entries.values() if rrsets for spec in rrsets]
-
-
-SerialSource = Callable[[bytes, bytes], int]
-"""(apex wire, content digest) → the serial this zone is published with."""
-
-
-def build_index(config: Config, serial_of: SerialSource | None = None) -> Index:
-    """Build the Index of a validated configuration.
-
-    ``serial_of`` decides each zone's SOA serial from its content digest (see srvd.serials);
-    without one every zone gets the current time.
-    """
-    settings = config.zone
-    settings_digest = _settings_digest(settings)
-    now = int(time.time()) & 0xFFFFFFFF
-    serial_of = serial_of or (lambda apex, digest: now)
-
-    profile_tables = {
-        name: _tables_of(_specs(profile.entries), settings, settings_digest)
-        for name, profile in config.profiles.items()
-    }
-    # Zone objects are shared by every zone with the same table and serial.
-    shared: dict[tuple[int, int], Zone] = {}
-    zones: dict[bytes, Zone] = {}
-    records = 0
-    per_zone_fixed = 1 + len(settings.nameservers)
-    apex_labels: dict[str, bytes] = {}
-    for domain, entry in config.domains.items():
-        if isinstance(entry, str):
-            tables = profile_tables[entry]
-        else:
-            tables = _tables_of(_specs(config.entries_of(domain)), settings, settings_digest)
-        if not tables:
-            continue
-        suffix = to_wire(domain)
-        for apex_label, table in tables.items():
-            label = apex_labels.get(apex_label)
-            if label is None:
-                label = apex_labels[apex_label] = label_wire(apex_label.encode())
-            apex = label + suffix
-            serial = serial_of(apex, table.digest)
-            key = (id(table), serial)
-            zone = shared.get(key)
-            if zone is None:
-                zone = shared[key] = Zone(table, serial)
-            zones[apex] = zone
-            records += table.records + per_zone_fixed
-    stats = IndexStats(
-        domains=len(config.domains),
-        zones=len(zones),
-        records=records,
-        profiles=len(config.profiles),
+    __slots__ = (
+        "apex",
+        "history",
+        "serial",
+        "settings_key",
+        "soa_answer",
+        "soa_negative",
+        "ttl",
+        "zones",
     )
-    return Index(settings, zones, stats)
+
+    def __init__(
+        self,
+        apex: bytes,
+        serial: int,
+        index: Index,
+        history: tuple[Delta, ...] = (),
+    ) -> None:
+        self.apex = apex  # lowercase wire name
+        self.serial = serial
+        self.zones: Mapping[bytes, object] = index.zones  # the member set
+        self.ttl = index.settings.ttl
+        self.settings_key = repr(index.settings)
+        self.history = history
+        # the SOA records without their owner (no reference to the index)
+        self.soa_answer = index.soa(0, serial, False)[2:]
+        self.soa_negative = index.soa(0, serial, True)[2:]
+
+    @property
+    def members(self) -> int:
+        return len(self.zones)
+
+    # -- records, their owners relative to the question (the apex, at offset 12)
+
+    def soa(self, serial: int | None = None) -> bytes:
+        """The apex SOA (with another serial: the SOA of an older version, for IXFR)."""
+        if serial is None or serial == self.serial:
+            return b"\xc0\x0c" + self.soa_answer
+        head, tail = self.soa_answer[:-20], self.soa_answer[-16:]
+        return b"\xc0\x0c" + head + struct.pack("!I", serial) + tail
+
+    def ns(self) -> bytes:
+        return b"\xc0\x0c" + _RR.pack(NS, CLASS_IN, self.ttl, len(_INVALID)) + _INVALID
+
+    def version(self) -> bytes:
+        rdata = bytes([len(CATALOG_VERSION)]) + CATALOG_VERSION
+        return VERSION_LABEL + b"\xc0\x0c" + _RR.pack(TXT, CLASS_IN, self.ttl, len(rdata)) + rdata
+
+    def member(self, apex: bytes) -> bytes:
+        return (
+            member_label(apex)
+            + ZONES_LABEL
+            + b"\xc0\x0c"
+            + _RR.pack(PTR, CLASS_IN, self.ttl, len(apex))
+            + apex
+        )
+
+    def body(self) -> Iterator[bytes]:
+        """Every record but the SOA, member records made as they are taken."""
+        yield self.ns()
+        yield self.version()
+        member = self.member
+        for apex in list(self.zones):  # a snapshot: the dict is emptied after the next reload
+            yield member(apex)
+
+    def chain(self, client: int) -> list[Delta] | None:
+        """The deltas from serial ``client`` to the current one, or None if not kept."""
+        for start, delta in enumerate(self.history):
+            if delta.old == client:
+                chain = list(self.history[start:])
+                if chain[-1].new == self.serial:
+                    return chain
+        return None

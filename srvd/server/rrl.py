@@ -21,8 +21,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 
-from srvd.config import RrlSettings
-from srvd.outcome import (
+from srvd.answer.outcome import (
     C_NOERROR,
     C_NOERROR_TC,
     C_NXDOMAIN,
@@ -31,6 +30,7 @@ from srvd.outcome import (
     ROW,
     RRL_ACTIONS,
 )
+from srvd.config import RrlSettings
 
 KINDS = ("answer", "nodata", "nxdomain", "refused", "error")
 K_ANSWER, K_NODATA, K_NXDOMAIN, K_REFUSED, K_ERROR = range(len(KINDS))
@@ -57,7 +57,7 @@ def bucket_key(kind: int, key: bytes) -> int:
     negative answers the zone part of the name.
 
     ``key`` is a query's octets after the ID with the name folded to lower case
-    (srvd.answer.folded_key). The zone part is taken from the last "_" octet of the name on
+    (srvd.answer.full.folded_key). The zone part is taken from the last "_" octet of the name on
     (``_tcp.example.com`` for every name under it), so a flood of random names under one zone
     shares one bucket, as in BIND, where NXDOMAIN is keyed by the zone.
     """

@@ -15,12 +15,8 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from srvd.answer import TC, entry_for, folded_key, reply_size, servfail
-from srvd.config import RrlSettings
-from srvd.index import Index, RRset
-from srvd.metrics import SIZE_BUCKET, TIMING_SAMPLE, Counters
-from srvd.ordering import RandomSource
-from srvd.outcome import (
+from srvd.answer.full import TC, entry_for, folded_key, reply_size, servfail
+from srvd.answer.outcome import (
     C_BADVERS,
     C_FORMERR,
     C_NOTAUTH,
@@ -34,7 +30,11 @@ from srvd.outcome import (
     TCP_CELLS,
     UNKNOWN_ROW,
 )
-from srvd.rrl import SLIP, RateLimiter, bucket_key, kind_of
+from srvd.config import RrlSettings
+from srvd.index.model import Index, RRset
+from srvd.ops.metrics import SIZE_BUCKET, TIMING_SAMPLE, Counters
+from srvd.server.rrl import SLIP, RateLimiter, bucket_key, kind_of
+from srvd.wire.ordering import RandomSource
 
 log = Logger()
 
@@ -99,7 +99,7 @@ HITS = 0  # a tally: [replies since last folded, query cell, service cell, size]
 # for every domain on a profile): fewer objects, and a repeated query touches fewer cold ones.
 SHARED_PIECES = 65_536  # distinct pieces remembered for sharing; the table starts afresh when full
 
-# A kept entry: srvd.answer.Entry's reply pieces, then its tally (None: each reply counted at
+# A kept entry: srvd.answer.full.Entry's reply pieces, then its tally (None: each reply counted at
 # once), its rate-limiting bucket key (UDP with RRL on; else 0), its cells and its reply size.
 HEADER, QLEN, AFTER, RRSET, DOMAIN, TAIL, TALLY, RKEY, CELL, SERVICE, SIZE = range(11)
 Kept = tuple[Any, ...]
@@ -116,7 +116,7 @@ def _make_room(table: dict[bytes, Kept], cap: int) -> None:
 class Responder:
     """Answers queries from whatever index is current; ``index`` is swapped whole on reload.
 
-    Replies are assembled from entries (srvd.answer.Entry) kept per query (the octets after the
+    Replies are assembled from entries (srvd.answer.full.Entry) kept per query (the octets after the
     ID, the name's letter case folded): a repeated query skips parsing and lookup, and only its
     SRV order is drawn anew.
     """
@@ -195,7 +195,7 @@ class Responder:
         """The reply to one query (None: send nothing), counted for the metrics unless off.
 
         ``source``, the client's address, is given for UDP: the reply is then rate-limited
-        (srvd.rrl) when RRL is on. A limited reply counts only in the RRL actions."""
+        (srvd.server.rrl) when RRL is on. A limited reply counts only in the RRL actions."""
         counting = self.counting
         started = 0  # srvd's own time is measured on the first query and one in TIMING_SAMPLE
         if counting:

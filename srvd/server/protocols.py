@@ -1,6 +1,6 @@
 """Thin transports: bytes in, the responder's bytes out.
 
-UDP: one datagram, one reply, rate-limited per client prefix (srvd.rrl). TCP (RFC 7766):
+UDP: one datagram, one reply, rate-limited per client prefix (srvd.server.rrl). TCP (RFC 7766):
 two-octet length framing; pipelined queries answered as they come, at most ``max_pipelined``
 replies queued before srvd waits for the client to read them; an idle timeout; a deadline for a
 message once begun; a cap on concurrent connections that reaps the least recently active one. A
@@ -28,7 +28,7 @@ from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from srvd.config import TcpSettings
-from srvd.responder import RateLimitedLog, Responder
+from srvd.server.responder import RateLimitedLog, Responder
 
 log = Logger()
 
@@ -130,7 +130,7 @@ class TCPProtocol(Int16StringReceiver, TimeoutMixin):
 
     def busy(self) -> bool:
         """Whether the connection is in the middle of something that must not be cut off for a
-        newcomer over the connection cap (a zone transfer: srvd.transfer)."""
+        newcomer over the connection cap (a zone transfer: srvd.xfr.transfer)."""
         return False
 
     def timeoutConnection(self) -> None:

@@ -24,8 +24,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from srvd.names import InvalidName, host_name
-from srvd.tsig import ALGORITHMS, Key, make_key, name_wire
+from srvd.wire.names import InvalidName, host_name
+from srvd.wire.tsig import ALGORITHMS, Key, make_key, name_wire
 
 if TYPE_CHECKING:
     from srvd.config import KeyPath, _Reader

@@ -23,32 +23,16 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, TypeVar, cast
 import yaml
 
 from srvd.errors import SrvdError
-from srvd.names import MAX_NAME_WIRE, InvalidName, host_name, owner_name, to_ascii
+from srvd.wire.discovery import SERVICE_KEYS, SRV, TEMPLATE, TXT
+from srvd.wire.names import MAX_NAME_WIRE, InvalidName, host_name, owner_name, to_ascii
 
 if TYPE_CHECKING:
-    from srvd.xfrconfig import TransferSettings
+    from srvd.config.transfer import TransferSettings
 
     _BaseLoader = yaml.SafeLoader
 else:
     _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present
 
-SRV = 33
-TXT = 16
-
-SERVICE_KEYS = (
-    "imap",
-    "imaps",
-    "pop3",
-    "pop3s",
-    "submission",
-    "submissions",
-    "caldav",
-    "caldavs",
-    "carddav",
-    "carddavs",
-    "jmap",
-    "autodiscover",
-)
 DAV_KEYS = frozenset({"caldav", "caldavs", "carddav", "carddavs"})
 PROFILE_KEYS = (*SERVICE_KEYS, "axigen", "srv", "txt")
 DOMAIN_KEYS = ("profile", *PROFILE_KEYS)
@@ -65,7 +49,7 @@ TOP_KEYS = (
     "udp",
     "rrl",
     "limits",
-    # srvd as a hidden primary (srvd.xfrconfig)
+    # srvd as a hidden primary (srvd.config.transfer)
     "transfer",
     "catalog",
 )
@@ -79,7 +63,6 @@ RECORD_KEYS = ("target", "port", "priority", "weight", "path")  # path: DAV serv
 TCP_KEYS = ("idle_timeout", "message_timeout", "max_connections", "max_pipelined")
 RRL_KEYS = ("responses_per_second", "slip", "ipv4_prefix", "ipv6_prefix", "table_size", "exempt")
 LIMIT_KEYS = ("max_file_size", "max_domains", "max_records_per_name", "max_txt_length")
-TEMPLATE = "{domain}"
 MAX_PROBLEMS = 50
 
 KeyPath: TypeAlias = tuple[str | int, ...]
@@ -192,7 +175,7 @@ class TcpSettings:
 
 @dataclass(frozen=True, slots=True)
 class RrlSettings:
-    """Response rate limiting for UDP (srvd.rrl); ``responses_per_second`` 0 turns it off."""
+    """Response rate limiting for UDP (srvd.server.rrl); ``responses_per_second`` 0 turns it off."""
 
     responses_per_second: int = 50
     slip: int = 2  # every slip-th limited response is sent truncated (TC=1); 0: none
@@ -254,7 +237,7 @@ class Config:
     workers: int = 1  # processes answering on the same addresses
     sha256: str = ""  # of every file read, in order: tells which configuration is served
     mtime: int = 0  # the newest modification time of the files read (Unix seconds)
-    # srvd as a hidden primary (srvd.xfrconfig): transfer peers, keys, NOTIFY; the catalog zone
+    # srvd as a hidden primary (srvd.config.transfer): peers, keys, NOTIFY; the catalog zone
     transfer: TransferSettings | None = None
     catalog: str | None = None
 
@@ -1101,8 +1084,8 @@ def _load(reader: _Reader, main: str) -> Config:
 def _primary(
     reader: _Reader, fields: _Fields, top: dict[Any, Any], main: str
 ) -> tuple[TransferSettings | None, str | None]:
-    """``transfer:`` and ``catalog:`` (srvd.xfrconfig)."""
-    from srvd.xfrconfig import read_catalog, read_transfer
+    """``transfer:`` and ``catalog:`` (srvd.config.transfer)."""
+    from srvd.config.transfer import read_catalog, read_transfer
 
     transfer = None
     if top.get("transfer") is not None:

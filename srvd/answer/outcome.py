@@ -8,7 +8,7 @@ the hot path two list increments and no lookups.
 
 from __future__ import annotations
 
-from srvd.config import SERVICE_KEYS
+from srvd.wire.discovery import SERVICE_KEYS
 
 TRANSPORTS = ("udp", "tcp")
 QTYPES = ("SRV", "TXT", "A", "AAAA", "SOA", "NS", "ANY", "AXFR", "IXFR", "other")
@@ -50,7 +50,7 @@ SERVICE_CELLS = len(SERVICES) * len(RESULTS)
 NO_SERVICE = -1  # not inside a served zone: not counted by service
 
 DROP_REASONS = ("short", "response")
-RRL_ACTIONS = ("slip", "drop")  # what response rate limiting did with a reply (srvd.rrl)
+RRL_ACTIONS = ("slip", "drop")  # what response rate limiting did with a reply (srvd.server.rrl)
 DROP_SHORT, DROP_RESPONSE = range(len(DROP_REASONS))
 
 

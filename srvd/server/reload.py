@@ -25,10 +25,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from srvd.config import Config, ConfigError, load_config
-from srvd.index import Index, Zone, build_index
-from srvd.names import wire_to_text
-from srvd.notify import Notifier
-from srvd.serials import SerialState
+from srvd.index.build import build_index
+from srvd.index.model import Index, Zone, ZoneDelta
+from srvd.index.serials import SerialState
+from srvd.ops.systemd import Notifier
+from srvd.wire.names import wire_to_text
 
 log = Logger()
 
@@ -36,15 +37,6 @@ LIST_AT_MOST = 10  # name the zones in the log when no more than this many chang
 
 
 DELTA_AT_MOST = 200_000  # zones: a larger change is not listed zone by zone (ZoneDelta)
-
-
-@dataclass(frozen=True, slots=True)
-class ZoneDelta:
-    """The zones (apex wire names) a reload added, removed, and gave a new serial."""
-
-    added: tuple[bytes, ...]
-    removed: tuple[bytes, ...]
-    changed: tuple[bytes, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +244,7 @@ class Reloader:
         self.reactor = reactor
         self.notifier = notifier or Notifier({})
         # called with a successful reload's result just before its index is published
-        # (srvd.transfer: the catalog zone, NOTIFY)
+        # (srvd.xfr.transfer: the catalog zone, NOTIFY)
         self.before_publish: list[Callable[[Built], None]] = []
         self.stats = ReloadStats(last_success_time=time.time())
         self.pending = False

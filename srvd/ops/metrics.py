@@ -33,8 +33,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from srvd import __version__
-from srvd.config import Endpoint
-from srvd.outcome import (
+from srvd.answer.outcome import (
     COLUMNS,
     DROP_REASONS,
     QTYPES,
@@ -46,6 +45,7 @@ from srvd.outcome import (
     TRANSPORTS,
     TRUNCATED_COLUMNS,
 )
+from srvd.config import Endpoint
 
 log = Logger()
 
@@ -75,7 +75,7 @@ DURATION_BOUNDS_NS = (
 
 class Counters:
     """What the hot path counts: flat lists of integers, indexed by the cells answer_outcome
-    gives (srvd.outcome). Responder.respond does the counting."""
+    gives (srvd.answer.outcome). Responder.respond does the counting."""
 
     __slots__ = (
         "dropped",
@@ -92,7 +92,9 @@ class Counters:
         self.queries = [0] * QUERY_CELLS
         self.services = [0] * SERVICE_CELLS
         self.dropped = [0] * len(DROP_REASONS)
-        self.rrl = [0] * len(RRL_ACTIONS)  # rate-limited replies by action (srvd.rrl.ACTIONS)
+        self.rrl = [0] * len(
+            RRL_ACTIONS
+        )  # limited replies by action (srvd.server.rrl)
         self.size_buckets = [0] * len(SIZE_BOUNDS)
         self.size_sum = 0
         self.duration_buckets = [0] * (len(DURATION_BOUNDS_NS) + 1)

@@ -15,7 +15,7 @@ so a million-member transfer never holds the reactor for more than one message.
 
 IXFR: ordinary zones keep no history, so a client with an older serial gets the whole zone in AXFR
 form (RFC 1995 §4 allows it) and one with our serial (or newer) gets the SOA alone; the catalog
-keeps its last few member changes (srvd.catalog) and answers those incrementally.
+keeps its last few member changes (srvd.index.catalog) and answers those incrementally.
 """
 
 from __future__ import annotations
@@ -33,15 +33,16 @@ from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer,
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from srvd.catalog import Catalog, next_catalog
 from srvd.config import Config
-from srvd.index import Index, Zone
-from srvd.metrics import counter_by_label
-from srvd.names import MessageFormatError, wire_to_text
-from srvd.protocols import TCPProtocol, UDPProtocol
-from srvd.reload import Built
-from srvd.responder import RateLimitedLog, Responder
-from srvd.tsig import (
+from srvd.config.transfer import TransferSettings
+from srvd.index.catalog import next_catalog
+from srvd.index.model import Catalog, Index, Zone
+from srvd.ops.metrics import counter_by_label
+from srvd.server.protocols import TCPProtocol, UDPProtocol
+from srvd.server.reload import Built
+from srvd.server.responder import RateLimitedLog, Responder
+from srvd.wire.names import MessageFormatError, wire_to_text
+from srvd.wire.tsig import (
     BADKEY,
     BADSIG,
     BADTIME,
@@ -58,7 +59,6 @@ from srvd.tsig import (
     unsigned_error,
     verify,
 )
-from srvd.xfrconfig import TransferSettings
 
 log = Logger()
 
@@ -185,7 +185,7 @@ class Transfers:
         self.keys: dict[bytes, Key] = self.settings.key_map
         self.catalog_name = config.catalog
         self.failure_log = RateLimitedLog()
-        self.notify: Any = None  # srvd.notify_out.NotifySender, set by the service
+        self.notify: Any = None  # srvd.xfr.notify.NotifySender, set by the service
         if config.catalog:
             self.attach(responder.index, None, config.mtime, config.catalog)
 
@@ -193,7 +193,7 @@ class Transfers:
 
     def attach(self, index: Index, delta: Any, now: int, name: str | None) -> Catalog | None:
         """Give a new index its catalog (before it is published)."""
-        from srvd.names import to_wire
+        from srvd.wire.names import to_wire
 
         if not name:
             index.catalog = None
@@ -623,7 +623,7 @@ class _NotifyService(Service):
 def start_primary(server: Any, notify: bool) -> Transfers:
     """The primary role of an SrvdService (before it starts): installed on its transports and
     its reloads; ``notify``: this process sends the NOTIFYs (the primary process, not workers)."""
-    from srvd.notify_out import NotifySender
+    from srvd.xfr.notify import NotifySender
 
     role = Transfers(server.config, server.responder)
     role.install(server.listeners, server.tcp)

@@ -29,8 +29,8 @@ from twisted.internet.error import ProcessExitedAlready
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from srvd.metrics import DURATION_BOUNDS_NS, SIZE_BOUNDS, Counters
-from srvd.outcome import DROP_REASONS, QUERY_CELLS, RRL_ACTIONS, SERVICE_CELLS
+from srvd.answer.outcome import DROP_REASONS, QUERY_CELLS, RRL_ACTIONS, SERVICE_CELLS
+from srvd.ops.metrics import DURATION_BOUNDS_NS, SIZE_BOUNDS, Counters
 
 log = Logger()
 

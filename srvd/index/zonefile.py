@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import struct
 
-from srvd.config import SRV, TXT, Config
-from srvd.index import Index, Piece, Zone
-from srvd.names import master_name, to_wire
+from srvd.config import Config
+from srvd.index.model import Index, Piece, Zone
+from srvd.wire.discovery import SRV, TXT
+from srvd.wire.names import master_name, to_wire
 
 
 def _read_name(data: bytes, pos: int) -> tuple[bytes, int]:

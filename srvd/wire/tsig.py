@@ -19,7 +19,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from srvd.names import MessageFormatError, read_name, skip_name
+from srvd.wire.names import MessageFormatError, read_name, skip_name
 
 TSIG = 250
 CLASS_ANY = 255

@@ -28,9 +28,9 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from srvd.names import wire_to_text
-from srvd.tsig import Key, sign_request, verify_response
-from srvd.xfrconfig import NotifyTarget, TransferSettings
+from srvd.config.transfer import NotifyTarget, TransferSettings
+from srvd.wire.names import wire_to_text
+from srvd.wire.tsig import Key, sign_request, verify_response
 
 log = Logger()
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 
 from srvd.config import Config, Endpoint
-from srvd.names import MAX_LABEL, InvalidName, to_ascii, to_wire
+from srvd.wire.names import MAX_LABEL, InvalidName, to_ascii, to_wire
 
 DEFAULT_TIMEOUT = 2.0  # seconds to wait for each attempt's reply
 DEFAULT_RETRIES = 1  # attempts after the first when no reply comes

@@ -1,0 +1,1 @@
+"""Zone transfers (AXFR/IXFR, TSIG) and outgoing NOTIFY, served beside the server layer it uses."""
