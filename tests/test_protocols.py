@@ -357,7 +357,7 @@ def break_answer(
 
         return broken
 
-    candidates = ("answer", "answer_outcome", "entry_for")
+    candidates = ("lean_answer", "entry_for")
     names = [n for n in candidates if callable(getattr(srvd.server.responder, n, None))]
     assert names, f"srvd.server.responder imports none of {candidates}"
     for name in names:

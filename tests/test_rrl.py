@@ -16,6 +16,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from srvd.answer.full import zone_of
 from srvd.config import RrlSettings, load_config
 from srvd.index.build import build_index
 from srvd.server.responder import Responder
@@ -53,7 +54,7 @@ def limiter(clock: FakeClock, **settings: object) -> RateLimiter:
 def test_a_bucket_allows_its_rate_then_limits_then_refills() -> None:
     clock = FakeClock()
     rrl = limiter(clock, responses_per_second=10)
-    key = bucket_key(K_ANSWER, b"\x00" * 10 + b"\x05_imap\x04_tcp\x07example\x03com\x00")
+    key = bucket_key(K_ANSWER, b"\x04_tcp\x07example\x03com\x00")
     assert [rrl.check("192.0.2.1", key) for _ in range(5)] == [PASS] * 5  # half a second's worth
     limited = [rrl.check("192.0.2.1", key) for _ in range(10)]
     assert limited == [DROP, SLIP] * 5  # slip 2: every second limited reply is truncated
@@ -82,9 +83,15 @@ def test_the_bucket_is_per_prefix_not_per_address() -> None:
 def test_kinds_and_zones_have_their_own_buckets() -> None:
     clock = FakeClock()
     rrl = limiter(clock, slip=0)
-    example = b"\x00" * 10 + b"\x05_imap\x04_tcp\x07example\x03com\x00\x00\x21\x00\x01"
-    other = b"\x00" * 10 + b"\x05_imap\x04_tcp\x05other\x03com\x00\x00\x21\x00\x01"
-    random_name = b"\x00" * 10 + b"\x07x1y2z3q\x04_tcp\x07example\x03com\x00\x00\x21\x00\x01"
+    head = b"\x00" * 12
+
+    def zone(name: bytes) -> bytes:
+        return zone_of(head + name + b"\x00\x21\x00\x01")
+
+    example = zone(b"\x05_imap\x04_tcp\x07example\x03com\x00")
+    other = zone(b"\x05_imap\x04_tcp\x05other\x03com\x00")
+    random_name = zone(b"\x07X1y2z3Q\x04_TCP\x07exAMple\x03com\x00")
+    assert example == b"\x04_tcp\x07example\x03com\x00"
     nx = bucket_key(K_NXDOMAIN, example)
     assert bucket_key(K_NXDOMAIN, random_name) == nx  # random names under one zone: one bucket
     keys = [nx, bucket_key(K_NXDOMAIN, other), bucket_key(K_ANSWER, example)]

@@ -166,6 +166,17 @@ def folded_key(query: bytes) -> bytes:
     return query[2:] if folded == name else query[2:12] + folded + query[end:]
 
 
+def zone_of(query: bytes) -> bytes:
+    """The zone part of a query's name, lower case, as rate limiting keys its buckets: from the
+    label holding its last "_" on (the apex, for a name in a served zone), else the whole name.
+    The lean path (srvd.answer.lean) finds the same apex for the queries it answers."""
+    end = query.find(0, 12)
+    if end < 12:
+        return b""
+    name = query[12 : end + 1].lower()
+    return name[max(0, name.rfind(b"_") - 1) :]
+
+
 def answer(query: bytes, index: Index, rng: RandomSource, tcp: bool = False) -> bytes | None:
     """The reply to one query, or None when no reply may be sent (short, or a response)."""
     entry = entry_for(query, index, tcp)

@@ -26,6 +26,7 @@ SOA = 6
 NS = 2
 CLASS_IN = 1
 ANSWER_OWNER = b"\xc0\x0c"  # compression pointer to the question name
+_ANSWER_HEAD = struct.Struct("!HHHHH")
 
 
 def txt_rdata(text: str) -> bytes:
@@ -65,7 +66,17 @@ Piece = bytes | Template
 class RRset:
     """The records of one type at one name, ready to append to an answer."""
 
-    __slots__ = ("count", "groups", "ordered", "pair", "rtype", "size", "static", "templated")
+    __slots__ = (
+        "count",
+        "groups",
+        "heads",
+        "ordered",
+        "pair",
+        "rtype",
+        "size",
+        "static",
+        "templated",
+    )
 
     def __init__(self, rtype: int, groups: list[tuple[list[Piece], list[int]]]) -> None:
         self.rtype = rtype
@@ -84,6 +95,13 @@ class RRset:
         if not self.ordered and not self.templated:
             self.static = b"".join(p for items, _ in groups for p in items)  # type: ignore[misc]
         self.pair = _pair(self.groups) if self.ordered else None
+        # the header of an answer with these records, after the ID (QR and AA set, QDCOUNT 1):
+        # heads[RD << 1 | ARCOUNT] for RD and ARCOUNT (the OPT) 0 or 1
+        self.heads = tuple(
+            _ANSWER_HEAD.pack(0x8400 | rd << 8, 1, self.count, 0, additional)
+            for rd in (0, 1)
+            for additional in (0, 1)
+        )
 
     def pieces(self, rng: RandomSource) -> list[Piece]:
         """The records in this answer's order (RFC 2782 for SRV, drawn now)."""

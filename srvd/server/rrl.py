@@ -52,20 +52,16 @@ def kind_of(cell: int, service: int) -> int:
     return K_ERROR
 
 
-def bucket_key(kind: int, key: bytes) -> int:
+def bucket_key(kind: int, zone: bytes) -> int:
     """The part of a bucket's key that comes from the reply: its kind, and for answers and
     negative answers the zone part of the name.
 
-    ``key`` is a query's octets after the ID with the name folded to lower case
-    (srvd.answer.full.folded_key). The zone part is taken from the last "_" octet of the name on
-    (``_tcp.example.com`` for every name under it), so a flood of random names under one zone
-    shares one bucket, as in BIND, where NXDOMAIN is keyed by the zone.
+    ``zone`` is the query's name from the label holding its last "_" on, lower case
+    (srvd.answer.full.zone_of): ``_tcp.example.com`` for every name under it, so a flood of
+    random names under one zone shares one bucket, as in BIND, where NXDOMAIN is keyed by the
+    zone.
     """
-    if kind >= K_REFUSED:
-        return hash((kind, b""))
-    end = key.find(0, 10)
-    start = key.rfind(b"_", 10, end) if end > 10 else -1
-    return hash((kind, key[start:end] if start >= 0 else key[10:end]))
+    return hash((kind, b"" if kind >= K_REFUSED else zone))
 
 
 class RateLimiter:

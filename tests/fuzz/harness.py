@@ -7,7 +7,7 @@ Nothing here needs atheris.
 An input to ``check`` is one selector octet and the query: bit 0 of the selector picks TCP, bit 1
 the index (``srvd/data/example.yaml``, or ``long.yaml`` beside this file: long SOA and NS names,
 big TXT records, templated SRV targets), bit 2 asks the same query again with the letter case of
-its name swapped (a hit on the Responder's kept entry, which must echo the new letter case), bit 3
+its name swapped (the reply must echo the new letter case), bit 3
 (UDP only) also asks a Responder whose rate limiting lets one reply a second through and slips
 every other one (``slip: 1``), whose truncated replies must keep every invariant as well.
 """
@@ -23,7 +23,8 @@ from pathlib import Path
 import dns.exception
 import dns.message
 
-from srvd.answer.full import answer
+from srvd.answer.full import answer, answer_outcome
+from srvd.answer.lean import lean_answer
 from srvd.config import RrlSettings, load_config
 from srvd.index.build import build_index
 from srvd.index.model import Index
@@ -205,7 +206,8 @@ def swap_case(query: bytes) -> bytes:
 
 
 def check_one(target: Target, query: bytes, tcp: bool) -> bytes | None:
-    """The Responder's reply, checked, and equal to a fresh uncached ``answer`` drawn alike."""
+    """The Responder's reply, checked, and equal to the full parser's ``answer`` drawn alike; where
+    the lean path answers, its reply and metric cells are the full parser's too."""
     responder = target.responder
     failures = responder.failures
     responder.rng = random.Random(SEED)
@@ -213,11 +215,18 @@ def check_one(target: Target, query: bytes, tcp: bool) -> bytes | None:
     check_reply(query, reply, tcp)
     if responder.failures != failures:
         raise Violation(f"the Responder caught a failure on {query.hex()}")
-    fresh = answer(query, target.index, random.Random(SEED), tcp)
+    fresh, cell, service = answer_outcome(query, target.index, random.Random(SEED), tcp)
     if fresh != reply:
         raise Violation(
-            f"a kept entry gave another reply than a fresh answer\n  query {query.hex()}"
-            f" (tcp={tcp})\n  kept  {(reply or b'').hex()}\n  fresh {(fresh or b'').hex()}"
+            f"the Responder's reply is not the full parser's\n  query {query.hex()}"
+            f" (tcp={tcp})\n  reply {(reply or b'').hex()}\n  full  {(fresh or b'').hex()}"
+        )
+    lean = lean_answer(query, target.index, random.Random(SEED), tcp) if len(query) >= 12 else None
+    if lean is not None and (lean[0], lean[1], lean[2]) != (fresh, cell, service):
+        raise Violation(
+            f"the lean path differs from the full parser\n  query {query.hex()} (tcp={tcp})\n"
+            f"  lean {lean[0].hex()} cells {lean[1:3]}\n  full {(fresh or b'').hex()}"
+            f" cells {(cell, service)}"
         )
     return reply
 

@@ -1,0 +1,189 @@
+"""The lean path: the reply to a query of the shape nearly every query has, straight from the index.
+
+The shape: opcode QUERY, RCODE 0, one question of class IN whose name lies in a served zone, no
+records in the answer and authority sections, and in the additional section nothing or one OPT
+(version 0, any options) owned by the root. Everything else, and every reply that would not fit
+(TC=1), is left to the full parser (srvd.answer.full), which gives the same octets for these
+queries: tests/test_lean.py compares the two on random and mutated queries.
+
+Finding the answer costs two dict lookups on the lower-cased wire name and no walk over its labels:
+the zone's apex starts at the name's last "_" (customer domains have none), so the apex is
+``name[cut:]`` and the owner below it ``name[:cut]``. A hit in ``Index.zones`` proves the apex
+part well formed (every key is a valid wire name), a hit in the zone's table proves the rest; only
+a name the table lacks (NXDOMAIN) has its remaining labels walked, since they come from the query.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from srvd.answer.outcome import (
+    ANSWER,
+    AXIGEN_SERVICE,
+    C_NOERROR,
+    C_NXDOMAIN,
+    NODATA,
+    NXDOMAIN_RESULT,
+    OTHER_SERVICE,
+    QTYPE_ROW,
+    TCP_CELLS,
+)
+from srvd.index.model import NS, SOA, Index
+from srvd.wire.discovery import SERVICE_KEYS
+from srvd.wire.names import label_wire
+from srvd.wire.ordering import RandomSource
+
+# A lean reply, and where it counts: (reply, query cell, service cell, the zone's apex)
+Lean = tuple[bytes, int, int, bytes]
+
+_HEAD = struct.Struct("!HHHHH")
+_U16 = struct.Struct("!H")
+_QR, _AA, _RD = 0x8000, 0x0400, 0x0100
+_NXDOMAIN = 3
+_ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
+_ONE_QUESTION_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # and one additional record
+_CLASS_IN = b"\x00\x01"
+_ROOT_OPT = b"\x00\x00\x29"  # owner "." and type OPT
+_OPT_PLAIN = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"  # payload 1232, no flags
+_OPT_DO = b"\x00\x00\x29\x04\xd0\x00\x00\x80\x00\x00\x00"  # payload 1232, DO=1
+EDNS_PAYLOAD = 1232
+UDP_PLAIN = 512
+TCP_LIMIT = 65535
+_LAST_NAME_END = 12 + 255 - 1  # where the root label of the longest name lies
+# qtypes left to the full path: IXFR, AXFR, ANY
+_FULL_TYPES = frozenset({251, 252, 255})
+
+_SERVICE_OF = {label_wire(f"_{key}".encode()): i * 3 for i, key in enumerate(SERVICE_KEYS)}
+_TCP_LABEL = label_wire(b"_tcp")
+_AXIGEN_LABEL = label_wire(b"_axigen")
+
+
+def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lean | None:
+    """The reply to a query of the common shape, or None: ask the full parser.
+
+    ``query`` is at least 12 octets (the Responder drops shorter ones)."""
+    if query[2] & 0xF8 or query[3] & 0x0F:  # a response, an opcode but QUERY, an RCODE
+        return None
+    end = query.find(0, 12)  # the root label, unless a label holds a zero (then no zone matches)
+    if end < 13 or end > _LAST_NAME_END:
+        return None
+    question_end = end + 5
+    n = len(query)
+    if question_end > n or query[end + 3 : question_end] != _CLASS_IN:
+        return None
+    counts = query[4:12]
+    if counts == _ONE_QUESTION:
+        opt = b""
+        limit = TCP_LIMIT if tcp else UDP_PLAIN
+        additional = 0
+    elif counts == _ONE_QUESTION_OPT:
+        rdata = question_end + 11
+        if rdata > n or query[question_end : question_end + 3] != _ROOT_OPT:
+            return None
+        if query[question_end + 6]:  # EDNS version > 0: BADVERS
+            return None
+        record_end = rdata + (query[rdata - 2] << 8 | query[rdata - 1])
+        if record_end > n:
+            return None
+        option = rdata
+        while option < record_end:  # every option whole (cookies, padding, ...)
+            if option + 4 > record_end:
+                return None
+            option += 4 + (query[option + 2] << 8 | query[option + 3])
+        if option != record_end:
+            return None
+        opt = _OPT_DO if query[question_end + 7] & 0x80 else _OPT_PLAIN
+        if tcp:
+            limit = TCP_LIMIT
+        else:
+            payload = query[question_end + 3] << 8 | query[question_end + 4]
+            limit = UDP_PLAIN if payload < UDP_PLAIN else min(payload, EDNS_PAYLOAD)
+        additional = 1
+    else:
+        return None
+
+    name = query[12 : end + 1].lower()
+    cut = name.rfind(b"_") - 1
+    if cut < 0:
+        return None
+    apex = name[cut:]
+    zone = index.zones.get(apex)
+    if zone is None:
+        return None
+    qtype = query[end + 1] << 8 | query[end + 2]
+    if qtype in _FULL_TYPES:
+        return None
+    rd = query[2] & 1
+    row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
+    table = zone.table
+
+    if cut == 0:  # the apex
+        service = AXIGEN_SERVICE if name.startswith(_AXIGEN_LABEL) else OTHER_SERVICE
+        if qtype == SOA:
+            records, count = index.soa(12, zone.serial, False), 1
+        elif qtype == NS:
+            records, count = index.ns_records, index.ns_count
+        else:
+            node = table.apex
+            rrset = node.rrsets.get(qtype) if node is not None else None
+            if rrset is None:
+                reply = _negative(query, question_end, index, zone.serial, 12, 0, rd, opt)
+                if len(reply) > limit:
+                    return None
+                return reply, row + C_NOERROR, service + NODATA, apex
+            static = rrset.static
+            records = static if static is not None else rrset.wire(rng, name[name[0] + 1 :])
+            count = rrset.count
+        flags = _QR | _AA | (rd << 8)
+        head = _HEAD.pack(flags, 1, count, 0, additional)
+        reply = query[:2] + head + query[12:question_end] + records + opt
+        if len(reply) > limit:
+            return None
+        return reply, row + C_NOERROR, service + ANSWER, apex
+
+    relative = name[:cut]
+    service = OTHER_SERVICE
+    if name.startswith(_TCP_LABEL, cut):
+        service = _SERVICE_OF.get(relative, OTHER_SERVICE)
+    node = table.names.get(relative)
+    if node is None:
+        pos = 0  # the labels before the apex come from the query alone: walk them
+        while pos < cut:
+            length = relative[pos]
+            if length > 63:
+                return None
+            pos += length + 1
+        if pos != cut:
+            return None
+        reply = _negative(query, question_end, index, zone.serial, 12 + cut, _NXDOMAIN, rd, opt)
+        if len(reply) > limit:
+            return None
+        return reply, row + C_NXDOMAIN, service + NXDOMAIN_RESULT, apex
+    rrset = node.rrsets.get(qtype)
+    if rrset is None:
+        reply = _negative(query, question_end, index, zone.serial, 12 + cut, 0, rd, opt)
+        if len(reply) > limit:
+            return None
+        return reply, row + C_NOERROR, service + NODATA, apex
+    static = rrset.static
+    records = static if static is not None else rrset.wire(rng, name[cut + 1 + name[cut] :])
+    reply = query[:2] + rrset.heads[rd << 1 | additional] + query[12:question_end] + records + opt
+    if len(reply) > limit:
+        return None
+    return reply, row + C_NOERROR, service + ANSWER, apex
+
+
+def _negative(
+    query: bytes,
+    question_end: int,
+    index: Index,
+    serial: int,
+    pointer: int,
+    rcode: int,
+    rd: int,
+    opt: bytes,
+) -> bytes:
+    """NXDOMAIN or NODATA with the zone's SOA, its owner a pointer to the apex in the question."""
+    head = _HEAD.pack(_QR | _AA | (rd << 8) | rcode, 1, 0, 1, 1 if opt else 0)
+    soa = _U16.pack(0xC000 | pointer) + index.soa_negative_head + serial.to_bytes(4, "big")
+    return query[:2] + head + query[12:question_end] + soa + index.soa_tail + opt
