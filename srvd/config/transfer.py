@@ -1,6 +1,7 @@
 """The ``transfer:`` and ``catalog:`` keys of the configuration (srvd as a hidden primary).
 
-Validated in the style of srvd.config: every problem is reported with file, line and key.
+Validated with srvd.config.reader's helpers, so every problem is reported with file, line and key;
+the settings it makes (TransferSettings, AllowRule, NotifyTarget) are in srvd.config.model.
 
 ```yaml
 transfer:
@@ -21,68 +22,36 @@ import base64
 import binascii
 import ipaddress
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from srvd.config.model import (
+    DEFAULT_NOTIFY_RATE,
+    AllowRule,
+    KeyPath,
+    NotifyTarget,
+    TransferSettings,
+)
+from srvd.config.reader import _Fields, _Invalid, _Reader
 from srvd.wire.names import InvalidName, host_name
 from srvd.wire.tsig import ALGORITHMS, Key, make_key, name_wire
 
-if TYPE_CHECKING:
-    from srvd.config import KeyPath, _Reader
+# the settings themselves are plain data in srvd.config.model; importable from here as before
+__all__ = [
+    "AllowRule",
+    "NotifyTarget",
+    "TransferSettings",
+    "read_catalog",
+    "read_transfer",
+]
 
 TRANSFER_KEYS = ("keys", "allow", "notify", "notify_rate")
 KEY_KEYS = ("name", "algorithm", "secret", "secret_file")
 ALLOW_KEYS = ("address", "key")
 NOTIFY_KEYS = ("address", "port", "key")
-DEFAULT_NOTIFY_RATE = 1000
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@dataclass(frozen=True, slots=True)
-class AllowRule:
-    network: Network
-    key: bytes  # wire name of the key the peer must sign with
-
-
-@dataclass(frozen=True, slots=True)
-class NotifyTarget:
-    host: str
-    port: int
-    key: bytes | None  # wire name, or None: unsigned NOTIFY
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class TransferSettings:
-    keys: tuple[Key, ...] = ()
-    allow: tuple[AllowRule, ...] = ()
-    notify: tuple[NotifyTarget, ...] = ()
-    notify_rate: int = DEFAULT_NOTIFY_RATE
-
-    @property
-    def key_map(self) -> dict[bytes, Key]:
-        return {key.name: key for key in self.keys}
-
-    def allowed(self, address: str, key: Key | None) -> bool:
-        """Whether a transfer from ``address`` signed with ``key`` is allowed."""
-        if key is None:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(rule.key == key.name and ip in rule.network for rule in self.allow)
 
 
 def read_transfer(reader: _Reader, value: Any, path: KeyPath, base: str) -> TransferSettings:
     """``transfer:`` → TransferSettings; ``base`` is the directory of the configuration file."""
-    from srvd.config import _Fields, _Invalid
-
     raw = reader.mapping(value, path, TRANSFER_KEYS)
     fields = _Fields()
     keys = fields(_keys, reader, raw.get("keys"), (*path, "keys"), base)
@@ -109,8 +78,6 @@ def _list(reader: _Reader, value: Any, path: KeyPath) -> list[Any]:
 
 def _keys(reader: _Reader, value: Any, path: KeyPath, base: str) -> tuple[Key, ...]:
     """The keys that are valid (the problems of the others are recorded: loading fails)."""
-    from srvd.config import _Fields
-
     fields = _Fields()
     out: list[Key] = []
     seen: set[bytes] = set()
@@ -174,8 +141,6 @@ def _key_ref(reader: _Reader, value: Any, path: KeyPath, known: set[bytes]) -> b
 
 
 def _allow(reader: _Reader, value: Any, path: KeyPath, known: set[bytes]) -> tuple[AllowRule, ...]:
-    from srvd.config import _Fields
-
     fields = _Fields()
     out = []
     for i, item in enumerate(_list(reader, value, path)):
@@ -199,8 +164,6 @@ def _allow(reader: _Reader, value: Any, path: KeyPath, known: set[bytes]) -> tup
 def _notify(
     reader: _Reader, value: Any, path: KeyPath, known: set[bytes]
 ) -> tuple[NotifyTarget, ...]:
-    from srvd.config import _Fields
-
     fields = _Fields()
     out = []
     for i, item in enumerate(_list(reader, value, path)):
