@@ -1,0 +1,203 @@
+"""The lean path (srvd.answer.lean) against the full parser (srvd.answer.full): byte for byte.
+
+Wherever the lean path answers, its reply and the cells the metrics count it in must be the full
+parser's, drawn from the same random source; where it declines, the Responder asks the full
+parser. Queries are drawn from every owner name of the two fuzz configurations (templated targets,
+long names, big TXT records), in every letter case, with resolver-like EDNS options, then mutated.
+The lean path must also answer the common shapes itself: a test that only ever saw it decline
+would prove nothing.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from srvd.answer.full import answer_outcome
+from srvd.answer.lean import lean_answer
+from srvd.index.model import Index
+from srvd.wire.names import wire_to_text
+
+from fuzz.harness import targets
+
+INDEXES = tuple(target.index for target in targets())
+OPT = 41
+SEED = 11
+
+
+def owner_names(index: Index, domains: int = 3) -> list[str]:
+    """Names of a few served domains: every owner, the apexes, and names that are not there."""
+    names: list[str] = []
+    for apex in sorted(index.zones)[: 2 * domains]:
+        table = index.zones[apex].table
+        for relative in table.names:
+            names.append(wire_to_text(relative + apex).rstrip("."))
+        names.append(wire_to_text(b"\x07_nope42" + apex).rstrip("."))  # NXDOMAIN
+        names.append(wire_to_text(b"\x01x\x03y_z" + apex).rstrip("."))  # NXDOMAIN, "_" inside
+    return names
+
+
+NAMES = [owner_names(index) for index in INDEXES]
+
+
+def wire_name(text: str) -> bytes:
+    return b"".join(bytes([len(label)]) + label.encode() for label in text.split(".")) + b"\x00"
+
+
+def opt(payload: int, do: bool, options: bytes, version: int = 0) -> bytes:
+    ttl = (version << 16) | (0x8000 if do else 0)
+    return b"\x00" + struct.pack("!HHIH", OPT, payload, ttl, len(options)) + options
+
+
+def cookie(client: bytes) -> bytes:
+    return struct.pack("!HH", 10, len(client)) + client
+
+
+def padding(size: int) -> bytes:
+    return struct.pack("!HH", 12, size) + bytes(size)
+
+
+@st.composite
+def queries(draw: st.DrawFn) -> tuple[int, bytes]:
+    which = draw(st.integers(0, len(INDEXES) - 1))
+    name = draw(st.sampled_from(NAMES[which]))
+    name = "".join(c.upper() if draw(st.booleans()) else c for c in name)  # 0x20
+    qtype = draw(st.sampled_from([33, 33, 16, 16, 6, 2, 1, 28, 65, 255, 251, 252, 0, 65535]))
+    qclass = draw(st.sampled_from([1, 1, 1, 1, 3, 255, 254]))
+    flags = draw(st.sampled_from([0x0000, 0x0100, 0x0120, 0x0110, 0x0500, 0x0300, 0x2100, 0x0101]))
+    options = draw(
+        st.sampled_from(
+            [
+                b"",
+                cookie(bytes(range(8))),
+                cookie(bytes(range(8))) + padding(draw(st.integers(0, 300))),
+                padding(12),
+                b"\x00\x08\x00\x04\x00\x01\x18\x00",  # client subnet
+                b"\x00\x0a\x00\x09",  # an option longer than the record
+                b"\x00\x0a",  # half an option header
+            ]
+        )
+    )
+    edns = draw(st.sampled_from(["none", "opt", "opt", "opt", "version", "owner"]))
+    if edns == "none":
+        extra, ar = b"", 0
+    else:
+        payload = draw(st.sampled_from([0, 511, 512, 600, 1232, 1400, 4096, 65535]))
+        record = opt(payload, draw(st.booleans()), options, 1 if edns == "version" else 0)
+        if edns == "owner":
+            record = b"\x01a\x00" + record[1:]
+        extra, ar = record, 1
+    head = struct.pack("!HHHHHH", draw(st.integers(0, 0xFFFF)), flags, 1, 0, 0, ar)
+    query = bytearray(head + wire_name(name) + struct.pack("!HH", qtype, qclass) + extra)
+    for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):  # mutated now and then
+        at = draw(st.integers(0, len(query) - 1))
+        kind = draw(st.sampled_from(["set", "flip", "truncate", "append", "insert", "delete"]))
+        if kind == "set":
+            query[at] = draw(st.integers(0, 255))
+        elif kind == "flip":
+            query[at] ^= 1 << draw(st.integers(0, 7))
+        elif kind == "truncate":
+            del query[max(at, 12) :]
+        elif kind == "append":
+            query += draw(st.binary(min_size=1, max_size=16))
+        elif kind == "insert":
+            query[at:at] = draw(st.binary(min_size=1, max_size=4))
+        else:
+            del query[at : at + draw(st.integers(1, 4))]
+    return which, bytes(query)
+
+
+def same_as_full(index: Index, query: bytes, tcp: bool) -> bool:
+    """Whether the lean path answered; fails if it answered otherwise than the full parser."""
+    if len(query) < 12:
+        return False
+    lean = lean_answer(query, index, random.Random(SEED), tcp)
+    if lean is None:
+        return False
+    reply, cell, service, _zone = lean
+    assert (reply, cell, service) == answer_outcome(query, index, random.Random(SEED), tcp), (
+        f"lean and full differ on {query.hex()} (tcp={tcp})"
+    )
+    return True
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(queries(), st.booleans())
+def test_the_lean_path_gives_the_full_parsers_reply(case: tuple[int, bytes], tcp: bool) -> None:
+    which, query = case
+    same_as_full(INDEXES[which], query, tcp)
+
+
+@pytest.mark.parametrize("which", range(len(INDEXES)))
+def test_every_draw_of_a_weighted_order_is_the_full_parsers(which: int) -> None:
+    """Same seed, same order: over many seeds every SRV answer is the full parser's, and the
+    weighted RRsets do come in more than one order."""
+    index = INDEXES[which]
+    reordered = 0
+    for name in NAMES[which]:
+        query = struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 0) + wire_name(name) + b"\x00\x21\x00\x01"
+        for tcp in (False, True):
+            replies = set()
+            for seed in range(40):
+                lean = lean_answer(query, index, random.Random(seed), tcp)
+                full = answer_outcome(query, index, random.Random(seed), tcp)
+                if lean is not None:
+                    assert lean[0] == full[0]
+                    replies.add(lean[0])
+            reordered += len(replies) > 1
+    assert reordered
+
+
+def test_the_lean_path_answers_the_common_shapes() -> None:
+    """Every well-formed IN query for a served name, in any letter case, with or without an OPT
+    and resolver-like options, is answered by the lean path (but for truncated replies)."""
+    rng = random.Random(5)
+    answered = declined = 0
+    for which, index in enumerate(INDEXES):
+        for name in NAMES[which]:
+            for qtype in (33, 16, 6, 2, 1):
+                spelled = "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+                for extra, ar in (
+                    (b"", 0),
+                    (opt(1232, True, cookie(bytes(8))), 1),
+                    (opt(4096, False, cookie(bytes(8)) + padding(40)), 1),
+                ):
+                    head = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, ar)
+                    query = head + wire_name(spelled) + struct.pack("!HH", qtype, 1) + extra
+                    for tcp in (False, True):
+                        if same_as_full(index, query, tcp):
+                            answered += 1
+                        else:
+                            reply = answer_outcome(query, index, random.Random(0), tcp)[0] or b""
+                            assert reply[2] & 0x02, f"declined {spelled} {qtype} (tcp={tcp})"
+                            declined += 1
+    assert answered > 10 * declined
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        b"\x40" + b"a" * 64,  # a 64-octet label: FORMERR
+        b"\xc0\x0c",  # a compression pointer in a question: FORMERR
+        b"\x05ab",  # a label running into the apex's octets
+        b"\x01a\x05ab",
+        b"\x02abc",  # a label shorter than its octets
+        b"\x3fa",
+    ],
+)
+def test_labels_the_index_does_not_vouch_for_are_walked(before: bytes) -> None:
+    """Octets before the apex that are no owner in the zone's table come from the query alone:
+    the lean path answers NXDOMAIN only where they are whole labels, and leaves the rest to the
+    full parser."""
+    index = INDEXES[0]
+    apex = b"\x04_tcp\x07example\x03com\x00"
+    assert apex in index.zones
+    for tcp in (False, True):
+        query = struct.pack("!HHHHHH", 9, 0, 1, 0, 0, 0) + before + apex + b"\x00\x21\x00\x01"
+        assert not same_as_full(index, query, tcp)  # declined...
+        reply = answer_outcome(query, index, random.Random(0), tcp)[0] or b""
+        assert reply[3] & 0x0F == 1  # ...and the full parser answers FORMERR
