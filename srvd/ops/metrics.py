@@ -92,9 +92,7 @@ class Counters:
         self.queries = [0] * QUERY_CELLS
         self.services = [0] * SERVICE_CELLS
         self.dropped = [0] * len(DROP_REASONS)
-        self.rrl = [0] * len(
-            RRL_ACTIONS
-        )  # limited replies by action (srvd.server.rrl)
+        self.rrl = [0] * len(RRL_ACTIONS)  # limited replies by action (srvd.server.rrl)
         self.size_buckets = [0] * len(SIZE_BOUNDS)
         self.size_sum = 0
         self.duration_buckets = [0] * (len(DURATION_BOUNDS_NS) + 1)
