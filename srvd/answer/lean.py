@@ -42,7 +42,6 @@ _QR, _AA, _RD = 0x8000, 0x0400, 0x0100
 _NXDOMAIN = 3
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
 _ONE_QUESTION_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # and one additional record
-_CLASS_IN = b"\x00\x01"
 _ROOT_OPT = b"\x00\x00\x29"  # owner "." and type OPT
 _OPT_PLAIN = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"  # payload 1232, no flags
 _OPT_DO = b"\x00\x00\x29\x04\xd0\x00\x00\x80\x00\x00\x00"  # payload 1232, DO=1
@@ -53,30 +52,42 @@ _LAST_NAME_END = 12 + 255 - 1  # where the root label of the longest name lies
 # qtypes left to the full path: IXFR, AXFR, ANY
 _FULL_TYPES = frozenset({251, 252, 255})
 
-_SERVICE_OF = {label_wire(f"_{key}".encode()): i * 3 for i, key in enumerate(SERVICE_KEYS)}
+# the service cell of a name's labels up to and with "_tcp" (srvd.answer.outcome)
 _TCP_LABEL = label_wire(b"_tcp")
+_SERVICE_OF = {
+    label_wire(f"_{key}".encode()) + _TCP_LABEL: i * 3 for i, key in enumerate(SERVICE_KEYS)
+}
 _AXIGEN_LABEL = label_wire(b"_axigen")
 
 
-def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lean | None:
-    """The reply to a query of the common shape, or None: ask the full parser.
+def _shapes() -> dict[bytes, int]:
+    """The header octets after the ID of every query of the lean shape → RD << 1 | ARCOUNT.
 
-    ``query`` is at least 12 octets (the Responder drops shorter ones)."""
-    if query[2] & 0xF8 or query[3] & 0x0F:  # a response, an opcode but QUERY, an RCODE
+    QR 0, opcode QUERY, RCODE 0; AA, TC, RA, Z, AD and CD are ignored, as the full parser does."""
+    shapes = {}
+    for high in range(8):  # AA, TC, RD
+        for low in range(0, 256, 16):  # RA, Z, AD, CD
+            for counts, additional in ((_ONE_QUESTION, 0), (_ONE_QUESTION_OPT, 1)):
+                shapes[bytes([high, low]) + counts] = (high & 1) << 1 | additional
+    return shapes
+
+
+_SHAPES = _shapes()
+
+
+def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lean | None:
+    """The reply to a query of the common shape, or None: ask the full parser."""
+    shape = _SHAPES.get(query[2:12])
+    if shape is None:
         return None
     end = query.find(0, 12)  # the root label, unless a label holds a zero (then no zone matches)
     if end < 13 or end > _LAST_NAME_END:
         return None
     question_end = end + 5
     n = len(query)
-    if question_end > n or query[end + 3 : question_end] != _CLASS_IN:
+    if question_end > n or query[end + 3] or query[end + 4] != 1:  # class IN
         return None
-    counts = query[4:12]
-    if counts == _ONE_QUESTION:
-        opt = b""
-        limit = TCP_LIMIT if tcp else UDP_PLAIN
-        additional = 0
-    elif counts == _ONE_QUESTION_OPT:
+    if shape & 1:  # the OPT
         rdata = question_end + 11
         if rdata > n or query[question_end : question_end + 3] != _ROOT_OPT:
             return None
@@ -98,9 +109,9 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
         else:
             payload = query[question_end + 3] << 8 | query[question_end + 4]
             limit = UDP_PLAIN if payload < UDP_PLAIN else min(payload, EDNS_PAYLOAD)
-        additional = 1
     else:
-        return None
+        opt = b""
+        limit = TCP_LIMIT if tcp else UDP_PLAIN
 
     name = query[12 : end + 1].lower()
     cut = name.rfind(b"_") - 1
@@ -111,42 +122,32 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
     if zone is None:
         return None
     qtype = query[end + 1] << 8 | query[end + 2]
-    if qtype in _FULL_TYPES:
-        return None
-    rd = query[2] & 1
     row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
     table = zone.table
 
-    if cut == 0:  # the apex
-        service = AXIGEN_SERVICE if name.startswith(_AXIGEN_LABEL) else OTHER_SERVICE
-        if qtype == SOA:
-            records, count = index.soa(12, zone.serial, False), 1
-        elif qtype == NS:
-            records, count = index.ns_records, index.ns_count
-        else:
-            node = table.apex
-            rrset = node.rrsets.get(qtype) if node is not None else None
-            if rrset is None:
-                reply = _negative(query, question_end, index, zone.serial, 12, 0, rd, opt)
+    if cut:  # a name below the apex
+        relative = name[:cut]
+        node = table.names.get(relative)
+        if node is not None:
+            rrset = node.rrsets.get(qtype)  # (only SRV and TXT: never a type left to the full path)
+            if rrset is not None:
+                static = rrset.static
+                if static is None:
+                    static = rrset.wire(rng, name[cut + 1 + name[cut] :])
+                question = query[12:question_end]
+                reply = b"".join((query[:2], rrset.heads[shape], question, static, opt))
                 if len(reply) > limit:
                     return None
-                return reply, row + C_NOERROR, service + NODATA, apex
-            static = rrset.static
-            records = static if static is not None else rrset.wire(rng, name[name[0] + 1 :])
-            count = rrset.count
-        flags = _QR | _AA | (rd << 8)
-        head = _HEAD.pack(flags, 1, count, 0, additional)
-        reply = query[:2] + head + query[12:question_end] + records + opt
-        if len(reply) > limit:
+                service = _SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
+                return reply, row + C_NOERROR, service + ANSWER, apex
+        if qtype in _FULL_TYPES:
             return None
-        return reply, row + C_NOERROR, service + ANSWER, apex
-
-    relative = name[:cut]
-    service = OTHER_SERVICE
-    if name.startswith(_TCP_LABEL, cut):
-        service = _SERVICE_OF.get(relative, OTHER_SERVICE)
-    node = table.names.get(relative)
-    if node is None:
+        service = _SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
+        if node is not None:
+            reply = _negative(query, question_end, index, zone.serial, 12 + cut, 0, shape, opt)
+            if len(reply) > limit:
+                return None
+            return reply, row + C_NOERROR, service + NODATA, apex
         pos = 0  # the labels before the apex come from the query alone: walk them
         while pos < cut:
             length = relative[pos]
@@ -155,19 +156,31 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
             pos += length + 1
         if pos != cut:
             return None
-        reply = _negative(query, question_end, index, zone.serial, 12 + cut, _NXDOMAIN, rd, opt)
+        reply = _negative(query, question_end, index, zone.serial, 12 + cut, _NXDOMAIN, shape, opt)
         if len(reply) > limit:
             return None
         return reply, row + C_NXDOMAIN, service + NXDOMAIN_RESULT, apex
-    rrset = node.rrsets.get(qtype)
-    if rrset is None:
-        reply = _negative(query, question_end, index, zone.serial, 12 + cut, 0, rd, opt)
-        if len(reply) > limit:
-            return None
-        return reply, row + C_NOERROR, service + NODATA, apex
-    static = rrset.static
-    records = static if static is not None else rrset.wire(rng, name[cut + 1 + name[cut] :])
-    reply = query[:2] + rrset.heads[rd << 1 | additional] + query[12:question_end] + records + opt
+
+    if qtype in _FULL_TYPES:  # the apex
+        return None
+    service = AXIGEN_SERVICE if name.startswith(_AXIGEN_LABEL) else OTHER_SERVICE
+    if qtype == SOA:
+        records, count = index.soa(12, zone.serial, False), 1
+    elif qtype == NS:
+        records, count = index.ns_records, index.ns_count
+    else:
+        node = table.apex
+        rrset = node.rrsets.get(qtype) if node is not None else None
+        if rrset is None:
+            reply = _negative(query, question_end, index, zone.serial, 12, 0, shape, opt)
+            if len(reply) > limit:
+                return None
+            return reply, row + C_NOERROR, service + NODATA, apex
+        static = rrset.static
+        records = static if static is not None else rrset.wire(rng, name[name[0] + 1 :])
+        count = rrset.count
+    head = _HEAD.pack(_QR | _AA | (shape >> 1 << 8), 1, count, 0, shape & 1)
+    reply = query[:2] + head + query[12:question_end] + records + opt
     if len(reply) > limit:
         return None
     return reply, row + C_NOERROR, service + ANSWER, apex
@@ -180,10 +193,10 @@ def _negative(
     serial: int,
     pointer: int,
     rcode: int,
-    rd: int,
+    shape: int,
     opt: bytes,
 ) -> bytes:
     """NXDOMAIN or NODATA with the zone's SOA, its owner a pointer to the apex in the question."""
-    head = _HEAD.pack(_QR | _AA | (rd << 8) | rcode, 1, 0, 1, 1 if opt else 0)
+    head = _HEAD.pack(_QR | _AA | (shape >> 1 << 8) | rcode, 1, 0, 1, shape & 1)
     soa = _U16.pack(0xC000 | pointer) + index.soa_negative_head + serial.to_bytes(4, "big")
     return query[:2] + head + query[12:question_end] + soa + index.soa_tail + opt
