@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""Query throughput, sustained rate, latency, start time and memory: srvd beside NSD 4.6.
+"""CPU per answer and queries per second for four traffic mixes, sustained rate, latency, start
+time and memory: srvd beside NSD 4.6.
 
-    python3 tests/perf/bench.py                 # 1k and 100k domains (about 12 minutes)
+    python3 tests/perf/bench.py                 # 1k and 100k domains (about 35 minutes)
     python3 tests/perf/bench.py --million       # and srvd alone with 1M domains
-    python3 tests/perf/bench.py --quick         # smoke run: 1k domains, 3 s runs (about 1 minute)
+    python3 tests/perf/bench.py --quick         # smoke run: 1k domains, 3 s runs (3-4 minutes)
+    python3 tests/perf/bench.py --mixes repeated,edns-options   # some of the mixes only
     python3 tests/perf/bench.py --py-spy        # and a py-spy profile of srvd under load
 
 For each size N, the customer domains ``custNNNNNNN.example`` use the profile "standard" of the
@@ -11,11 +13,14 @@ bundled example configuration: srvd reads them from a JSON include, NSD from two
 domain (the data and helpers of reload_bench.py, whose zone template is checked against
 ``srvd zone``). NSD starts first and alone (its time to ready), then srvd with metrics on,
 srvd with ``--metrics off`` and the Python floor (floor.py); all then stay up, idle but for the
-one dnsperf is loading, and their unlimited runs go round in turn (NSD, srvd, srvd metrics off,
-floor; then the other way round), so that drift in the machine's speed (other tenants,
-hypervisor steal) falls on all alike. The unlimited ratio is the median of the per-round ratios.
-Every figure is reported beside NSD's from the same run, with the ratio and the issue's target.
-See tests/perf/README.md.
+one dnsperf is loading. Each traffic mix (``repeated``: the same lower-case queries again and
+again; ``0x20``: their names with every letter's case drawn anew per line; ``new-names``: a
+random-subdomain flood, every query a new NXDOMAIN name; ``edns-options``: the repeated queries as
+a resolver sends them, with a client cookie per resolver and padding) is measured in rounds that
+go round the four servers in turn (NSD, srvd, srvd metrics off, floor; then the other way
+round), so that drift in the machine's speed (other tenants, hypervisor steal) falls on all
+alike; the srvd/NSD ratios are the medians of the per-round ratios. Every figure is reported
+beside NSD's from the same run, with the ratio and the issue's target. See tests/perf/README.md.
 
 The report goes to stdout, progress to stderr. The exit status is 0 whatever the figures (CI
 reports them, never fails on them); it is non-zero only when the benchmark itself cannot run.
@@ -33,13 +38,18 @@ import resource
 import shutil
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import dns.flags
+import dns.message
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -51,12 +61,19 @@ LOSS_LIMIT = 0.001  # "sustained": under 0.1% of the queries sent lost...
 PACE_LIMIT = 0.98  # ...and at least 98% of the offered rate actually answered per second
 
 # the issue's targets, as srvd/NSD ratios
-UNLIMITED_100K = 1.0  # srvd unlimited qps >= 1.0x NSD at 100k domains
+CPU_100K = 1.1  # srvd's server CPU per answer <= 1.1x NSD's at 100k domains, on every mix...
+CPU_100K_REPEATED = 1.0  # ...and <= 1.0x NSD's on the repeated mix
+CPU_1M = 1.2  # srvd at 1M domains: <= 1.2x NSD's CPU per answer at 100k (same mix, same run)
 SUSTAINED_100K = 0.9  # srvd sustained qps >= 0.9x NSD at 100k domains
-UNLIMITED_1K = 0.6  # srvd unlimited qps >= 0.6x NSD at 1k domains
 RSS_100K = 0.25  # srvd RSS <= 0.25x NSD at 100k domains
 READY_100K = 0.3  # srvd ready in <= 0.3x NSD's time at 100k domains
 METRICS_COST = 5.0  # metrics cost < 5% of the unlimited qps
+
+# the traffic mixes, in the order they run (see write_mixes)
+MIXES = ("repeated", "0x20", "new-names", "edns-options")
+EDNS_PAYLOAD = 1232  # edns-options: the UDP payload size resolvers announce (DNS flag day 2020)
+PAD_BLOCK = 128  # edns-options: queries padded to a multiple of 128 octets (RFC 8467)
+OPT_COOKIE, OPT_PADDING = 10, 12
 
 DISTURBED = 20.0  # % of a core taken by other processes or the hypervisor: repeat the run
 
@@ -205,15 +222,19 @@ def dnsperf(
     verbose: bool = False,
     retries: int = 0,
     passes: int = 0,
+    binary: bool = False,
 ) -> Run:
-    """dnsperf -c 8 -t 1 against the server; rate None: as fast as it answers.
+    """dnsperf -c 8 -t 1 against the server; rate None: as fast as it answers. ``binary``: the
+    file holds wire-format messages (dnsperf -B), sent as they are but for the ID.
 
     A run during which other processes and the hypervisor (steal) took more than DISTURBED % of a
     core is repeated, up to ``retries`` times; the disturbed tries are noted in ``disturbed``.
     """
     disturbed: list[str] = []
     while True:
-        run = dnsperf_once(server, queries, seconds, label, out, rate, outstanding, verbose, passes)
+        run = dnsperf_once(
+            server, queries, seconds, label, out, rate, outstanding, verbose, passes, binary
+        )
         run.disturbed = disturbed
         if run.interference <= DISTURBED or len(disturbed) >= retries or not run.server_alive:
             return run
@@ -227,13 +248,23 @@ def dnsperf(
         time.sleep(2.0)
 
 
-def warm_up(server: rb.Server, queries: Path, args: argparse.Namespace, out: Path) -> Run:
-    """Before the measured runs: the query file ``--warmup-passes`` times as fast as the server
-    answers (srvd keeps a query's reply pieces from its second sighting on, so the runs measure a
-    server that has been up a while), or ``--warmup`` seconds."""
-    passes = args.warmup_passes
-    label = f"warm-up, {passes} passes" if passes else "warm-up"
-    return dnsperf(server, queries, args.warmup, label, out, passes=passes)
+def warm_up(
+    server: rb.Server, queries: QueryFile, passes: int, args: argparse.Namespace, out: Path
+) -> Run:
+    """Before the measured runs: the query file ``passes`` times as fast as the server answers
+    (so that the runs measure a server that has been up a while, whatever it learns from its
+    traffic: srvd kept answers per query until 02a4146), or ``--warmup`` seconds when ``passes``
+    is 0."""
+    what = f"{queries.what}, {passes} passes" if passes else f"{queries.what}, {args.warmup:g} s"
+    return dnsperf(
+        server,
+        queries.path,
+        args.warmup,
+        f"warm-up ({what})",
+        out,
+        passes=passes,
+        binary=queries.binary,
+    )
 
 
 def dnsperf_once(
@@ -246,6 +277,7 @@ def dnsperf_once(
     outstanding: int,
     verbose: bool,
     passes: int = 0,
+    binary: bool = False,
 ) -> Run:
     """One dnsperf run: ``seconds`` long, or ``passes`` times through the query file."""
     command = [
@@ -268,6 +300,8 @@ def dnsperf_once(
         command += ["-Q", str(rate)]
     if verbose:
         command.append("-v")
+    if binary:
+        command.append("-B")
     result = rb.LoadResult(label, ["dnsperf", *command[1:]])
     pid = server.process.pid
     began = time.monotonic()
@@ -311,8 +345,8 @@ class Figures:
     ready: float | None = None
     start_memory: rb.Memory | None = None
     end_memory: rb.Memory | None = None
-    warmup: Run | None = None
-    unlimited: list[Run] = field(default_factory=list)
+    warmups: list[Run] = field(default_factory=list)
+    unlimited: dict[str, list[Run]] = field(default_factory=dict)  # per mix: one run a round
     search: list[Run] = field(default_factory=list)
     sustained: int | None = None
     sustained_note: str = ""
@@ -321,19 +355,29 @@ class Figures:
     problems: list[str] = field(default_factory=list)
     log_notes: list[str] = field(default_factory=list)
 
-    @property
-    def unlimited_qps(self) -> float | None:
-        figures = [r.qps for r in self.unlimited if r.server_alive and not math.isnan(r.qps)]
-        return statistics.median(figures) if figures else None
+    def runs(self, mix: str) -> list[Run]:
+        return self.unlimited.get(mix, [])
 
-    @property
-    def cpu_per_query(self) -> float | None:
-        figures = [r.cpu_per_query for r in self.unlimited]
-        known = [f for f in figures if f is not None]
+    def qps(self, mix: str) -> float | None:
+        """The median of the mix's unlimited runs."""
+        known = [q for q in map(run_qps, self.runs(mix)) if q is not None]
+        return statistics.median(known) if known else None
+
+    def cpu(self, mix: str) -> float | None:
+        """Server CPU seconds per answer: the median of the mix's unlimited runs."""
+        known = [c for c in map(run_cpu, self.runs(mix)) if c is not None]
         return statistics.median(known) if known else None
 
     def percentile(self, q: float) -> float | None:
         return self.latency.result.percentile(q) if self.latency else None
+
+
+def run_qps(run: Run) -> float | None:
+    return run.qps if run.server_alive and not math.isnan(run.qps) else None
+
+
+def run_cpu(run: Run) -> float | None:
+    return run.cpu_per_query
 
 
 def start_srvd(
@@ -423,10 +467,13 @@ def search_sustained(
 ) -> None:
     """Highest -Q rate answered with under 0.1% loss.
 
-    The first try is the unlimited figure; while tries pass, the rate goes up by 15%; after the
+    The first try is the unlimited figure (of the 0x20 mix, whose names are the paced file's,
+    else of the repeated mix, else of any); while tries pass, the rate goes up by 15%; after the
     first failure, bisection between the best pass and the lowest failure.
     """
-    start = figures.unlimited_qps
+    start = next(
+        (q for q in (figures.qps(m) for m in ("0x20", "repeated", *MIXES)) if q is not None), None
+    )
     if start is None:
         figures.sustained_note = "no unlimited figure to start from"
         return
@@ -473,23 +520,24 @@ def search_sustained(
 def unlimited(
     figures: Figures,
     server: rb.Server,
-    queries: Path,
+    mix: Mix,
     out: Path,
     args: argparse.Namespace,
     k: int,
 ) -> None:
     if not server.alive():
         return
-    tag = tag_of(figures)
+    queries = mix.file(k)
     run = dnsperf(
         server,
-        queries,
+        queries.path,
         args.seconds,
-        f"unlimited {k + 1}",
-        out / f"{tag}-unlimited-{k}.txt",
+        f"{mix.name} unlimited {k + 1}",
+        out / f"{tag_of(figures)}-{mix.name}-unlimited-{k}.txt",
         retries=args.retries,
+        binary=queries.binary,
     )
-    figures.unlimited.append(run)
+    figures.unlimited.setdefault(mix.name, []).append(run)
     log(f"  {figures.name}: {run.text()}")
     if not run.server_alive:
         figures.problems.append(
@@ -556,11 +604,18 @@ class SizeResult:
     agreement: str = ""
     profile: list[str] = field(default_factory=list)
     source: str = ""  # the srvd tree when its processes started
+    mixes: list[Mix] = field(default_factory=list)
+
+
+def write_lines(path: Path, lines: Iterable[str]) -> None:
+    with path.open("w", encoding="ascii") as handle:
+        handle.writelines(lines)
 
 
 def write_queries(size: int, count: int, path: Path, rng: random.Random) -> list[tuple[str, str]]:
+    """The query file of the paced and fixed-load runs (and py-spy's): random 0x20 case."""
     queries = rb.make_queries(size, count, rng)
-    path.write_text("".join(f"{name} {qtype}\n" for name, qtype in queries), encoding="ascii")
+    write_lines(path, (f"{name} {qtype}\n" for name, qtype in queries))
     return queries
 
 
@@ -573,17 +628,220 @@ def mix_text(queries: Sequence[tuple[str, str]]) -> str:
     return f"{mix}; {len(set(queries)):,} distinct as written, {lowered:,} ignoring case"
 
 
+@dataclass(frozen=True)
+class QueryFile:
+    path: Path
+    lines: int  # queries in the file
+    what: str  # for the logs
+    binary: bool = False  # wire-format messages, for dnsperf -B
+
+
+@dataclass
+class Mix:
+    """One traffic mix: its query file for each round, and what srvd is warmed up with first."""
+
+    name: str
+    files: list[QueryFile]  # round k uses files[k % len(files)]
+    warm: QueryFile | None  # srvd's warm-up before the mix's runs (None: no warm-up)
+    text: str  # how its queries are made, for the report
+
+    def file(self, k: int) -> QueryFile:
+        return self.files[k % len(self.files)]
+
+
+def fresh_spellings(
+    queries: Sequence[tuple[str, str]], count: int, rng: random.Random
+) -> Iterator[str]:
+    """``count`` lines: the (lower-case) queries over and over, each line with every letter's
+    case drawn anew (0x20): random bits, kept at the letters' 0x20 bit, flip the name's octets."""
+    prepared = []
+    for name, qtype in queries:
+        octets = name.encode("ascii")
+        letters = bytes(0x20 if 0x61 <= c <= 0x7A else 0 for c in octets)
+        number, mask = int.from_bytes(octets, "big"), int.from_bytes(letters, "big")
+        prepared.append((number, mask, len(octets), qtype))
+    for k in range(count):
+        number, mask, size, qtype = prepared[k % len(prepared)]
+        spelled = number ^ (rng.getrandbits(8 * size) & mask)
+        yield f"{spelled.to_bytes(size, 'big').decode('ascii')} {qtype}\n"
+
+
+def new_names(size: int, count: int, rng: random.Random) -> Iterator[str]:
+    """``count`` lines, each a new random label under a served zone: NXDOMAIN. 80%
+    ``_<10 hex digits>._tcp.<domain> SRV``, 10% ``<hex>._tcp.<domain> A``, 10%
+    ``<hex>._axigen.<domain> TXT`` (none exists: the profile's names under _tcp hold letters
+    beyond a-f, and _axigen has none below its apex)."""
+    for _ in range(count):
+        label = f"{rng.getrandbits(40):010x}"
+        name = rb.domain(rng.randint(1, size))
+        draw = rng.random()
+        if draw < 0.8:
+            yield f"_{label}._tcp.{name} SRV\n"
+        elif draw < 0.9:
+            yield f"{label}._tcp.{name} A\n"
+        else:
+            yield f"{label}._axigen.{name} TXT\n"
+
+
+def wire_query(name: str, qtype: str, cookie: bytes) -> bytes:
+    """One query as a resolver sends it to an authoritative server, in dnsperf -B's format (a
+    2-octet length, then the message): ID 0 (dnsperf sets it), RD clear, and an OPT record with
+    payload size EDNS_PAYLOAD, the client cookie (option 10) and padding (option 12) up to a
+    multiple of PAD_BLOCK octets."""
+    qname = b"".join(bytes([len(label)]) + label.encode("ascii") for label in name.split("."))
+    header = struct.pack("!6H", 0, 0, 1, 0, 0, 1)
+    question = qname + b"\x00" + struct.pack("!HH", rb.QTYPES[qtype], 1)
+    options = struct.pack("!HH", OPT_COOKIE, len(cookie)) + cookie
+    unpadded = len(header) + len(question) + 11 + len(options) + 4
+    pad = -unpadded % PAD_BLOCK
+    options += struct.pack("!HH", OPT_PADDING, pad) + bytes(pad)
+    opt = b"\x00" + struct.pack("!HHIH", 41, EDNS_PAYLOAD, 0, len(options)) + options
+    message = header + question + opt
+    return struct.pack("!H", len(message)) + message
+
+
+def write_mixes(
+    size: int,
+    queries: Sequence[tuple[str, str]],
+    args: argparse.Namespace,
+    rng: random.Random,
+    work: Path,
+) -> list[Mix]:
+    """The query files of the mixes asked for (``args.mix_list``), from the paced file's queries.
+
+    repeated: those queries in lower case. 0x20: ``--fresh`` lines per round, the same names over
+    and over with every letter's case drawn anew on each line, one file per round. new-names:
+    ``--fresh`` new NXDOMAIN names per round, one file per round. edns-options: the repeated
+    queries as wire-format messages with a client cookie (one of ``--resolvers``, drawn per
+    query) and padding."""
+    label = rb.count_text(size)
+    lower = [(name.lower(), qtype) for name, qtype in queries]
+    repeated = QueryFile(work / f"repeated-{label}.txt", len(lower), "repeated")
+    write_lines(repeated.path, (f"{name} {qtype}\n" for name, qtype in lower))
+    rounds, fresh = args.repeats, args.fresh
+    mixes = []
+    for name in args.mix_list:
+        if name == "repeated":
+            text = (
+                f"the {len(lower):,} queries of the paced file in lower case; dnsperf replays "
+                f"the file, so every query recurs"
+            )
+            mixes.append(Mix(name, [repeated], repeated, text))
+        elif name == "0x20":
+            files = []
+            for k in range(rounds):
+                log(f"  0x20 round {k + 1}: writing {fresh:,} lines")
+                path = work / f"0x20-{label}-{k + 1}.txt"
+                write_lines(path, fresh_spellings(lower, fresh, rng))
+                files.append(QueryFile(path, fresh, f"0x20, round {k + 1}"))
+            text = (
+                f"{fresh:,} lines a round, a file for each round: the repeated queries over and "
+                f"over, every letter's case drawn anew on each line; srvd warmed up with the "
+                f"repeated file"
+            )
+            mixes.append(Mix(name, files, repeated, text))
+        elif name == "new-names":
+            files = []
+            for k in range(rounds):
+                log(f"  new-names round {k + 1}: writing {fresh:,} lines")
+                path = work / f"new-names-{label}-{k + 1}.txt"
+                write_lines(path, new_names(size, fresh, rng))
+                files.append(QueryFile(path, fresh, f"new-names, round {k + 1}"))
+            text = (
+                f"{fresh:,} lines a round, a file for each round: a new random label under "
+                f"_tcp or _axigen of a random domain on every line (80% SRV, 10% A, 10% TXT), "
+                f"all NXDOMAIN"
+            )
+            mixes.append(Mix(name, files, None, text))
+        else:
+            cookies = [rng.randbytes(8) for _ in range(args.resolvers)]
+            path = work / f"edns-options-{label}.bin"
+            with path.open("wb") as handle:
+                handle.writelines(wire_query(n, t, rng.choice(cookies)) for n, t in lower)
+            wire = QueryFile(path, len(lower), "edns-options", binary=True)
+            text = (
+                f"the repeated queries as wire-format messages (dnsperf -B): RD clear, EDNS "
+                f"payload {EDNS_PAYLOAD}, a client cookie (option 10, 8 octets) of one of "
+                f"{args.resolvers} resolvers drawn per query, padding (option 12) to a multiple "
+                f"of {PAD_BLOCK} octets"
+            )
+            mixes.append(Mix(name, [wire], wire, text))
+    return mixes
+
+
+def check_wire(queries: QueryFile, out: Path, count: int = 40) -> str:
+    """Sends the first messages of a dnsperf -B file with dnsperf to a socket of this script on
+    loopback (which answers each with its QR bit set) and compares what arrives with what the
+    file holds, all but the ID (dnsperf's). One line for the report."""
+    data = queries.path.read_bytes()[: count * 600]
+    blobs: list[bytes] = []
+    at = 0
+    while len(blobs) < count and at + 2 <= len(data):
+        end = at + 2 + int.from_bytes(data[at : at + 2], "big")
+        if end > len(data):
+            break
+        blobs.append(data[at + 2 : end])
+        at = end
+    small = out / "wire-check.bin"
+    small.write_bytes(b"".join(len(blob).to_bytes(2, "big") + blob for blob in blobs))
+    received: list[bytes] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((HOST, 0))
+        sock.settimeout(0.2)
+        port = sock.getsockname()[1]
+        command = [rb.tool("dnsperf"), "-B", "-s", HOST, "-p", str(port), "-d", str(small)]
+        process = subprocess.Popen(
+            [*command, "-n", "1", "-c", "1", "-t", "1"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while len(received) < len(blobs) and time.monotonic() < deadline:
+            try:
+                message, address = sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            received.append(message)
+            sock.sendto(message[:2] + bytes([message[2] | 0x80]) + message[3:], address)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    same = sum((Counter(m[2:] for m in received) & Counter(b[2:] for b in blobs)).values())
+    if not received:
+        return f"PROBLEM: dnsperf -B sent none of {len(blobs)} messages to a loopback socket"
+    first = dns.message.from_wire(received[0])
+    options = ", ".join(
+        f"{int(option.otype)} ({len(option.to_wire())} octets)" for option in first.options
+    )
+    cookies = set()
+    for message in received:
+        cookies |= {
+            o.to_wire() for o in dns.message.from_wire(message).options if o.otype == OPT_COOKIE
+        }
+    problem = "" if same == len(blobs) else "PROBLEM: "
+    rd = "set" if first.flags & dns.flags.RD else "clear"
+    return (
+        f"{problem}edns-options: dnsperf -B sent {same} of the file's first {len(blobs)} "
+        f"messages to a loopback socket exactly as written but for the ID; dnspython reads the "
+        f"first as {len(received[0])} octets, RD {rd}, EDNS payload {first.payload}, options "
+        f"{options}; {len(cookies)} distinct cookies"
+    )
+
+
 def bench_servers(
     data: rb.SrvdData,
     setup: rb.NsdSetup | None,
-    queries: Path,
+    paced: QueryFile,
+    mixes: list[Mix],
     sample: list[tuple[str, str]],
     out: Path,
     args: argparse.Namespace,
     result: SizeResult,
 ) -> None:
     """NSD (when set up), srvd, srvd with metrics off and the floor: started one by one, then
-    measured in turn."""
+    measured in turn, mix after mix."""
     size = data.size
     started: list[tuple[Figures, rb.Server]] = []
     ready: list[tuple[Figures, rb.Server]] = []
@@ -618,22 +876,32 @@ def bench_servers(
         if floor_ready(floor, server, args.timeout):
             ready.append((floor, server))
 
+        # srvd is warmed up per mix; NSD and the floor keep nothing, and get one short warm-up
+        warmed: dict[str, QueryFile] = {}
         for figures, server in ready:
-            figures.warmup = warm_up(server, queries, args, out / f"{tag_of(figures)}-warmup.txt")
-        for k in range(args.repeats):  # rounds: each server once, one after the other...
-            # ...in reverse order every other round, so that neither of two servers compared
-            # always runs first (the machine drifts, and a run can leave it warmer or colder)
-            for figures, server in ready if k % 2 == 0 else ready[::-1]:
-                unlimited(figures, server, queries, out, args, k)
+            if not keeps_entries(figures):
+                figures.warmups.append(warm_up(server, paced, 0, args, warm_out(out, figures)))
+        for mix in mixes:
+            log(f"{rb.count_text(size)} domains, mix {mix.name}")
+            for figures, server in ready:
+                warm(figures, server, mix.warm, warmed, out, args)
+            for k in range(args.repeats):  # rounds: each server once, one after the other...
+                # ...in reverse order every other round, so that neither of two servers compared
+                # always runs first (the machine drifts, and a run can leave it warmer or colder)
+                for figures, server in ready if k % 2 == 0 else ready[::-1]:
+                    unlimited(figures, server, mix, out, args, k)
         servers = [(figures, server) for figures, server in ready if figures.name != FLOOR]
-        for figures, server in servers:
-            if figures.name != "srvd metrics off":
-                search_sustained(figures, server, queries, out, args)
-        for figures, server in servers:
-            latency_run(figures, server, queries, out, args)
+        if args.paced:
+            for figures, server in servers:
+                warm(figures, server, paced, warmed, out, args)
+            for figures, server in servers:
+                if figures.name != "srvd metrics off":
+                    search_sustained(figures, server, paced.path, out, args)
+            for figures, server in servers:
+                latency_run(figures, server, paced.path, out, args)
         profiled = [server for figures, server in ready if figures.name == "srvd"]
         if args.py_spy and size == max(args.size_list) and profiled and profiled[0].alive():
-            result.profile = profile_srvd(profiled[0], queries, out, args)
+            result.profile = profile_srvd(profiled[0], paced.path, out, args)
     finally:
         for figures, server in started:
             finish(figures, server)
@@ -644,6 +912,37 @@ def bench_servers(
             f"srvd and NSD give the same rcode, AA flag and answer records for "
             f"{same}/{len(sample)} sampled queries"
         )
+
+
+def keeps_entries(figures: Figures) -> bool:
+    """srvd may learn from its traffic (it kept answers per query until 02a4146); NSD and the
+    floor keep nothing."""
+    return figures.name.startswith("srvd")
+
+
+def warm_out(out: Path, figures: Figures, queries: QueryFile | None = None) -> Path:
+    what = "" if queries is None else "-" + queries.path.stem
+    return out / f"{tag_of(figures)}-warmup{what}.txt"
+
+
+def warm(
+    figures: Figures,
+    server: rb.Server,
+    queries: QueryFile | None,
+    warmed: dict[str, QueryFile],
+    out: Path,
+    args: argparse.Namespace,
+) -> None:
+    """srvd: ``--warmup-passes`` over the file, unless the last warm-up was with the same file
+    (the runs in between asked the same names again, or names that never recur: new-names)."""
+    if queries is None or not keeps_entries(figures) or not server.alive():
+        return
+    if warmed.get(figures.name) == queries:
+        return
+    warmed[figures.name] = queries
+    run = warm_up(server, queries, args.warmup_passes, args, warm_out(out, figures, queries))
+    figures.warmups.append(run)
+    log(f"  {figures.name}: {run.text()}")
 
 
 def tag_of(figures: Figures) -> str:
@@ -813,43 +1112,112 @@ def ratio_ok(
     return srvd / nsd >= limit if higher else srvd / nsd <= limit
 
 
-def metrics_cpu_cost(on: Figures | None, off: Figures | None) -> tuple[float | None, list[float]]:
-    """(CPU per answer on - off) / off in %, the median over the pairs of alternating runs."""
-    if on is None or off is None:
+def paired(
+    a: Figures | None, b: Figures | None, mix: str, value: Callable[[Run], float | None]
+) -> tuple[float | None, list[float]]:
+    """a's figure over b's for each round of the mix (the two runs one after the other, in turn
+    first): the median of the ratios, and the ratios."""
+    if a is None or b is None:
         return None, []
-    pairs = []
-    for a, b in zip(on.unlimited, off.unlimited, strict=False):
-        x, y = a.cpu_per_query, b.cpu_per_query
-        if x is not None and y is not None and y > 0:
-            pairs.append(100 * (x - y) / y)
-    return (statistics.median(pairs) if pairs else None), pairs
+    ratios = []
+    for x, y in zip(a.runs(mix), b.runs(mix), strict=False):
+        u, v = value(x), value(y)
+        if u is not None and v is not None and v > 0:
+            ratios.append(u / v)
+    return (statistics.median(ratios) if ratios else None), ratios
 
 
-def metrics_cost(on: Figures | None, off: Figures | None) -> tuple[float | None, list[float]]:
-    """(qps off - qps on) / qps off in %, the median over the pairs of alternating runs."""
-    if on is None or off is None:
-        return None, []
-    pairs = [
-        100 * (b.qps - a.qps) / b.qps
-        for a, b in zip(on.unlimited, off.unlimited, strict=False)
-        if a.server_alive and b.server_alive and b.qps > 0 and not math.isnan(a.qps + b.qps)
+def metrics_cost(
+    on: Figures | None, off: Figures | None, mix: str
+) -> tuple[float | None, list[float]]:
+    """(qps off - qps on) / qps off in %, the median over the rounds."""
+    costs = [100 * (1 - r) for r in paired(on, off, mix, run_qps)[1]]
+    return (statistics.median(costs) if costs else None), costs
+
+
+def metrics_cpu_cost(
+    on: Figures | None, off: Figures | None, mix: str
+) -> tuple[float | None, list[float]]:
+    """(CPU per answer on - off) / off in %, the median over the rounds."""
+    costs = [100 * (r - 1) for r in paired(on, off, mix, run_cpu)[1]]
+    return (statistics.median(costs) if costs else None), costs
+
+
+def cpu_target(size: int, mix: str) -> float | None:
+    """The issue's ceiling on srvd's CPU per answer over NSD's: at 100k domains NSD's at the
+    same size; at 1M NSD's at 100k."""
+    if size >= 1_000_000:
+        return CPU_1M
+    if size >= 100_000:
+        return CPU_100K_REPEATED if mix == "repeated" else CPU_100K
+    return None
+
+
+def cpu_check(
+    result: SizeResult, results: Sequence[SizeResult], mix: str
+) -> tuple[float | None, float | None, str]:
+    """srvd's CPU per answer and the figure its target names (compare their ratio), and that
+    figure's name. Below 1M: the median of the per-round ratios srvd/NSD, over 1.0 (None: NSD
+    not measured); at 1M: srvd's median and NSD's median at 100k in the same run."""
+    srvd = result.servers.get("srvd")
+    if result.size < 1_000_000:
+        nsd = result.servers.get("NSD")
+        known = 1.0 if nsd is not None and nsd.runs(mix) else None
+        return paired(srvd, nsd, mix, run_cpu)[0], known, "NSD"
+    base = next((r for r in results if r.size == 100_000), None)
+    nsd = base.servers.get("NSD") if base else None
+    return cpu_of(srvd, mix), cpu_of(nsd, mix), "NSD 100k"
+
+
+def mix_table(result: SizeResult, results: Sequence[SizeResult]) -> list[str]:
+    """One row per mix: qps and server CPU per answer of every server, srvd/NSD, the target."""
+    nsd = result.servers.get("NSD")
+    srvd = result.servers.get("srvd")
+    off = result.servers.get("srvd metrics off")
+    floor = result.servers.get(FLOOR)
+    rows = []
+    for mix in result.mixes:
+        name = mix.name
+        cpu_ratio = paired(srvd, nsd, name, run_cpu)[0]
+        target = cpu_target(result.size, name)
+        s, n, against = cpu_check(result, results, name)
+        shown = fmt_ratio(cpu_ratio, 1.0)
+        if against != "NSD":  # 1M: against NSD at 100k (and NSD at 1M, if it ran)
+            same = f" ({shown} of NSD {rb.count_text(result.size)})" if cpu_ratio else ""
+            shown = f"{fmt_ratio(s, n)} of {against}{same}"
+        rows.append(
+            [
+                name,
+                fmt_qps(qps_of(nsd, name)),
+                fmt_us(cpu_of(nsd, name)),
+                fmt_qps(qps_of(srvd, name)),
+                fmt_us(cpu_of(srvd, name)),
+                fmt_us(cpu_of(off, name)),
+                fmt_us(cpu_of(floor, name)),
+                fmt_ratio(paired(srvd, nsd, name, run_qps)[0], 1.0),
+                shown,
+                "" if target is None else f"≤ {target:.1f}x {against}",
+                verdict(ratio_ok(s, n, target, False)),
+            ]
+        )
+    header = [
+        "mix",
+        "NSD qps",
+        "NSD µs/answer",
+        "srvd qps",
+        "srvd µs/answer",
+        "srvd metrics off µs/answer",
+        "floor µs/answer",
+        "srvd/NSD qps",
+        "srvd/NSD CPU",
+        "target (CPU)",
+        "met",
     ]
-    return (statistics.median(pairs) if pairs else None), pairs
-
-
-def paired_ratio(srvd: Figures | None, nsd: Figures | None) -> tuple[float | None, list[float]]:
-    """srvd's unlimited qps over NSD's, round by round (run one after the other): the median."""
-    if srvd is None or nsd is None:
-        return None, []
-    pairs = [
-        a.qps / b.qps
-        for a, b in zip(srvd.unlimited, nsd.unlimited, strict=False)
-        if a.server_alive and b.server_alive and b.qps > 0 and not math.isnan(a.qps + b.qps)
-    ]
-    return (statistics.median(pairs) if pairs else None), pairs
+    return rb.table(rows, header)
 
 
 def size_table(result: SizeResult, latency_qps: int) -> list[str]:
+    """Start time, memory, sustained rate and latency: NSD and srvd side by side."""
     nsd = result.servers.get("NSD")
     srvd = result.servers.get("srvd")
     off = result.servers.get("srvd metrics off")
@@ -873,8 +1241,6 @@ def size_table(result: SizeResult, latency_qps: int) -> list[str]:
                 return f"{value / MIB:,.0f} MiB"
             if show == "ms":
                 return fmt_ms(value)
-            if show == "us":
-                return fmt_us(value)
             return fmt_qps(value)
 
         target_text = "" if target is None else f"{'≥' if higher else '≤'} {target:g}x NSD"
@@ -913,91 +1279,33 @@ def size_table(result: SizeResult, latency_qps: int) -> list[str]:
     row("PSS when ready", mem(nsd, False, True), mem(srvd, False, True), "mib")
     row("RSS after the load runs", mem(nsd, True, False), mem(srvd, True, False), "mib")
     row("PSS after the load runs", mem(nsd, True, True), mem(srvd, True, True), "mib")
-    unlimited_target = UNLIMITED_100K if big else UNLIMITED_1K if size <= 1000 else None
-    row("unlimited qps (dnsperf -c 8 -q 100), median", unlimited_of(nsd), unlimited_of(srvd), "qps")
-    floor = result.servers.get(FLOOR)
-    if floor is not None and floor.unlimited:
-        label = "  Python floor: recvfrom/sendto, no DNS work"
-        row(label, unlimited_of(nsd), unlimited_of(floor), "qps")
-        row("  Python floor: CPU per answer", cpu_of(nsd), cpu_of(floor), "us")
-        floor_ratio, _pairs = paired_ratio(srvd, floor)
-        rows.append(
-            [
-                "  srvd / Python floor per round, median",
-                "",
-                "",
-                "",
-                fmt_ratio(floor_ratio, 1.0),
-                "",
-            ]
-        )
-    ratio, _pairs = paired_ratio(srvd, nsd)
-    rows.append(
-        [
-            "unlimited qps: srvd/NSD per round, median",
-            f"≥ {unlimited_target:g}x NSD" if unlimited_target else "",
-            "",
-            "",
-            fmt_ratio(ratio, 1.0),
-            verdict(ratio_ok(ratio, 1.0, unlimited_target, True)),
-        ]
-    )
-    row(
-        "server CPU per answer, unlimited runs",
-        nsd.cpu_per_query if nsd else None,
-        srvd.cpu_per_query if srvd else None,
-        "us",
-    )
-    row(
-        f"sustained qps (< {100 * LOSS_LIMIT:g}% loss)",
-        float(nsd.sustained) if nsd and nsd.sustained else None,
-        float(srvd.sustained) if srvd and srvd.sustained else None,
-        "qps",
-        SUSTAINED_100K if big else None,
-    )
-    if nsd and srvd:
-        rows.append(["  (search result)", "", nsd.sustained_note, srvd.sustained_note, "", ""])
-    for q, name in ((0.5, "p50"), (0.99, "p99")):
+    if (nsd and nsd.search) or (srvd and srvd.search):
         row(
-            f"{name} latency at {latency_qps:,} qps",
-            nsd.percentile(q) if nsd else None,
-            srvd.percentile(q) if srvd else None,
-            "ms",
-        )
-    if off is not None:
-        off_qps = off.unlimited_qps
-        cost, _pairs = metrics_cost(srvd, off)
-        rows.append(
-            [
-                "srvd --metrics off: unlimited qps",
-                "",
-                "",
-                fmt_qps(off_qps),
-                fmt_ratio(off_qps, nsd.unlimited_qps if nsd else None),
-                "",
-            ]
+            f"sustained qps (< {100 * LOSS_LIMIT:g}% loss), paced file",
+            float(nsd.sustained) if nsd and nsd.sustained else None,
+            float(srvd.sustained) if srvd and srvd.sustained else None,
+            "qps",
+            SUSTAINED_100K if big else None,
         )
         rows.append(
             [
-                "metrics cost: (off - on) / off, paired runs",
-                f"< {METRICS_COST:g}%",
+                "  (search result)",
                 "",
-                "—" if cost is None else f"{cost:+.1f}%",
-                "",
-                verdict(None if cost is None else cost < METRICS_COST),
-            ]
-        )
-        cpu_cost, _pairs = metrics_cpu_cost(srvd, off)
-        rows.append(
-            [
-                "metrics cost: server CPU per answer, on vs off",
-                "",
-                "",
-                "—" if cpu_cost is None else f"{cpu_cost:+.1f}%",
+                nsd.sustained_note if nsd else "",
+                srvd.sustained_note if srvd else "",
                 "",
                 "",
             ]
         )
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        if (nsd and nsd.latency) or (srvd and srvd.latency):
+            row(
+                f"{name} latency at {latency_qps:,} qps",
+                nsd.percentile(q) if nsd else None,
+                srvd.percentile(q) if srvd else None,
+                "ms",
+            )
+    if off is not None and off.latency:
         for q, name in ((0.5, "p50"), (0.99, "p99")):
             rows.append(
                 [
@@ -1022,43 +1330,52 @@ def details(result: SizeResult) -> list[str]:
             out.append(f"  after the runs: {figures.end_memory.text()}")
         if figures.buffers:
             out.append(f"  UDP socket buffers (ss -m): {figures.buffers}")
-        runs = [figures.warmup] if figures.warmup else []
-        runs += [*figures.unlimited, *figures.search]
+        runs = [*figures.warmups]
+        for mix in result.mixes:
+            runs += figures.runs(mix.name)
+        runs += figures.search
         runs += [figures.latency] if figures.latency else []
         for run in runs:
             out.append(f"  {run.text()}")
-        if figures.unlimited:
-            out.append(f"  rcodes (unlimited 1): {figures.unlimited[0].result.rcodes}")
-        if len(figures.unlimited) > 1:
-            qps = [r.qps for r in figures.unlimited]
-            out.append(
-                f"  unlimited runs: {', '.join(fmt_qps(q) for q in qps)} qps "
-                f"(spread {100 * (max(qps) - min(qps)) / max(qps):.1f}%)"
-            )
+        for mix in result.mixes:
+            mine = figures.runs(mix.name)
+            if mine:
+                out.append(f"  rcodes ({mix.name} unlimited 1): {mine[0].result.rcodes}")
+            qps = [q for q in map(run_qps, mine) if q is not None]
+            if len(qps) > 1:
+                out.append(
+                    f"  {mix.name} unlimited runs: {', '.join(fmt_qps(q) for q in qps)} qps "
+                    f"(spread {100 * (max(qps) - min(qps)) / max(qps):.1f}%)"
+                )
         out += [f"  PROBLEM: {p}" for p in figures.problems]
         out += [f"  {line}" for line in figures.log_notes]
     on, off = result.servers.get("srvd"), result.servers.get("srvd metrics off")
-    out += per_pair(
-        "metrics cost per pair of runs (on and off one after the other, in turn first)",
-        *metrics_cost(on, off),
-        "+.1f",
-        "%",
-    )
-    out += per_pair(
-        "metrics cost in server CPU per answer, same pairs", *metrics_cpu_cost(on, off), "+.1f", "%"
-    )
-    out += per_pair(
-        "unlimited qps srvd/NSD per round (one after the other, in turn first)",
-        *paired_ratio(on, result.servers.get("NSD")),
-        ".2f",
-    )
+    nsd = result.servers.get("NSD")
+    for mix in result.mixes:
+        name = mix.name
+        out += per_pair(
+            f"{name}: srvd/NSD server CPU per answer per round", *paired(on, nsd, name, run_cpu)
+        )
+        out += per_pair(f"{name}: srvd/NSD qps per round", *paired(on, nsd, name, run_qps))
+        out += per_pair(
+            f"{name}: metrics cost in qps, (off - on) / off per round",
+            *metrics_cost(on, off, name),
+            "+.1f",
+            "%",
+        )
+        out += per_pair(
+            f"{name}: metrics cost in server CPU per answer per round",
+            *metrics_cpu_cost(on, off, name),
+            "+.1f",
+            "%",
+        )
     if result.agreement:
         out.append(result.agreement)
     return out
 
 
 def per_pair(
-    what: str, median: float | None, values: list[float], fmt: str, unit: str = ""
+    what: str, median: float | None, values: list[float], fmt: str = ".2f", unit: str = ""
 ) -> list[str]:
     """One line: the figure of every pair of runs, then their median."""
     if median is None or not values:
@@ -1067,12 +1384,27 @@ def per_pair(
     return [f"{what}: {shown}; median {format(median, fmt)}{unit}"]
 
 
-def unlimited_of(figures: Figures | None) -> float | None:
-    return figures.unlimited_qps if figures else None
+def qps_of(figures: Figures | None, mix: str) -> float | None:
+    return figures.qps(mix) if figures else None
 
 
-def cpu_of(figures: Figures | None) -> float | None:
-    return figures.cpu_per_query if figures else None
+def cpu_of(figures: Figures | None, mix: str) -> float | None:
+    return figures.cpu(mix) if figures else None
+
+
+def mix_lines(result: SizeResult) -> list[str]:
+    """How each mix's queries were made, and how far the runs got through its file."""
+    out = []
+    for mix in result.mixes:
+        sent = [
+            run.result.sent / mix.file(k).lines
+            for f in result.servers.values()
+            for k, run in enumerate(f.runs(mix.name))
+            if run.result.sent and mix.file(k).lines
+        ]
+        passes = f"; a run went through its file {max(sent):.1f} times at most" if sent else ""
+        out.append(f"  {mix.name}: {mix.text}{passes}")
+    return out
 
 
 def summary(results: list[SizeResult]) -> list[str]:
@@ -1083,19 +1415,20 @@ def summary(results: list[SizeResult]) -> list[str]:
         srvd = result.servers.get("srvd")
         off = result.servers.get("srvd metrics off")
         label = rb.count_text(result.size)
-        # (what, srvd's figure, NSD's, the target ratio, higher is better); the unlimited qps
-        # are compared round by round: their median ratio, over 1.0
+        for mix in result.mixes:
+            target = cpu_target(result.size, mix.name)
+            if target is None:
+                continue
+            s, n, against = cpu_check(result, results, mix.name)
+            what = f"CPU/answer {mix.name}"
+            out.append(
+                f"{label:>5} {what:<26} srvd/{against:<8} {fmt_ratio(s, n):>7}  "
+                f"target ≤ {target:.1f}x  {verdict(ratio_ok(s, n, target, False)) or '—'}"
+            )
+        # (what, srvd's figure, NSD's, the target ratio, higher is better)
         checks: list[tuple[str, float | None, float | None, float, bool]] = []
-        if result.size >= 100_000:
+        if 100_000 <= result.size < 1_000_000:
             checks += [
-                ("unlimited qps", paired_ratio(srvd, nsd)[0], 1.0, UNLIMITED_100K, True),
-                (
-                    "sustained qps",
-                    float(srvd.sustained) if srvd and srvd.sustained else None,
-                    float(nsd.sustained) if nsd and nsd.sustained else None,
-                    SUSTAINED_100K,
-                    True,
-                ),
                 (
                     "RSS",
                     float(srvd.start_memory.rss) if srvd and srvd.start_memory else None,
@@ -1111,33 +1444,32 @@ def summary(results: list[SizeResult]) -> list[str]:
                     False,
                 ),
             ]
-        elif result.size <= 1000:
-            checks.append(("unlimited qps", paired_ratio(srvd, nsd)[0], 1.0, UNLIMITED_1K, True))
+            if srvd and srvd.search:
+                checks.append(
+                    (
+                        "sustained qps",
+                        float(srvd.sustained) if srvd.sustained else None,
+                        float(nsd.sustained) if nsd and nsd.sustained else None,
+                        SUSTAINED_100K,
+                        True,
+                    )
+                )
         for name, s, n, limit, higher in checks:
             sign = "≥" if higher else "≤"
             out.append(
-                f"{label:>5} {name:<14} srvd/NSD {fmt_ratio(s, n):>7}  target {sign} {limit:g}x  "
-                f"{verdict(ratio_ok(s, n, limit, higher)) or '—'}"
+                f"{label:>5} {name:<26} srvd/NSD      {fmt_ratio(s, n):>7}  target {sign} "
+                f"{limit:g}x  {verdict(ratio_ok(s, n, limit, higher)) or '—'}"
             )
-        floor = result.servers.get(FLOOR)
-        ratio, _pairs = paired_ratio(floor, nsd)
-        if ratio is not None:
+        for mix in result.mixes:
+            cost, _costs = metrics_cost(srvd, off, mix.name)
+            cpu_cost, _costs = metrics_cpu_cost(srvd, off, mix.name)
+            if cost is None:
+                continue
+            cpu = "" if cpu_cost is None else f" ({cpu_cost:+.1f}% CPU per answer)"
+            what = f"metrics cost {mix.name}"
             out.append(
-                f"{label:>5} {'(Python floor)':<14} floor/NSD {fmt_ratio(ratio, 1.0):>6}  "
-                f"no target: a recvfrom/sendto loop without DNS work; srvd/floor "
-                f"{fmt_ratio(paired_ratio(srvd, floor)[0], 1.0)}"
-            )
-        cost, _pairs = metrics_cost(srvd, off)
-        if cost is not None:
-            out.append(
-                f"{label:>5} {'metrics cost':<14} {cost:+.1f}% of the unlimited qps"
-                f"{'':>3}target < {METRICS_COST:g}%   {verdict(cost < METRICS_COST)}"
-            )
-        cpu_cost, _pairs = metrics_cpu_cost(srvd, off)
-        if cpu_cost is not None:
-            out.append(
-                f"{'':>5} {'':<14} {cpu_cost:+.1f}% server CPU per answer (less sensitive to "
-                "other load than qps)"
+                f"{label:>5} {what:<26} {cost:+.1f}% of the qps{cpu}  target < "
+                f"{METRICS_COST:g}%  {verdict(cost < METRICS_COST)}"
             )
     return out
 
@@ -1148,7 +1480,8 @@ def summary(results: list[SizeResult]) -> list[str]:
 
 def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="srvd beside NSD: qps, sustained rate, latency, start time, memory",
+        description="srvd beside NSD: CPU per answer and qps for four traffic mixes, sustained "
+        "rate, latency, start time, memory",
     )
     parser.add_argument("--sizes", default=None, help="domain counts (default 1k,100k)")
     parser.add_argument("--million", action="store_true", help="also srvd alone at 1M")
@@ -1158,7 +1491,30 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --million, NSD at 1M too (2M zone files, ~13 GiB of RAM, 9 GiB of disk)",
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1k domains, 3 s runs")
-    parser.add_argument("--queries", type=int, default=None, help="query file lines (200000)")
+    parser.add_argument(
+        "--mixes",
+        default=",".join(MIXES),
+        help=f"traffic mixes, in this order (default {','.join(MIXES)})",
+    )
+    parser.add_argument(
+        "--queries",
+        type=int,
+        default=None,
+        help="lines of the paced file, and queries of the repeated and edns-options mixes "
+        "(200000; quick: 20000)",
+    )
+    parser.add_argument(
+        "--fresh",
+        type=int,
+        default=None,
+        help="lines per round of the 0x20 and new-names files (2000000; quick: 100000)",
+    )
+    parser.add_argument(
+        "--resolvers",
+        type=int,
+        default=4,
+        help="edns-options: resolvers, each with its own client cookie (4)",
+    )
     parser.add_argument("--seconds", type=float, default=None, help="unlimited run length (15)")
     parser.add_argument("--repeats", type=int, default=None, help="unlimited runs per server (3)")
     parser.add_argument("--warmup", type=float, default=None, help="warm-up run length (2)")
@@ -1179,6 +1535,12 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         type=int,
         default=2000,
         help="dnsperf -q for the paced runs: queries in flight before dnsperf holds back (2000)",
+    )
+    parser.add_argument(
+        "--no-paced",
+        dest="paced",
+        action="store_false",
+        help="skip the sustained-rate search and the fixed-load latency runs",
     )
     parser.add_argument("--latency-qps", type=int, default=20_000, help="fixed load (20000)")
     parser.add_argument(
@@ -1205,6 +1567,7 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     defaults = {
         "sizes": "1k" if quick else "1k,100k",
         "queries": 20_000 if quick else 200_000,
+        "fresh": 100_000 if quick else 2_000_000,
         "seconds": 3.0 if quick else 15.0,
         "repeats": 1 if quick else 3,
         "warmup": 1.0 if quick else 2.0,
@@ -1221,6 +1584,12 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     if args.million:
         sizes.add(1_000_000)
     args.size_list = sorted(sizes)
+    args.mix_list = [m.strip() for m in args.mixes.split(",") if m.strip()]
+    unknown = [m for m in args.mix_list if m not in MIXES]
+    if unknown or not args.mix_list:
+        parser.error(f"--mixes: {', '.join(unknown) or 'none'}; known: {', '.join(MIXES)}")
+    if args.resolvers < 1 or args.fresh < 1 or args.queries < 1:
+        parser.error("--resolvers, --fresh and --queries must be at least 1")
     return args
 
 
@@ -1262,6 +1631,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     results: list[SizeResult] = []
     setup: rb.NsdSetup | None = None
+    checked = ""  # the edns-options file as dnsperf -B sends it
     try:
         for size in args.size_list:
             label = rb.count_text(size)
@@ -1269,32 +1639,57 @@ def main(argv: Sequence[str] | None = None) -> int:
             data = rb.write_srvd_data(work, size, False)
             queries_path = work / f"queries-{label}.txt"
             queries = write_queries(size, args.queries, queries_path, rng)
+            paced = QueryFile(queries_path, len(queries), "paced file")
             sample = rng.sample(queries, min(300, len(queries)))
             result = SizeResult(size, len(queries), mix_text(queries))
+            result.mixes = write_mixes(size, queries, args, rng, work)
             results.append(result)
+            wire = [m.files[0] for m in result.mixes if m.files[0].binary]
+            if wire and not checked:
+                checked = check_wire(wire[0], out)
+                log(checked)
+                lines.append(checked)
             if size in nsd_sizes and setup is None:
                 setup, text = nsd_setup(work, max(nsd_sizes), data.configs["json"])
                 lines.append(text)
             nsd = setup if size in nsd_sizes else None
-            bench_servers(data, nsd, queries_path, sample, out, args, result)
+            bench_servers(data, nsd, paced, result.mixes, sample, out, args, result)
     except KeyboardInterrupt:
         lines.append("INTERRUPTED: the figures below are partial")
 
+    warmed = f"{args.warmup_passes} passes" if args.warmup_passes else f"{args.warmup:g} s"
+    paced_text = (
+        f"paced = -Q RATE -q {args.paced_outstanding} -l {args.search_seconds:g}, sustained when "
+        f"under {100 * LOSS_LIMIT:g}% lost and ≥ {100 * PACE_LIMIT:g}% of RATE answered; "
+        f"latency = -Q {args.latency_qps} -v -l {args.latency_seconds:g}"
+        if args.paced
+        else "no paced or fixed-load runs (--no-paced)"
+    )
     lines.append(
-        f"queries: {args.queries:,} lines per size: 80% SRV on existing names, 5% TXT, "
+        f"paced file: {args.queries:,} lines per size: 80% SRV on existing names, 5% TXT, "
         f"10% NXDOMAIN inside the zones, 5% A on existing names (NODATA), random domains, "
-        f"random 0x20 case; unlimited = dnsperf -c 8 -t 1 -q 100 -l {args.seconds:g} "
-        f"(median of {args.repeats}); paced = -Q RATE -q {args.paced_outstanding} "
-        f"-l {args.search_seconds:g}, sustained when under {100 * LOSS_LIMIT:g}% lost and "
-        f"≥ {100 * PACE_LIMIT:g}% of RATE answered; latency = -Q {args.latency_qps} -v "
-        f"-l {args.latency_seconds:g}"
+        f"random 0x20 case; each mix: unlimited runs dnsperf -c 8 -t 1 -q 100 "
+        f"-l {args.seconds:g} (-B for edns-options) in {args.repeats} round(s) of one run of "
+        f"each server, the order reversed every other round; srvd warmed up with {warmed} of a "
+        f"mix's warm-up file before its runs, NSD and the floor with {args.warmup:g} s once; "
+        f"{paced_text}"
     )
     for result in results:
         lines.append("")
         lines.append(
-            f"== {rb.count_text(result.size)} domains ({result.queries:,} queries: {result.mix}) =="
+            f"== {rb.count_text(result.size)} domains (paced file {result.queries:,} queries: "
+            f"{result.mix}) =="
         )
         lines.append(f"srvd as started for this size: {result.source}")
+        lines.append("mixes:")
+        lines += mix_lines(result)
+        lines += mix_table(result, results)
+        lines.append(
+            "µs/answer: the server's CPU time (user + system of its processes, /proc/PID/stat) "
+            "over the run / the answers dnsperf completed, median of the rounds; srvd/NSD: "
+            "median of the per-round ratios"
+        )
+        lines.append("")
         lines += size_table(result, args.latency_qps)
         lines.append("")
         lines += details(result)
@@ -1308,7 +1703,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         run
         for result in results
         for f in result.servers.values()
-        for run in [*f.unlimited, *f.search, *([f.latency] if f.latency else [])]
+        for run in [
+            *(run for mix in result.mixes for run in f.runs(mix.name)),
+            *f.search,
+            *([f.latency] if f.latency else []),
+        ]
     ]
     disturbed = [run for run in runs if run.interference > DISTURBED]
     repeated = sum(len(run.disturbed) for run in runs)
