@@ -60,7 +60,7 @@ class Target:
 
 @cache
 def targets() -> tuple[Target, Target]:
-    """One Responder per configuration, kept across inputs (their kept entries are exercised)."""
+    """One Responder per configuration, kept across inputs (as a server keeps its own)."""
     out = []
     for path in (EXAMPLE, LONG):
         index = build_index(load_config(path))
