@@ -2,7 +2,8 @@
 
 Each input is a selector octet and a query (see harness.py); every reply is checked against the
 answer contract by ``harness.check`` (no exception, no SERVFAIL, ID, QR, RA, opcode, size limits,
-question echo, dnspython reads it, the lean path equals the full parser). Run from the repository root:
+question echo, dnspython reads it, the lean path equals the full parser). Run from the repository
+root:
 
     python3 tests/fuzz/seeds.py /tmp/srvd-corpus
     nice python3 tests/fuzz/fuzz_answer.py /tmp/srvd-corpus -atheris_runs=1000000
