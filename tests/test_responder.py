@@ -9,7 +9,9 @@ from pathlib import Path
 
 import dns.message
 import dns.rdatatype
+import pytest
 
+import srvd.server.responder
 from srvd.answer.lean import lean_answer
 from srvd.config import load_config
 from srvd.index.build import build_index
@@ -161,3 +163,19 @@ def test_letter_case_is_folded_in_the_name_only() -> None:
     lower = binary.replace(b"A\x00B", b"a\x00B")
     reply = responder.respond(lower) or b""
     assert reply[12 : len(lower)] == lower[12:] and reply[3] & 0x0F == 3
+
+
+def test_replies_are_tallied_by_kind_and_folded_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reply costs one tally increment; a scrape folds the kinds, and more kinds than the cap
+    are folded at once (on a timed query) without losing a reply."""
+    monkeypatch.setattr(srvd.server.responder, "TALLIES", 4)
+    responder = Responder(build_index(load_config(EXAMPLE)), random.Random(1))
+    sizes: Counter[int] = Counter()
+    for i in range(200):  # names of many lengths: many sizes, so many kinds
+        reply = responder.respond(_query(f"_{'x' * (i % 40 + 1)}._tcp.example.com")) or b""
+        sizes[len(reply)] += 1
+    assert len(responder.tallies) <= 4 + 16  # folded at the cap, checked every 16th query
+    counters = responder.fold()
+    assert responder.tallies == {}
+    assert sum(counters.queries) == 200 == sum(counters.size_buckets)
+    assert counters.size_sum == sum(size * n for size, n in sizes.items())

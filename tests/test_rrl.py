@@ -32,6 +32,8 @@ from srvd.server.rrl import (
     SLIP,
     RateLimiter,
     bucket_key,
+    kind_of,
+    reply_key,
 )
 
 from conftest import EXAMPLE, start_srvd
@@ -312,3 +314,13 @@ def test_a_slipped_notauth_without_an_opt_gets_none(responder: Responder) -> Non
     for reply in slipped:
         message = dns.message.from_wire(reply, keyring=False)
         assert message.edns < 0 and reply[10:12] == b"\x00\x00"  # no OPT, ARCOUNT 0
+
+
+def test_reply_key_is_the_bucket_key_of_the_replys_kind() -> None:
+    from srvd.answer.outcome import QUERY_CELLS, SERVICE_CELLS
+
+    zone = b"\x04_tcp\x07example\x03com\x00"
+    for cell in range(QUERY_CELLS):
+        for service in range(-1, SERVICE_CELLS):
+            expected = bucket_key(kind_of(cell, service), zone)
+            assert reply_key(cell, service, zone) == expected, (cell, service)

@@ -28,7 +28,7 @@ from srvd.answer.outcome import (
 from srvd.config import RrlSettings
 from srvd.index.model import Index
 from srvd.ops.metrics import SIZE_BUCKET, TIMING_SAMPLE, Counters
-from srvd.server.rrl import SLIP, RateLimiter, bucket_key, kind_of
+from srvd.server.rrl import SLIP, RateLimiter, reply_key
 from srvd.wire.ordering import RandomSource
 
 log = Logger()
@@ -67,6 +67,9 @@ class RateLimitedLog:
 
 
 _TIMED_MASK = TIMING_SAMPLE - 1  # TIMING_SAMPLE is a power of 2
+# Replies are tallied by kind (query cell, service cell, size): one dict increment a reply, and a
+# scrape folds the kinds into the counters. Past this many kinds the tallies are folded at once.
+TALLIES = 4096
 
 
 class Responder:
@@ -89,6 +92,8 @@ class Responder:
         self.failure_log = RateLimitedLog()
         self.counters = Counters()
         self.ticks = -1  # queries counted so far, less one: picks the timed ones
+        # replies since the last fold, by kind: (query cell << 24 | service cell + 1 << 16 | size)
+        self.tallies: dict[int, int] = {}
         self.counting = counting
         self.rrl = rrl
         self.rrl_log = RateLimitedLog()
@@ -99,9 +104,13 @@ class Responder:
         self.rrl = RateLimiter(settings, workers) if settings.enabled else None
 
     def fold(self) -> Counters:
-        """The counters, with the rate limiter's actions since the last fold moved in (at
-        scrape time)."""
+        """The counters, with the replies tallied and the rate limiter's actions since the last
+        fold moved in (at scrape time). It costs the number of kinds of reply (query cell,
+        service cell, size) seen since the last fold, a few hundred at most in practice."""
         counters = self.counters
+        tallies, self.tallies = self.tallies, {}
+        for kind, replies in tallies.items():
+            self._count(kind >> 24, ((kind >> 16) & 0xFF) - 1, kind & 0xFFFF, replies)
         if self.rrl is not None:
             actions = self.rrl.actions
             for i, count in enumerate(actions):
@@ -109,13 +118,13 @@ class Responder:
                 actions[i] = 0
         return counters
 
-    def _count(self, cell: int, service: int, size: int) -> None:
+    def _count(self, cell: int, service: int, size: int, replies: int = 1) -> None:
         counters = self.counters
-        counters.queries[cell] += 1
+        counters.queries[cell] += replies
         if service >= 0:
-            counters.services[service] += 1
-        counters.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += 1
-        counters.size_sum += size
+            counters.services[service] += replies
+        counters.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += replies
+        counters.size_sum += size * replies
 
     def _count_dropped(self, query: bytes) -> None:
         self.counters.dropped[DROP_SHORT if len(query) < 12 else DROP_RESPONSE] += 1
@@ -148,21 +157,19 @@ class Responder:
                 if prefix is None:
                     prefix = rrl.prefix_key(source)
                 if prefix:  # not exempt
-                    action = rrl.charge(prefix ^ bucket_key(kind_of(cell, service), zone))
+                    action = rrl.charge(prefix ^ reply_key(cell, service, zone))
                     if action:
                         return self._limited(query, tcp, action, source)
         except Exception:
             return self._failed(query, tcp)
         if counting:
-            counters = self.counters
-            counters.queries[cell] += 1
-            if service >= 0:
-                counters.services[service] += 1
-            size = len(reply)
-            counters.size_buckets[SIZE_BUCKET[(size - 1) >> 4]] += 1
-            counters.size_sum += size
+            kind = cell << 24 | (service + 1) << 16 | len(reply)
+            tallies = self.tallies
+            tallies[kind] = tallies.get(kind, 0) + 1
             if started:
-                counters.time(perf_counter_ns() - started)
+                self.counters.time(perf_counter_ns() - started)
+                if len(tallies) >= TALLIES:  # (checked on the timed queries only)
+                    self.fold()
         return reply
 
     def _full(self, query: bytes, tcp: bool) -> Lean | None:

@@ -40,16 +40,21 @@ EXEMPT = 0  # the prefix key of an exempt source
 _PREFIX_CACHE = 65_536  # sources remembered with their prefix key; emptied when full
 
 
+# the response kind of each column of a reply's query cell (NOERROR: an answer or a NODATA)
+_COLUMN_KIND = [K_ERROR] * ROW
+_COLUMN_KIND[C_NOERROR] = _COLUMN_KIND[C_NOERROR_TC] = K_ANSWER
+_COLUMN_KIND[C_NXDOMAIN] = K_NXDOMAIN
+_COLUMN_KIND[C_REFUSED] = K_REFUSED
+# a fixed key of each kind, mixed with the zone's hash for the kinds keyed by zone
+_KIND_KEY = tuple(hash(("srvd rrl", kind)) for kind in range(len(KINDS)))
+
+
 def kind_of(cell: int, service: int) -> int:
-    """The response kind of a reply, from the metric cells its entry counts in."""
-    column = cell % ROW
-    if column in (C_NOERROR, C_NOERROR_TC):
-        return K_NODATA if service >= 0 and service % 3 == NODATA else K_ANSWER
-    if column == C_NXDOMAIN:
-        return K_NXDOMAIN
-    if column == C_REFUSED:
-        return K_REFUSED
-    return K_ERROR
+    """The response kind of a reply, from the metric cells it counts in."""
+    kind = _COLUMN_KIND[cell % ROW]
+    if kind == K_ANSWER and service >= 0 and service % 3 == NODATA:
+        return K_NODATA
+    return kind
 
 
 def bucket_key(kind: int, zone: bytes) -> int:
@@ -59,9 +64,19 @@ def bucket_key(kind: int, zone: bytes) -> int:
     ``zone`` is the query's name from the label holding its last "_" on, lower case
     (srvd.answer.full.zone_of): ``_tcp.example.com`` for every name under it, so a flood of
     random names under one zone shares one bucket, as in BIND, where NXDOMAIN is keyed by the
-    zone.
+    zone. (The zone's hash is the one its dict lookup already computed.)
     """
-    return hash((kind, b"" if kind >= K_REFUSED else zone))
+    return _KIND_KEY[kind] if kind >= K_REFUSED else hash(zone) ^ _KIND_KEY[kind]
+
+
+def reply_key(cell: int, service: int, zone: bytes) -> int:
+    """``bucket_key(kind_of(cell, service), zone)`` in one call, for the query path."""
+    kind = _COLUMN_KIND[cell % ROW]
+    if kind == K_ANSWER:
+        if service >= 0 and service % 3 == NODATA:
+            return hash(zone) ^ _KIND_KEY[K_NODATA]
+        return hash(zone) ^ _KIND_KEY[K_ANSWER]
+    return _KIND_KEY[kind] if kind >= K_REFUSED else hash(zone) ^ _KIND_KEY[kind]
 
 
 class RateLimiter:
