@@ -38,7 +38,7 @@ Lean = tuple[bytes, int, int, bytes]
 
 _HEAD = struct.Struct("!HHHHH")
 _U16 = struct.Struct("!H")
-_QR, _AA, _RD = 0x8000, 0x0400, 0x0100
+_QR, _AA = 0x8000, 0x0400
 _NXDOMAIN = 3
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
 _ONE_QUESTION_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # and one additional record
