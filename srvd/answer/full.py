@@ -18,6 +18,7 @@ does what NSD 4.6 does (docs/behaviour.md lists those choices):
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 from srvd.answer.catalog import catalog_entry
 from srvd.answer.outcome import (
@@ -118,19 +119,33 @@ _AXIGEN_LABEL = label_wire(b"_axigen")
 # A reply and where the metrics count it: (reply or None, query cell or drop reason, service cell)
 Outcome = tuple[bytes | None, int, int]
 
-# A reply without its ID, and where the metrics count it:
-#   (the octets after the ID up to the ordered records, the RRset to order for each reply or None,
-#    its customer domain (for {domain} templates), the octets after the records, query cell,
-#    service cell).
-# The reply is ID + head + rrset.wire(rng, domain) + tail. Everything but the RFC 2782 order is the
-# same for every query with the same octets after the ID, so the Responder may keep entries.
-_Raw = tuple[bytes, RRset | None, bytes, bytes, int, int]
-# What the Responder keeps: the question is left out, so that queries differing only in the letter
-# case of their name (0x20) share an entry, and each reply echoes its own query's question:
-#   (the header after the ID, the question's length, the octets after the question up to the
-#    ordered records, the RRset to order or None, its domain, the octets after it, query cell,
-#    service cell). A reply is ID + header + the query's question + after [+ records + tail].
-Entry = tuple[bytes, int, bytes, RRset | None, bytes, bytes, int, int]
+
+class Raw(NamedTuple):
+    """A reply without its ID, and where the metrics count it: the reply is the ID, ``head``,
+    the RRset's records in an RFC 2782 order drawn for this reply (when there is one to order)
+    and ``tail``."""
+
+    head: bytes  # the octets after the ID up to the ordered records
+    rrset: RRset | None  # the RRset to order for each reply, or None
+    domain: bytes  # the customer domain, for {domain} templates
+    tail: bytes  # the octets after the records
+    cell: int  # query cell (srvd.answer.outcome)
+    service: int  # service cell
+
+
+class Entry(NamedTuple):
+    """A reply in pieces around the query's own question: the ID, ``header``, the question
+    (``qlen`` octets of the query), ``after``, then for an RRset to order its records and
+    ``tail``. Rate limiting's slipped replies are cut from these pieces."""
+
+    header: bytes  # the header after the ID
+    qlen: int  # the question's length (0: no question echoed)
+    after: bytes  # the octets after the question up to the ordered records
+    rrset: RRset | None
+    domain: bytes
+    tail: bytes
+    cell: int
+    service: int
 
 
 def reply_of(query: bytes, entry: Entry, rng: RandomSource) -> bytes:
@@ -140,20 +155,10 @@ def reply_of(query: bytes, entry: Entry, rng: RandomSource) -> bytes:
     return query[:2] + header + query[12 : 12 + qlen] + after + rrset.wire(rng, domain) + tail
 
 
-def reply_size(entry: Entry) -> int:
-    """The size of every reply made from an entry (the SRV order changes no length)."""
-    header, qlen, after, rrset, domain, tail, _cell, _service = entry
-    size = 2 + len(header) + qlen + len(after)
-    if rrset is None:
-        return size
-    records = rrset.size if rrset.size is not None else len(rrset.wire(_NO_ORDER, domain))
-    return size + records + len(tail)
-
-
 def folded_key(query: bytes) -> bytes:
     """The octets after the ID with the letters of the question name folded to lower case.
 
-    Queries with equal keys get the same reply but for their ID and echoed question: folding
+    Queries with equal keys get the same reply but for their ID and echoed question. Folding
     stops at the first zero octet after the header (the root label, or earlier in a binary
     label), so it only touches label octets, where case does not matter (RFC 4343); length octets
     are at most 63 and never letters.
@@ -191,7 +196,7 @@ def answer_outcome(query: bytes, index: Index, rng: RandomSource, tcp: bool = Fa
     entry = entry_for(query, index, tcp)
     if entry is None:
         return None, DROP_SHORT if len(query) < 12 else DROP_RESPONSE, NO_SERVICE
-    return reply_of(query, entry, rng), entry[6], entry[7]
+    return reply_of(query, entry, rng), entry.cell, entry.service
 
 
 def entry_for(query: bytes, index: Index, tcp: bool = False) -> Entry | None:
@@ -201,10 +206,10 @@ def entry_for(query: bytes, index: Index, tcp: bool = False) -> Entry | None:
         return None
     head, rrset, domain, tail, cell, service = raw
     qlen = _question_end(query) - 12 if head[2:4] == b"\x00\x01" else 0  # QDCOUNT 1 or 0
-    return head[:10], qlen, head[10 + qlen :], rrset, domain, tail, cell, service
+    return Entry(head[:10], qlen, head[10 + qlen :], rrset, domain, tail, cell, service)
 
 
-def _raw_entry(query: bytes, index: Index, tcp: bool) -> _Raw | None:
+def _raw_entry(query: bytes, index: Index, tcp: bool) -> Raw | None:
     n = len(query)
     if n < 12:
         return None
@@ -215,11 +220,11 @@ def _raw_entry(query: bytes, index: Index, tcp: bool) -> _Raw | None:
     row = UNKNOWN_ROW + TCP_CELLS if tcp else UNKNOWN_ROW
     if flags & 0x7800:  # opcode other than QUERY
         head = _HEAD.pack(QR | (flags & 0x7800) | rd | NOTIMP, 0, 0, 0, 0)
-        return head, None, b"", b"", row + C_NOTIMP, NO_SERVICE
+        return Raw(head, None, b"", b"", row + C_NOTIMP, NO_SERVICE)
     try:
         return _entry(query, n, flags, rd, index, tcp)
     except _FormErr:
-        return (
+        return Raw(
             _HEAD.pack(QR | rd | FORMERR, 0, 0, 0, 0),
             None,
             b"",
@@ -229,7 +234,7 @@ def _raw_entry(query: bytes, index: Index, tcp: bool) -> _Raw | None:
         )
 
 
-def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -> _Raw:
+def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -> Raw:
     qd, an, ns, ar = _COUNTS.unpack_from(query, 4)
     if qd != 1 or an or ns or flags & 0x000F:
         raise _FormErr
@@ -296,7 +301,7 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
     if edns:
         if version:
             head = _HEAD.pack(QR | rd, 1, 0, 0, 1) + question + _opt(BADVERS >> 4, do)
-            return head, None, b"", b"", row + C_BADVERS, NO_SERVICE
+            return Raw(head, None, b"", b"", row + C_BADVERS, NO_SERVICE)
         opt = _opt(0, do)
         limit = TCP_LIMIT if tcp else max(UDP_PLAIN, min(payload, EDNS_PAYLOAD))
     else:
@@ -307,17 +312,17 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
     if tsig_at >= 0:
         head = _badkey(query, rd, question, tsig_at, opt)
         if len(head) + 2 <= limit:
-            return head, None, b"", b"", row + C_NOTAUTH, NO_SERVICE
+            return Raw(head, None, b"", b"", row + C_NOTAUTH, NO_SERVICE)
         # long key or algorithm names: never more than the limit
         head = _HEAD.pack(QR | TC | rd | NOTAUTH, 1, 0, 0, additional) + question + opt
-        return head, None, b"", b"", row + C_NOTAUTH_TC, NO_SERVICE
+        return Raw(head, None, b"", b"", row + C_NOTAUTH_TC, NO_SERVICE)
     if qclass != CLASS_IN and qclass != CLASS_ANY:
         head = _HEAD.pack(QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
-        return head, None, b"", b"", row + C_REFUSED, NO_SERVICE
+        return Raw(head, None, b"", b"", row + C_REFUSED, NO_SERVICE)
     if qtype in (AXFR, IXFR):
         rcode, column = (NOTIMP, C_NOTIMP) if qtype == AXFR and not tcp else (REFUSED, C_REFUSED)
         head = _HEAD.pack(QR | rd | rcode, 1, 0, 0, additional) + question + opt
-        return head, None, b"", b"", row + column, NO_SERVICE
+        return Raw(head, None, b"", b"", row + column, NO_SERVICE)
 
     # The zone: its apex is the rightmost "_" label (customer domains have none of their own).
     qname = query[12:name_end].lower()
@@ -326,9 +331,9 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
         if index.catalog is not None:  # the catalog zone (srvd.index.catalog), when there is one
             found = catalog_entry(index.catalog, qname, qtype, qclass, rd, question, opt, row)
             if found is not None:
-                return found[0], None, b"", b"", found[1], found[2]
+                return Raw(found[0], None, b"", b"", found[1], found[2])
         head = _HEAD.pack(QR | rd | REFUSED, 1, 0, 0, additional) + question + opt
-        return head, None, b"", b"", row + C_REFUSED, NO_SERVICE
+        return Raw(head, None, b"", b"", row + C_REFUSED, NO_SERVICE)
 
     aa = AA if qclass == CLASS_IN else 0
     table = zone.table
@@ -346,7 +351,7 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
             if rrset is None:
                 head = _negative(index, rd, aa, question, zone.serial, 12, NOERROR, opt, limit)
                 column = C_NOERROR_TC if head[0] & _TC_HIGH else C_NOERROR
-                return head, None, b"", b"", row + column, service + NODATA
+                return Raw(head, None, b"", b"", row + column, service + NODATA)
             records, count = rrset.wire(_NO_ORDER, domain), rrset.count
     else:
         relative = qname[:last_underscore]
@@ -357,23 +362,23 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
         pointer = 12 + last_underscore
         if node is None:
             head = _negative(index, rd, aa, question, zone.serial, pointer, NXDOMAIN, opt, limit)
-            return head, None, b"", b"", row + C_NXDOMAIN, service + NXDOMAIN_RESULT
+            return Raw(head, None, b"", b"", row + C_NXDOMAIN, service + NXDOMAIN_RESULT)
         rrset = node.rrsets.get(qtype)
         if rrset is None and qtype == ANY:
             rrset = node.any
         if rrset is None:
             head = _negative(index, rd, aa, question, zone.serial, pointer, NOERROR, opt, limit)
             column = C_NOERROR_TC if head[0] & _TC_HIGH else C_NOERROR
-            return head, None, b"", b"", row + column, service + NODATA
+            return Raw(head, None, b"", b"", row + column, service + NODATA)
         domain = qname[last_underscore + 1 + qname[last_underscore] :]
         records, count = rrset.wire(_NO_ORDER, domain), rrset.count
     if 12 + len(question) + len(records) + len(opt) > limit:  # the order changes no size
         head = _HEAD.pack(QR | aa | TC | rd, 1, 0, 0, additional) + question + opt
-        return head, None, b"", b"", row + C_NOERROR_TC, service + ANSWER
+        return Raw(head, None, b"", b"", row + C_NOERROR_TC, service + ANSWER)
     head = _HEAD.pack(QR | aa | rd, 1, count, 0, additional) + question
     if rrset is None or not rrset.ordered:  # nothing to draw per query
-        return head + records + opt, None, b"", b"", row + C_NOERROR, service + ANSWER
-    return head, rrset, domain, opt, row + C_NOERROR, service + ANSWER
+        return Raw(head + records + opt, None, b"", b"", row + C_NOERROR, service + ANSWER)
+    return Raw(head, rrset, domain, opt, row + C_NOERROR, service + ANSWER)
 
 
 class _FirstOrder:
@@ -414,8 +419,8 @@ def _badkey(query: bytes, rd: int, question: bytes, tsig_at: int, opt: bytes) ->
     """NOTAUTH with an unsigned TSIG BADKEY record (RFC 8945 §5.2.1): srvd knows no keys.
 
     The reply after its ID. The key and algorithm names are read from the query with its question
-    name folded as the Responder's key is (``folded_key``): a name compressed to the question is
-    then the same for every query that shares a kept entry, whatever their letter case."""
+    name folded to lower case (``folded_key``): a name compressed to the question comes out the
+    same whatever the question's letter case, as the rest of the reply but the echoed question."""
     folded = query[:2] + folded_key(query)  # the same length and offsets as the query
     key = read_name(folded, tsig_at)
     pos = skip_name(query, tsig_at, len(query)) + 10

@@ -177,7 +177,7 @@ class Responder:
         entry = entry_for(query, self.index, tcp)
         if entry is None:
             return None
-        return reply_of(query, entry, self.rng), entry[6], entry[7], zone_of(query)
+        return reply_of(query, entry, self.rng), entry.cell, entry.service, zone_of(query)
 
     def _limited(self, query: bytes, tcp: bool, action: int, source: str) -> bytes | None:
         if self.rrl_log.allow():
