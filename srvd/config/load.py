@@ -1,8 +1,12 @@
 """Loading: the main file and its includes → a validated Config, or every problem found.
 
-Loading is fast on the common path (libyaml's CSafeLoader, plain dicts) and precise on the error
-path: every problem is collected with its file and key path, and the line is found afterwards
-(srvd.config.yamlfile).
+Two readers give the same result. The streaming one reads each YAML file as libyaml parses it
+(srvd.config.yamlfile.stream_mapping) and validates every domain as it is read, handing it to a
+DomainSink: a million-entry ``domains:`` mapping never exists whole, neither as YAML nodes nor as
+a dict. It reads valid configurations only: at the first problem, or at anything it leaves to
+the other (an anchor, a tag, a ``limits:`` after the domains it bounds), it gives up, and the
+exact reader reads everything again, composed as a whole, and reports every problem with its
+file, line and key (the line is found afterwards, srvd.config.yamlfile).
 """
 
 from __future__ import annotations
@@ -11,9 +15,12 @@ import contextlib
 import glob
 import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeAlias, cast
+
+import yaml
 
 from srvd.config.model import (
     Config,
@@ -21,9 +28,11 @@ from srvd.config.model import (
     DomainOverride,
     Entries,
     KeyPath,
+    LimitSettings,
     Problem,
     Profile,
     TransferSettings,
+    ZoneSettings,
 )
 from srvd.config.reader import (
     PROFILE_KEYS,
@@ -35,7 +44,14 @@ from srvd.config.reader import (
     _suggest,
 )
 from srvd.config.transfer import read_catalog, read_transfer
-from srvd.config.yamlfile import _FileProblem, _locate, _parse_file
+from srvd.config.yamlfile import (
+    StreamedMapping,
+    Unusual,
+    _FileProblem,
+    _locate,
+    _parse_file,
+    stream_mapping,
+)
 from srvd.wire.discovery import TEMPLATE
 from srvd.wire.names import InvalidName, host_name, to_ascii
 
@@ -68,10 +84,62 @@ class _Source:
     mtime: float
 
 
+Entry: TypeAlias = str | DomainOverride  # what a domain is given: a profile's name, or more
+
+
+class DomainSink:
+    """Where ``read_config`` puts the domains: each once, in the configuration's order."""
+
+    def begin(self, zone: ZoneSettings, profiles: Mapping[str, Profile]) -> None:
+        """Called before the first domain (but after placeholders): the zone settings, and the
+        profiles read so far. Profiles read later are added to the same mapping before any
+        domain that names them."""
+
+    def domain(self, name: str, entry: Entry | None) -> None:
+        """A validated domain. ``None`` keeps a domain's place in the configuration's order: its
+        entry comes later, once what it names is read (``begin`` may not have been called)."""
+
+    def restart(self) -> None:
+        """Forget every domain given so far: they all come again, after ``begin`` again."""
+
+
+class _Collect(DomainSink):
+    def __init__(self) -> None:
+        self.domains: dict[str, Entry | None] = {}
+
+    def domain(self, name: str, entry: Entry | None) -> None:
+        self.domains[name] = entry  # a placeholder's entry keeps its place
+
+    def restart(self) -> None:
+        self.domains = {}
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
     """Read, include and validate a configuration. Raises ConfigError with every problem found."""
-    reader = _Reader()
+    sink = _Collect()
+    config = read_config(path, sink)
+    return replace(config, domains=cast(dict[str, Entry], sink.domains))
+
+
+def read_config(path: str | os.PathLike[str], sink: DomainSink) -> Config:
+    """Read, include and validate a configuration, its domains given to ``sink`` as they are
+    read (the Config returned has none). Raises ConfigError with every problem found."""
     source = os.path.abspath(path)
+    try:
+        return _Streamer(source, sink).read()
+    except _Fallback:
+        pass
+    sink.restart()
+    config = _exact(source)
+    sink.begin(config.zone, config.profiles)
+    for name, entry in config.domains.items():
+        sink.domain(name, entry)
+    return replace(config, domains=MappingProxyType({}))
+
+
+def _exact(source: str) -> Config:
+    """The exact reader: every file composed whole, every problem collected and located."""
+    reader = _Reader()
     complete = True
     try:
         return _load(reader, source)
@@ -149,35 +217,43 @@ def _read_sources(reader: _Reader, main: str) -> list[_Source]:
         if via is None:  # the main file: its limits hold for the includes and all they define
             with contextlib.suppress(_Invalid):  # reported; the defaults hold meanwhile
                 reader.bounds = reader.limits(data.get("limits"), ("limits",))
-        includes = data.get("include")
-        if includes is None:
-            return
-        if isinstance(includes, str):
-            includes = [includes]
-        if not isinstance(includes, list):
-            reader.problem(("include",), "expected a list of file names or patterns", file)
-            return
-        base = os.path.dirname(file)
-        for i, pattern in enumerate(includes):
-            where = Problem(file, ("include", i), "")
-            if not isinstance(pattern, str) or not pattern:
-                reader.problem(where.path, "expected a file name or a glob pattern", file)
-                continue
-            full = os.path.join(base, os.path.expanduser(pattern))
-            if glob.has_magic(full):
-                matches = sorted(glob.glob(full))
-            elif os.path.exists(full):
-                matches = [full]
-            else:
-                reader.problem(where.path, f"included file {full} does not exist", file)
-                continue
-            for match in matches:
-                if glob.has_magic(full) and os.path.realpath(match) in seen:
-                    continue  # a pattern may well match the including file or one read already
-                visit(match, INCLUDE_KEYS, where)
+        for match, where in _includes(reader, file, data.get("include"), seen):
+            visit(match, INCLUDE_KEYS, where)
 
     visit(main, TOP_KEYS, None)
     return sources
+
+
+def _includes(
+    reader: _Reader, file: str, includes: Any, seen: set[str]
+) -> Iterator[tuple[str, Problem]]:
+    """The files an ``include:`` names, patterns expanded, each with where it was named; a file
+    read already (``seen``, real paths) is left out when a pattern matches it."""
+    if includes is None:
+        return
+    if isinstance(includes, str):
+        includes = [includes]
+    if not isinstance(includes, list):
+        reader.problem(("include",), "expected a list of file names or patterns", file)
+        return
+    base = os.path.dirname(file)
+    for i, pattern in enumerate(includes):
+        where = Problem(file, ("include", i), "")
+        if not isinstance(pattern, str) or not pattern:
+            reader.problem(where.path, "expected a file name or a glob pattern", file)
+            continue
+        full = os.path.join(base, os.path.expanduser(pattern))
+        if glob.has_magic(full):
+            matches = sorted(glob.glob(full))
+        elif os.path.exists(full):
+            matches = [full]
+        else:
+            reader.problem(where.path, f"included file {full} does not exist", file)
+            continue
+        for match in matches:
+            if glob.has_magic(full) and os.path.realpath(match) in seen:
+                continue  # a pattern may well match the including file or one read already
+            yield match, where
 
 
 def _load(reader: _Reader, main: str) -> Config:
@@ -187,6 +263,31 @@ def _load(reader: _Reader, main: str) -> Config:
     top = sources[0].data
     reader.file = main
     fields = _Fields()
+    settings = _main_settings(reader, fields, top, main)
+    all_profiles = _profiles(reader, sources)
+    domains = _domains(reader, sources, all_profiles)
+    profiles = {name: p for name, p in all_profiles.items() if p is not None}
+    if reader.problems or not fields.ok:
+        raise _Invalid
+    digest = hashlib.sha256()  # of the bytes of every file, in the order read
+    for source in sources:
+        digest.update(source.raw)
+    return Config(
+        source=main,
+        files=tuple(s.file for s in sources),
+        limits=reader.bounds,
+        sha256=digest.hexdigest(),
+        mtime=int(max(source.mtime for source in sources)),
+        profiles=MappingProxyType(profiles),
+        domains=domains,
+        **settings,
+    )
+
+
+def _main_settings(
+    reader: _Reader, fields: _Fields, top: Mapping[Any, Any], main: str
+) -> dict[str, Any]:
+    """The main file's settings, as keyword arguments of Config (None where invalid)."""
     listen = fields(reader.listen, top.get("listen"), ("listen",))
     zone = fields(reader.zone, top.get("zone"), ("zone",))
     tcp = fields(reader.tcp, top.get("tcp"), ("tcp",))
@@ -200,42 +301,23 @@ def _load(reader: _Reader, main: str) -> Config:
         state_dir = None
     if isinstance(state_dir, str):
         state_dir = os.path.join(os.path.dirname(main), os.path.expanduser(state_dir))
-
     transfer, catalog = _primary(reader, fields, top, main)
-
-    all_profiles = _profiles(reader, sources)
-    domains = _domains(reader, sources, all_profiles)
-    profiles = {name: p for name, p in all_profiles.items() if p is not None}
-    if reader.problems or not fields.ok:
-        raise _Invalid
-    assert listen is not None and zone is not None and tcp is not None and udp is not None
-    assert rrl is not None
-    digest = hashlib.sha256()  # of the bytes of every file, in the order read
-    for source in sources:
-        digest.update(source.raw)
-    return Config(
-        source=main,
-        files=tuple(s.file for s in sources),
-        listen=listen,
-        zone=zone,
-        tcp=tcp,
-        udp=udp,
-        rrl=rrl,
-        limits=reader.bounds,
-        state_dir=state_dir,
-        metrics=metrics,
-        workers=workers or 1,
-        sha256=digest.hexdigest(),
-        mtime=int(max(source.mtime for source in sources)),
-        profiles=MappingProxyType(profiles),
-        domains=domains,
-        transfer=transfer,
-        catalog=catalog,
-    )
+    return {
+        "listen": listen,
+        "zone": zone,
+        "tcp": tcp,
+        "udp": udp,
+        "rrl": rrl,
+        "metrics": metrics,
+        "workers": workers or 1,
+        "state_dir": state_dir,
+        "transfer": transfer,
+        "catalog": catalog,
+    }
 
 
 def _primary(
-    reader: _Reader, fields: _Fields, top: dict[Any, Any], main: str
+    reader: _Reader, fields: _Fields, top: Mapping[Any, Any], main: str
 ) -> tuple[TransferSettings | None, str | None]:
     """``transfer:`` and ``catalog:`` (srvd.config.transfer)."""
     transfer = None
@@ -272,21 +354,25 @@ def _profiles(reader: _Reader, sources: list[_Source]) -> dict[str, Profile | No
                 )
                 continue
             origin[name] = source.file
-            try:
-                body = reader.mapping(body, path, PROFILE_KEYS)
-            except _Invalid:
-                profiles[name] = None
-                continue
-            entries = reader.entries(body, path)
-            reader.check_conflicts(entries, path)
-            profiles[name] = Profile(name, MappingProxyType(entries))
+            profiles[name] = _profile(reader, name, body, path)
     return profiles
+
+
+def _profile(reader: _Reader, name: str, body: Any, path: KeyPath) -> Profile | None:
+    """One profile; None when it is invalid (reported)."""
+    try:
+        body = reader.mapping(body, path, PROFILE_KEYS)
+    except _Invalid:
+        return None
+    entries = reader.entries(body, path)
+    reader.check_conflicts(entries, path)
+    return Profile(name, MappingProxyType(entries))
 
 
 def _domains(
     reader: _Reader, sources: list[_Source], profiles: dict[str, Profile | None]
-) -> dict[str, str | DomainOverride]:
-    domains: dict[str, str | DomainOverride] = {}
+) -> dict[str, Entry]:
+    domains: dict[str, Entry] = {}
     known = {name: name for name in profiles}  # one string object per profile name, shared
     overheads = {name: template_overhead(p.entries) for name, p in profiles.items() if p}
     for index, source in enumerate(sources):
@@ -317,48 +403,63 @@ def _domains(
                     f"{f':{line}' if line else ''})",
                 )
                 continue
-            if isinstance(value, str):
-                profile = known.get(value)
-                if profile is None:
-                    reader.problem(path, f"unknown profile {value!r}{_suggest(value, known)}")
-                elif profiles[profile] is not None and _check_template_length(
-                    reader, name, overheads.get(profile, 0), path
-                ):  # (an invalid profile was reported already)
-                    domains[name] = profile
-                continue
-            try:
-                body = reader.mapping(value, path, DOMAIN_KEYS)
-            except _Invalid:
-                continue
-            if value is None or not body:
-                reader.problem(path, "expected a profile name or a mapping with 'profile:'")
-                continue
-            profile_name = body.get("profile")
-            if profile_name is not None and not isinstance(profile_name, str):
-                reader.problem(
-                    (*path, "profile"), f"expected a profile name, found {_kind(profile_name)}"
-                )
-                continue
-            if profile_name is not None and profile_name not in known:
-                reader.problem(
-                    (*path, "profile"),
-                    f"unknown profile {profile_name!r}{_suggest(profile_name, known)}",
-                )
-                continue
-            base = profiles[profile_name] if profile_name is not None else None
-            if profile_name is not None and base is None:
-                continue  # the invalid profile was reported already
-            entries = reader.entries({k: v for k, v in body.items() if k != "profile"}, path)
-            override = DomainOverride(
-                known[profile_name] if profile_name is not None else None,
-                MappingProxyType(entries),
-            )
-            merged = dict(base.entries) if base is not None else {}
-            merged.update(entries)
-            reader.check_conflicts(merged, path)
-            if _check_template_length(reader, name, template_overhead(merged), path):
-                domains[name] = override
+            entry = _domain_entry(reader, name, value, path, profiles, known, overheads)
+            if entry is not None:
+                domains[name] = entry
     return domains
+
+
+def _domain_entry(
+    reader: _Reader,
+    name: str,
+    value: Any,
+    path: KeyPath,
+    profiles: Mapping[str, Profile | None],
+    known: Mapping[str, str],
+    overheads: Mapping[str, int],
+) -> Entry | None:
+    """What one domain is given; None when it is invalid (reported). ``known`` maps each profile
+    name to one shared string, ``overheads`` each profile's ``template_overhead``."""
+    if isinstance(value, str):
+        profile = known.get(value)
+        if profile is None:
+            reader.problem(path, f"unknown profile {value!r}{_suggest(value, known)}")
+        elif profiles[profile] is not None and _check_template_length(
+            reader, name, overheads.get(profile, 0), path
+        ):  # (an invalid profile was reported already)
+            return profile
+        return None
+    try:
+        body = reader.mapping(value, path, DOMAIN_KEYS)
+    except _Invalid:
+        return None
+    if value is None or not body:
+        reader.problem(path, "expected a profile name or a mapping with 'profile:'")
+        return None
+    profile_name = body.get("profile")
+    if profile_name is not None and not isinstance(profile_name, str):
+        reader.problem((*path, "profile"), f"expected a profile name, found {_kind(profile_name)}")
+        return None
+    if profile_name is not None and profile_name not in known:
+        reader.problem(
+            (*path, "profile"),
+            f"unknown profile {profile_name!r}{_suggest(profile_name, known)}",
+        )
+        return None
+    base = profiles[profile_name] if profile_name is not None else None
+    if profile_name is not None and base is None:
+        return None  # the invalid profile was reported already
+    entries = reader.entries({k: v for k, v in body.items() if k != "profile"}, path)
+    override = DomainOverride(
+        known[profile_name] if profile_name is not None else None,
+        MappingProxyType(entries),
+    )
+    merged = dict(base.entries) if base is not None else {}
+    merged.update(entries)
+    reader.check_conflicts(merged, path)
+    if _check_template_length(reader, name, template_overhead(merged), path):
+        return override
+    return None
 
 
 def template_overhead(entries: Entries) -> int:
@@ -409,3 +510,199 @@ def _first_definition(sources: list[_Source], name: str, key: str) -> tuple[str,
                 except InvalidName:
                     continue
     return sources[-1].file, key
+
+
+# ---------------------------------------------------------------------------------------------
+# The streaming reader
+
+
+class _Fallback(Exception):
+    """The streaming reader gives up: the exact reader reads the configuration again."""
+
+
+class _Strict(_Reader):
+    """A reader that gives up at the first problem (the exact reader then reports them all)."""
+
+    def problem(self, path: KeyPath, message: str, file: str | None = None) -> None:
+        raise _Fallback
+
+
+class _Streamer:
+    """Reads a valid configuration in one pass, each domain given to the sink as it is read.
+
+    A domain waits (its place kept by a placeholder) only while what it needs is not read yet:
+    the zone settings, or the profile it names (defined further on, or in an include).
+    """
+
+    def __init__(self, main: str, sink: DomainSink) -> None:
+        self.main = main
+        self.sink = sink
+        self.reader = _Strict()
+        self.files: list[str] = []
+        self.seen: set[str] = set()  # real paths of the files read
+        self.digest = hashlib.sha256()  # of the bytes of every file, in the order read
+        self.mtime = 0.0
+        self.top: dict[Any, Any] = {}  # the main file's settings, validated at the end
+        self.profiles: dict[str, Profile] = {}
+        self.known: dict[str, str] = {}  # profile name → the one string object of it
+        self.overheads: dict[str, int] = {}
+        self.names: set[str] = set()
+        self.waiting: list[tuple[str, str, Any, Any]] = []  # file, name, key, value
+        self.begun = False  # the sink has the zone settings
+        self.limits_read = False  # the main file's limits hold from now on
+        self.bounded = False  # something was validated before them (under the defaults)
+
+    def read(self) -> Config:
+        self.visit(self.main, TOP_KEYS)
+        reader = self.reader
+        reader.file = self.main
+        settings = _main_settings(reader, _Fields(), self.top, self.main)
+        if not self.begun:
+            self.begin(settings["zone"])
+        for file, name, key, value in self.waiting:
+            reader.file = file
+            self.sink.domain(name, self.entry(name, ("domains", key), value))
+        self.waiting = []
+        return Config(
+            source=self.main,
+            files=tuple(self.files),
+            limits=reader.bounds,
+            sha256=self.digest.hexdigest(),
+            mtime=int(self.mtime),
+            profiles=MappingProxyType(self.profiles),
+            domains=MappingProxyType({}),
+            **settings,
+        )
+
+    def visit(self, file: str, allowed: tuple[str, ...]) -> None:
+        reader = self.reader
+        real = os.path.realpath(file)
+        if real in self.seen:
+            raise _Fallback  # included twice
+        self.seen.add(real)
+        reader.file = file
+        most = reader.bounds.max_file_size
+        try:
+            with open(file, "rb") as handle:
+                stat = os.fstat(handle.fileno())
+                if stat.st_size > most:
+                    raise _Fallback
+                raw = handle.read(most + 1)
+        except OSError:
+            raise _Fallback from None
+        self.files.append(file)
+        self.digest.update(raw)
+        self.mtime = max(self.mtime, stat.st_mtime)
+        main = allowed is TOP_KEYS
+        includes = None
+        try:
+            for key, value in self._items(file, raw):
+                if key not in allowed:
+                    raise _Fallback
+                if key == "domains":
+                    self.domains(file, value)
+                elif key == "profiles":
+                    self.profile_section(value)
+                elif key == "include":
+                    includes = value
+                else:  # a setting of the main file
+                    self.top[key] = value
+                    if key == "limits":
+                        self.limits(value)
+                    elif key == "zone":
+                        self.begin(reader.zone(value, ("zone",)))
+        except (Unusual, yaml.YAMLError, _FileProblem):
+            raise _Fallback from None
+        del raw
+        if main:
+            self.limits_read = True
+        for match, _where in _includes(reader, file, includes, self.seen):
+            self.visit(match, INCLUDE_KEYS)
+
+    @staticmethod
+    def _items(file: str, raw: bytes) -> Iterable[tuple[Any, Any]]:
+        if not file.endswith(".json"):
+            return stream_mapping(raw, ("domains",))
+        data = _parse_file(file, raw)
+        if data is None:
+            return ()
+        if not isinstance(data, dict):
+            raise _Fallback
+        return data.items()
+
+    def begin(self, zone: ZoneSettings) -> None:
+        self.begun = True
+        self.sink.begin(zone, self.profiles)
+
+    def limits(self, value: Any) -> None:
+        bounds = self.reader.limits(value, ("limits",))
+        if self.bounded and bounds != LimitSettings():
+            raise _Fallback  # what was validated under the defaults is read again under these
+        self.reader.bounds = bounds
+        self.limits_read = True
+
+    def profile_section(self, value: Any) -> None:
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            raise _Fallback
+        self.bounded |= not self.limits_read
+        for name, body in value.items():
+            if not isinstance(name, str) or name in self.profiles:
+                raise _Fallback
+            profile = _profile(self.reader, name, body, ("profiles", name))
+            if profile is None:  # pragma: no cover - a problem was raised
+                raise _Fallback
+            self.profiles[name] = profile
+            self.known[name] = name
+            self.overheads[name] = template_overhead(profile.entries)
+
+    def domains(self, file: str, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, StreamedMapping):
+            items: Iterable[tuple[Any, Any]] = value
+        elif isinstance(value, dict):
+            items = value.items()
+        else:
+            raise _Fallback
+        self.bounded |= not self.limits_read
+        reader, names, sink = self.reader, self.names, self.sink
+        known, overheads = self.known, self.overheads
+        most = reader.bounds.max_domains
+        for key, entry in items:
+            path: KeyPath = ("domains", key)
+            name = _domain_name(reader, key, path)
+            if name is None or name in names or len(names) >= most:
+                raise _Fallback
+            names.add(name)
+            if entry.__class__ is str and self.begun and entry in known:
+                # the common case, as _domain_entry has it for a valid domain
+                overhead = overheads[entry]
+                if overhead and overhead + len(name) + 2 > 255:
+                    raise _Fallback
+                sink.domain(name, known[entry])
+            elif self.waits(entry):
+                self.waiting.append((file, name, key, entry))
+                sink.domain(name, None)
+            else:
+                sink.domain(name, self.entry(name, path, entry))
+
+    def waits(self, value: Any) -> bool:
+        """Whether a domain must wait: the zone settings or its profile are not read yet."""
+        if not self.begun:
+            return True
+        if isinstance(value, str):
+            return value not in self.known
+        if isinstance(value, dict):
+            profile = value.get("profile")
+            return isinstance(profile, str) and profile not in self.known
+        return False
+
+    def entry(self, name: str, path: KeyPath, value: Any) -> Entry:
+        entry = _domain_entry(
+            self.reader, name, value, path, self.profiles, self.known, self.overheads
+        )
+        if entry is None:  # pragma: no cover - a problem was raised
+            raise _Fallback
+        return entry

@@ -8,7 +8,7 @@ the error path, by composing the offending file once more.
 from __future__ import annotations
 
 import json
-from collections.abc import Hashable
+from collections.abc import Callable, Collection, Hashable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
 import yaml
@@ -165,3 +165,195 @@ def _same_key(node: yaml.Node, key: str | int) -> bool:
     except yaml.YAMLError:
         value = node.value
     return bool(value == key and type(value) is type(key)) or node.value == key
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a file as it is parsed (events), for the long ``domains:`` mappings
+
+
+class Unusual(Exception):
+    """Something the event reader leaves to the full reader: an anchor or alias, a complex or
+    repeated key, a tag, more than one document, a top level that is not a mapping. The full
+    reader then says what is wrong, with its line (or reads what is merely unusual)."""
+
+
+_MAP_TAG = "tag:yaml.org,2002:map"
+# The first characters with which a plain scalar may resolve to something else than a string
+# (null, bool, int, float, timestamp, merge, value): any other plain scalar is a string.
+_RESOLVERS: dict[Any, Any] = _BaseLoader.yaml_implicit_resolvers
+_NOT_TEXT = frozenset(_RESOLVERS) if None not in _RESOLVERS else None
+# PyYAML's stubs leave these untyped
+_ScalarNode = cast(Callable[..., yaml.ScalarNode], yaml.ScalarNode)
+_SequenceNode = cast(Callable[..., yaml.SequenceNode], yaml.SequenceNode)
+_MappingNode = cast(Callable[..., yaml.MappingNode], yaml.MappingNode)
+Events = Callable[[], Any]
+
+
+def _events(loader: _Loader) -> Events:
+    events: Events = loader.get_event
+    return events
+
+
+def _resolve(loader: _Loader, kind: type[yaml.Node], value: str | None, implicit: Any) -> str:
+    return cast(Callable[[type[yaml.Node], str | None, Any], str], loader.resolve)(
+        kind, value, implicit
+    )
+
+
+class StreamedMapping:
+    """The items of a mapping, parsed as they are taken (once)."""
+
+    def __init__(self, items: Iterator[tuple[Any, Any]]) -> None:
+        self.items = items
+
+    def __iter__(self) -> Iterator[tuple[Any, Any]]:
+        return self.items
+
+
+def stream_mapping(data: bytes, streamed: Collection[str]) -> Iterator[tuple[Any, Any]]:
+    """The top-level mapping of a YAML file, item by item, as libyaml parses it.
+
+    The value of a key in ``streamed`` that is a plain block or flow mapping comes as a
+    StreamedMapping, whose items are parsed as they are taken (a million-entry ``domains:``
+    never exists as a whole: neither as nodes nor as a dict); every other value is composed and
+    constructed as the full reader does (same tags, same refusals). Raises Unusual, or
+    yaml.YAMLError for a syntax error, as soon as it is met; an empty file has no items.
+    """
+    loader = _Loader(data)
+    try:
+        get = _events(loader)
+        if type(get()) is not yaml.StreamStartEvent:  # pragma: no cover - always first
+            raise Unusual
+        event = get()
+        if type(event) is yaml.StreamEndEvent:
+            return
+        if type(event) is not yaml.DocumentStartEvent:  # pragma: no cover - libyaml's order
+            raise Unusual
+        event = get()
+        if type(event) is yaml.ScalarEvent and _scalar(loader, event) is None:  # "---" alone
+            if type(get()) is not yaml.DocumentEndEvent or type(get()) is not yaml.StreamEndEvent:
+                raise Unusual
+            return
+        if (
+            type(event) is not yaml.MappingStartEvent
+            or event.anchor is not None
+            or event.tag not in (None, "!", _MAP_TAG)
+        ):
+            raise Unusual
+        seen: set[Any] = set()
+        while type(event := get()) is not yaml.MappingEndEvent:
+            if type(event) is not yaml.ScalarEvent:
+                raise Unusual
+            key = _scalar(loader, event)
+            if key in seen:
+                raise Unusual
+            seen.add(key)
+            event = get()
+            if (
+                key in streamed
+                and type(event) is yaml.MappingStartEvent
+                and event.anchor is None
+                and event.tag is None
+            ):
+                items = _items(loader)
+                yield key, StreamedMapping(items)
+                for _ in items:  # whatever the taker left
+                    pass
+            else:
+                yield key, _value(loader, event)
+        if type(get()) is not yaml.DocumentEndEvent or type(get()) is not yaml.StreamEndEvent:
+            raise Unusual
+    finally:
+        loader.dispose()
+
+
+def _items(loader: _Loader) -> Iterator[tuple[Any, Any]]:
+    """The items of the mapping whose start event was just read."""
+    get = _events(loader)
+    scalar, mapping_end = yaml.ScalarEvent, yaml.MappingEndEvent
+    while True:
+        event = get()
+        kind = type(event)
+        if kind is mapping_end:
+            return
+        if kind is not scalar:
+            raise Unusual
+        key = _scalar(loader, event)
+        event = get()
+        yield key, _scalar(loader, event) if type(event) is scalar else _value(loader, event)
+
+
+def _value(loader: _Loader, event: Any) -> Any:
+    """The value of the node that begins with ``event``, as the full reader makes it: plain
+    mappings and sequences are made here, anything tagged is composed and constructed."""
+    kind = type(event)
+    if kind is yaml.ScalarEvent:
+        return _scalar(loader, event)
+    if kind is not yaml.AliasEvent and event.anchor is None and event.tag is None:
+        get = _events(loader)
+        if kind is yaml.MappingStartEvent:
+            mapping: dict[Any, Any] = {}
+            while type(inner := get()) is not yaml.MappingEndEvent:
+                if type(inner) is not yaml.ScalarEvent:
+                    raise Unusual
+                key = _scalar(loader, inner)
+                if key in mapping:
+                    raise Unusual
+                mapping[key] = _value(loader, get())
+            return mapping
+        if kind is yaml.SequenceStartEvent:
+            sequence = []
+            while type(inner := get()) is not yaml.SequenceEndEvent:
+                sequence.append(_value(loader, inner))
+            return sequence
+    return _construct(loader, _compose(loader, event))
+
+
+def _scalar(loader: _Loader, event: Any) -> Any:
+    """A scalar's value, as the full reader makes it."""
+    if event.anchor is not None:
+        raise Unusual
+    value: str = event.value
+    if event.tag is None:
+        if not event.implicit[0]:  # quoted: a string
+            return value
+        if _NOT_TEXT is not None and value and value[0] not in _NOT_TEXT:
+            return value
+    return _construct(loader, _compose(loader, event))
+
+
+def _compose(loader: _Loader, event: Any) -> yaml.Node:
+    """The node that begins with ``event`` (the rest of its events are read), as libyaml's
+    composer makes it; anchors and aliases are Unusual."""
+    kind = type(event)
+    if kind is yaml.AliasEvent or event.anchor is not None:
+        raise Unusual
+    tag = event.tag
+    if kind is yaml.ScalarEvent:
+        if tag is None or tag == "!":
+            tag = _resolve(loader, yaml.ScalarNode, event.value, event.implicit)
+        return _ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+    get = _events(loader)
+    if kind is yaml.SequenceStartEvent:
+        if tag is None or tag == "!":
+            tag = _resolve(loader, yaml.SequenceNode, None, event.implicit)
+        sequence = _SequenceNode(tag, [], event.start_mark, None, event.flow_style)
+        while type(inner := get()) is not yaml.SequenceEndEvent:
+            sequence.value.append(_compose(loader, inner))
+        sequence.end_mark = inner.end_mark
+        return sequence
+    if kind is yaml.MappingStartEvent:
+        if tag is None or tag == "!":
+            tag = _resolve(loader, yaml.MappingNode, None, event.implicit)
+        mapping = _MappingNode(tag, [], event.start_mark, None, event.flow_style)
+        while type(inner := get()) is not yaml.MappingEndEvent:
+            key = _compose(loader, inner)
+            mapping.value.append((key, _compose(loader, get())))
+        mapping.end_mark = inner.end_mark
+        return mapping
+    raise Unusual  # pragma: no cover - no other event starts a node
+
+
+def _construct(loader: _Loader, node: yaml.Node) -> Any:
+    """The value of a node, constructed with the full reader's refusals."""
+    return cast(Callable[[yaml.Node], Any], loader.construct_document)(node)
