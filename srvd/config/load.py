@@ -53,7 +53,7 @@ from srvd.config.yamlfile import (
     stream_mapping,
 )
 from srvd.wire.discovery import TEMPLATE
-from srvd.wire.names import InvalidName, host_name, to_ascii
+from srvd.wire.names import CANONICAL_HOST, InvalidName, host_name, to_ascii
 
 DOMAIN_KEYS = ("profile", *PROFILE_KEYS)
 TOP_KEYS = (
@@ -670,9 +670,14 @@ class _Streamer:
         reader, names, sink = self.reader, self.names, self.sink
         known, overheads = self.known, self.overheads
         most = reader.bounds.max_domains
+        canonical = CANONICAL_HOST.match
         for key, entry in items:
-            path: KeyPath = ("domains", key)
-            name = _domain_name(reader, key, path)
+            # the common case of _domain_name inline: a name already in canonical form
+            name: str | None
+            if key.__class__ is str and len(key) < 254 and canonical(key):
+                name = key
+            else:
+                name = _domain_name(reader, key, ("domains", key))
             if name is None or name in names or len(names) >= most:
                 raise _Fallback
             names.add(name)
@@ -686,7 +691,7 @@ class _Streamer:
                 self.waiting.append((file, name, key, entry))
                 sink.domain(name, None)
             else:
-                sink.domain(name, self.entry(name, path, entry))
+                sink.domain(name, self.entry(name, ("domains", key), entry))
 
     def waits(self, value: Any) -> bool:
         """Whether a domain must wait: the zone settings or its profile are not read yet."""

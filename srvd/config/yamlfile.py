@@ -271,6 +271,7 @@ def _items(loader: _Loader) -> Iterator[tuple[Any, Any]]:
     """The items of the mapping whose start event was just read."""
     get = _events(loader)
     scalar, mapping_end = yaml.ScalarEvent, yaml.MappingEndEvent
+    text = _NOT_TEXT or frozenset()
     while True:
         event = get()
         kind = type(event)
@@ -278,9 +279,32 @@ def _items(loader: _Loader) -> Iterator[tuple[Any, Any]]:
             return
         if kind is not scalar:
             raise Unusual
-        key = _scalar(loader, event)
+        # _scalar's common case inline (plain, untagged, not something else than text)
+        key = event.value
+        if (
+            event.anchor is not None
+            or event.tag is not None
+            or not key
+            or key[0] in text
+            or not event.implicit[0]
+            or _NOT_TEXT is None
+        ):
+            key = _scalar(loader, event)
         event = get()
-        yield key, _scalar(loader, event) if type(event) is scalar else _value(loader, event)
+        if type(event) is not scalar:
+            yield key, _value(loader, event)
+            continue
+        value = event.value
+        if (
+            event.anchor is not None
+            or event.tag is not None
+            or not value
+            or value[0] in text
+            or not event.implicit[0]
+            or _NOT_TEXT is None
+        ):
+            value = _scalar(loader, event)
+        yield key, value
 
 
 def _value(loader: _Loader, event: Any) -> Any:
@@ -319,7 +343,21 @@ def _scalar(loader: _Loader, event: Any) -> Any:
             return value
         if _NOT_TEXT is not None and value and value[0] not in _NOT_TEXT:
             return value
+        if _DECIMAL and value.isascii() and value.isdigit() and (value[0] != "0" or value == "0"):
+            return int(value)  # what the int resolver and constructor make of it
     return _construct(loader, _compose(loader, event))
+
+
+def _resolves_decimal() -> bool:
+    """Whether plain decimal digits (no leading zero) resolve to int, as in YAML 1.1."""
+    loader = _Loader("")
+    try:
+        return _resolve(loader, yaml.ScalarNode, "993", (True, False)) == "tag:yaml.org,2002:int"
+    finally:
+        loader.dispose()
+
+
+_DECIMAL = _resolves_decimal()
 
 
 def _compose(loader: _Loader, event: Any) -> yaml.Node:

@@ -88,12 +88,13 @@ def _check_length(name: str) -> None:
         raise InvalidName(f"{name!r} is longer than 255 octets in wire form")
 
 
-_HOST_NAME = re.compile(r"(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
+# A host name as host_name returns it (lowercase LDH labels, no trailing dot), if under 254 long.
+CANONICAL_HOST = re.compile(r"(?:(?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 
 
 def host_name(raw: str) -> str:
     """A host name (SRV target, NS, domain): LDH labels, IDNA-converted, lowercase."""
-    if len(raw) < 254 and _HOST_NAME.match(raw):  # the common case: already canonical
+    if len(raw) < 254 and CANONICAL_HOST.match(raw):  # the common case: already canonical
         return raw
     name = to_ascii(raw)
     if not name or name == ".":
