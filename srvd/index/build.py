@@ -14,7 +14,7 @@ import hashlib
 import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from dataclasses import dataclass
 
 from srvd.config import Config, DomainOverride, Profile, RRsetSpec, SrvRecord, ZoneSettings
 from srvd.index.model import (
@@ -75,101 +75,147 @@ def _spec_order(spec: RRsetSpec) -> tuple[str, bool]:
     return spec.owner, spec.rtype != SRV  # SRV first: what ANY gets
 
 
-class TableCache:
-    """The tables of profiles and overrides under one zone settings, each content built once.
+@dataclass(frozen=True, slots=True)
+class TablePlan:
+    """A table as a domain gets it, before it is built: the apex label (such as "_tcp"), the
+    content digest (with the zone settings: it decides the serial), the number of records, and
+    the RRset specs in the table's order (by owner, SRV before TXT: what ANY gets)."""
 
+    label: str
+    digest: bytes
+    records: int
+    specs: tuple[RRsetSpec, ...]
+
+
+class TableCache:
+    """The tables of profiles and overrides under one zone settings.
+
+    A profile's RRsets and the nodes made of them only are built once and shared by every table
+    that has them; an override's own RRsets belong to its table. With ``keep`` each table is
+    built once per content (by digest) and kept; without it a table is built each time one is
+    asked for, for a caller that keeps what it needs (the build process, srvd.server.loading).
     ``profiles`` may grow while the cache is in use (srvd.config.load.DomainSink).
     """
 
-    def __init__(self, settings: ZoneSettings, profiles: Mapping[str, Profile]) -> None:
+    def __init__(
+        self, settings: ZoneSettings, profiles: Mapping[str, Profile], keep: bool = True
+    ) -> None:
         self.settings = settings
         self.profiles = profiles
+        self.keep = keep
         self.settings_digest = _settings_digest(settings)
-        self.by_profile: dict[str, dict[str, Table]] = {}
-        self.by_override: dict[tuple[str | None, tuple[Any, ...]], dict[str, Table]] = {}
-        # a spec's RRset and the text its table's digest takes in; by the spec's identity first
-        # (profiles' specs are the same objects every time), then by its value
-        self.by_id: dict[int, tuple[RRsetSpec, RRset, bytes]] = {}
-        self.rrsets: dict[RRsetSpec, tuple[RRsetSpec, RRset, bytes]] = {}
-        self.owners: dict[str, bytes] = {}
-        self.nodes: dict[tuple[tuple[int, RRset], ...], Node] = {}
-        self.tables: dict[tuple[str, tuple[tuple[bytes, Node], ...]], Table] = {}
+        self.by_profile: dict[str, tuple[TablePlan, ...]] = {}
+        # profiles' specs by identity: the spec (kept, so that its id stays its own), its RRset
+        # once built, and the text a table's digest takes in
+        self.shared: dict[int, tuple[RRsetSpec, bytes]] = {}
+        self.rrsets: dict[int, RRset] = {}  # by id of a profile's spec
+        self.shared_nodes: dict[tuple[int, ...], Node] = {}  # by the ids of a node's specs
+        self.empty = Node({})  # an empty non-terminal
+        self.node_ids: set[int] = {id(self.empty)}  # ids of the shared nodes
+        self.owners: dict[str, tuple[bytes, tuple[bytes, ...]]] = {}
+        self.tables: dict[bytes, Table] = {}  # by digest, with keep
 
     def of(self, entry: str | DomainOverride) -> dict[str, Table]:
-        """The tables of a domain given ``entry``, by apex label (such as "_tcp"); the same dict
-        for the same content."""
-        if isinstance(entry, str):
-            tables = self.by_profile.get(entry)
-            if tables is None:
-                tables = self.by_profile[entry] = self.build(_specs(self.profiles[entry].entries))
-            return tables
-        key = (entry.profile, tuple(entry.entries.items()))
-        tables = self.by_override.get(key)
-        if tables is None:
-            merged = dict(self.profiles[entry.profile].entries) if entry.profile else {}
-            merged.update(entry.entries)
-            tables = self.by_override[key] = self.build(_specs(merged))
-        return tables
+        """The tables of a domain given ``entry``, by apex label."""
+        return {plan.label: self.table(plan) for plan in self.plans(entry)}
 
-    def build(self, specs: Iterable[RRsetSpec]) -> dict[str, Table]:
-        """The tables of one profile (or merged override), by apex label."""
+    def plans(self, entry: str | DomainOverride) -> tuple[TablePlan, ...]:
+        """The tables a domain given ``entry`` gets, planned (the same tuple for a profile)."""
+        if isinstance(entry, str):
+            plans = self.by_profile.get(entry)
+            if plans is None:
+                entries = self.profiles[entry].entries
+                for rrsets in entries.values():
+                    for spec in rrsets or ():
+                        self.shared.setdefault(id(spec), (spec, repr(spec).encode()))
+                plans = self.by_profile[entry] = self._plan(_specs(entries))
+            return plans
+        merged: dict[str, tuple[RRsetSpec, ...] | None] = {}
+        if entry.profile is not None:
+            self.plans(entry.profile)  # its specs are shared
+            merged.update(self.profiles[entry.profile].entries)
+        merged.update(entry.entries)
+        return self._plan(_specs(merged))
+
+    def _plan(self, specs: Iterable[RRsetSpec]) -> tuple[TablePlan, ...]:
         by_apex: dict[str, list[RRsetSpec]] = {}
         for spec in specs:
             by_apex.setdefault(spec.owner.rsplit(".", 1)[-1], []).append(spec)
-        tables = {}
-        for apex_label, apex_specs in by_apex.items():
+        plans = []
+        shared = self.shared
+        for label, apex_specs in by_apex.items():
             apex_specs.sort(key=_spec_order)
-            names: dict[bytes, dict[int, RRset]] = {}
-            texts = []
+            digest = hashlib.blake2b(self.settings_digest, digest_size=16)
             records = 0
             for spec in apex_specs:
-                rrset, text = self.rrset(spec)
-                key = self.owner_key(spec.owner)
-                names.setdefault(key, {})[spec.rtype] = rrset
+                known = shared.get(id(spec))
+                digest.update(known[1] if known is not None else repr(spec).encode())
                 records += len(spec.srv) + len(spec.txt)
-                texts.append(text)
-                # empty non-terminals: every name between the owner and the apex exists
-                while key:
-                    key = key[key[0] + 1 :]
-                    names.setdefault(key, {})
-            nodes = tuple((key, self.node(rrsets)) for key, rrsets in names.items())
-            table = self.tables.get((apex_label, nodes))
-            if table is None:
-                digest = hashlib.blake2b(self.settings_digest, digest_size=16)
-                for text in texts:
-                    digest.update(text)
-                table = self.tables[(apex_label, nodes)] = Table(
-                    dict(nodes), digest.digest(), records
-                )
-            tables[apex_label] = table
-        return tables
+            plans.append(TablePlan(label, digest.digest(), records, tuple(apex_specs)))
+        return tuple(plans)
 
-    def rrset(self, spec: RRsetSpec) -> tuple[RRset, bytes]:
-        known = self.by_id.get(id(spec))
-        if known is None:
-            known = self.rrsets.get(spec)
-            if known is None:
-                known = self.rrsets[spec] = (
-                    spec,
-                    _rrset(spec, self.settings.ttl),
-                    repr(spec).encode(),
-                )
-            self.by_id[id(spec)] = (spec, known[1], known[2])  # keeps spec, so its id stays its
-        return known[1], known[2]
+    def table(self, plan: TablePlan) -> Table:
+        """The table of a plan (the one kept for its digest, with ``keep``)."""
+        if self.keep:
+            table = self.tables.get(plan.digest)
+            if table is not None:
+                return table
+        names: dict[bytes, Node] = {}
+        specs = plan.specs
+        start, end = 0, len(specs)
+        while start < end:  # the specs of one owner at a time (they are sorted by owner)
+            owner = specs[start].owner
+            stop = start + 1
+            while stop < end and specs[stop].owner == owner:
+                stop += 1
+            key, above = self._owner(owner)
+            names[key] = self._node(specs[start:stop])
+            for name in above:  # empty non-terminals: every name up to the apex exists
+                names.setdefault(name, self.empty)
+            start = stop
+        table = Table(names, plan.digest, plan.records)
+        if self.keep:
+            self.tables[plan.digest] = table
+        return table
 
-    def owner_key(self, owner: str) -> bytes:
-        key = self.owners.get(owner)
-        if key is None:
-            relative = owner.rsplit(".", 1)[0] if "." in owner else ""
-            key = self.owners[owner] = to_wire(relative)[:-1] if relative else b""
-        return key
+    def shares(self, node: Node) -> bool:
+        """Whether a node is made of profiles' RRsets only (built once, kept by the cache)."""
+        return id(node) in self.node_ids
 
-    def node(self, rrsets: dict[int, RRset]) -> Node:
-        key = tuple(rrsets.items())
-        node = self.nodes.get(key)
+    def _node(self, specs: tuple[RRsetSpec, ...]) -> Node:
+        """The node of one owner's specs: shared when they are all profiles'."""
+        shared = self.shared
+        if not all(id(spec) in shared for spec in specs):  # with an override's own
+            return Node({spec.rtype: self._rrset(spec) for spec in specs})
+        key = tuple(id(spec) for spec in specs)
+        node = self.shared_nodes.get(key)
         if node is None:
-            node = self.nodes[key] = Node(rrsets)
+            node = self.shared_nodes[key] = Node({spec.rtype: self._rrset(spec) for spec in specs})
+            self.node_ids.add(id(node))
         return node
+
+    def _rrset(self, spec: RRsetSpec) -> RRset:
+        if id(spec) not in self.shared:  # an override's own
+            return _rrset(spec, self.settings.ttl)
+        rrset = self.rrsets.get(id(spec))
+        if rrset is None:
+            rrset = self.rrsets[id(spec)] = _rrset(spec, self.settings.ttl)
+        return rrset
+
+    def _owner(self, owner: str) -> tuple[bytes, tuple[bytes, ...]]:
+        """An owner's key in a table (its labels below the apex, wire form) and the keys of
+        the names between it and the apex, the apex (b"") last."""
+        known = self.owners.get(owner)
+        if known is None:
+            relative = owner.rsplit(".", 1)[0] if "." in owner else ""
+            key = to_wire(relative)[:-1] if relative else b""
+            above = []
+            name = key
+            while name:
+                name = name[name[0] + 1 :]
+                above.append(name)
+            known = self.owners[owner] = (key, tuple(above))
+        return known
 
 
 def _specs(entries: Mapping[str, tuple[RRsetSpec, ...] | None]) -> list[RRsetSpec]:
