@@ -29,7 +29,6 @@ from srvd.config import (
     Config,
     Endpoint,
     UdpSettings,
-    load_config,
     parse_endpoint,
 )
 from srvd.index.build import build_index
@@ -37,6 +36,7 @@ from srvd.index.model import Index
 from srvd.index.serials import SerialState
 from srvd.ops.metrics import Counters, MetricsService, Snapshot, registry_for
 from srvd.ops.systemd import Notifier
+from srvd.server.loading import Built, load_aside
 from srvd.server.protocols import TCPFactory, UDPProtocol
 from srvd.server.reload import Reloader
 from srvd.server.responder import Responder
@@ -248,15 +248,21 @@ class SrvdService(MultiService):
         workers: int | None = None,
         worker: tuple[int, str] | None = None,
         worker_argv: Sequence[str] = (),
+        built: Built | None = None,
     ) -> None:
         """``worker`` (slot, stats file) makes this process one of the workers a primary
-        started; ``worker_argv`` is how a primary starts its workers (``serve`` arguments)."""
+        started; ``worker_argv`` is how a primary starts its workers (``serve`` arguments).
+        ``built``: the configuration loaded with its index (srvd.server.loading); without it the
+        index is built here from ``config``."""
         super().__init__()
         self.config = config
         self.reactor = reactor
         self.workers = workers or config.workers
         self.serials = SerialState(config.state_dir)
-        index = build_index(config, self.serials.source(None, config.mtime))
+        if built is not None:
+            index = built.index
+        else:
+            index = build_index(config, self.serials.source(None, config.mtime))
         _settle()
         # --metrics overrides the configured address; False turns /metrics off
         metrics = config.metrics if metrics_at is None else (metrics_at or None)
@@ -270,9 +276,9 @@ class SrvdService(MultiService):
             config.source,
             lambda: self.responder.index,
             self.publish,
-            self.serials,
             reactor,
             self.notifier,
+            built,
         )
         self.tcp = TCPFactory(self.responder, cast(IReactorTime, reactor), config.tcp)
         self.listeners = [ListenService(e, self) for e in (listen or config.listen)]
@@ -416,7 +422,9 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
             "no configuration given and none at {system}: running the bundled example",
             system=SYSTEM_CONFIG,
         )
-    config = load_config(path)
+    # read and built by a build process: this one's heap holds the index and little else
+    built = load_aside(path)
+    config = built.config
     listen = options.get("listen") or ()
     slot, stats_file = options.get("worker_slot"), options.get("stats_file")
     worker = (slot, stats_file) if slot is not None and stats_file else None
@@ -437,4 +445,5 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
         workers=options.get("workers"),
         worker=worker,
         worker_argv=argv,
+        built=built,
     )

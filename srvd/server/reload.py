@@ -1,64 +1,36 @@
 """Reload without dropping a query: build aside, swap once, keep the old index on failure.
 
 SIGHUP (or ``srvd reload``) asks for a reload. The configuration and every include are read,
-validated and built into a new Index on a worker thread while the reactor goes on answering from the
-current one; the new index is then published with one assignment on the reactor thread. A reload
-that fails changes nothing: the error is logged with file, line and key, and the old index keeps
-serving. A request that arrives while a reload runs is coalesced into one more reload after it, so
-the configuration on disk last is always the one that ends up loaded.
+validated and built into a new Index by a build process (srvd.server.loading), assembled on a
+worker thread while the reactor goes on answering from the current one; the new index is then
+published with one assignment on the reactor thread. A reload that fails changes nothing: the
+error is logged with file, line and key, and the old index keeps serving. A request that arrives
+while a reload runs is coalesced into one more reload after it, so the configuration on disk last
+is always the one that ends up loaded.
 """
 
 from __future__ import annotations
 
-import gc
-import os
-import pickle
-import signal
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, BinaryIO
+from typing import Any
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from srvd.config import Config, ConfigError, load_config
-from srvd.index.build import build_index
-from srvd.index.model import Index, Zone, ZoneDelta
+from srvd.config import Config, ConfigError
+from srvd.index.model import Index, ZoneDelta
 from srvd.index.serials import SerialState
 from srvd.ops.systemd import Notifier
-from srvd.wire.names import wire_to_text
+from srvd.server.loading import DELTA_AT_MOST as DELTA_AT_MOST
+from srvd.server.loading import LIST_AT_MOST as LIST_AT_MOST
+from srvd.server.loading import Built as Built
+from srvd.server.loading import Changes as Changes
+from srvd.server.loading import load_aside
 
 log = Logger()
-
-LIST_AT_MOST = 10  # name the zones in the log when no more than this many changed
-
-
-DELTA_AT_MOST = 200_000  # zones: a larger change is not listed zone by zone (ZoneDelta)
-
-
-@dataclass(frozen=True, slots=True)
-class Changes:
-    """How many domains a reload added, removed and changed, with their names when few."""
-
-    counts: tuple[int, int, int]  # added, removed, changed
-    names: tuple[list[bytes], list[bytes], list[bytes]]  # wire names, at most LIST_AT_MOST each
-    # zone by zone (NOTIFY, catalog), or None when more than DELTA_AT_MOST zones changed
-    zones: ZoneDelta | None = None
-
-    def describe(self) -> str:
-        parts = []
-        labels = ("added", "removed", "changed")
-        for what, count, names in zip(labels, self.counts, self.names, strict=True):
-            if not count:
-                continue
-            text = f"{count} domain{'s' if count != 1 else ''} {what}"
-            if count <= LIST_AT_MOST:
-                text += " (" + ", ".join(wire_to_text(name) for name in sorted(names)) + ")"
-            parts.append(text)
-        return "; ".join(parts) if parts else "no domain changed"
 
 
 def _domain(apex: bytes) -> bytes:
@@ -110,121 +82,6 @@ class ReloadStats:
     listeners: list[Callable[[], None]] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class Built:
-    config: Config
-    index: Index
-    changes: Changes
-    seconds: float
-
-
-def build(path: str, previous: Index, serials: SerialState) -> Built:
-    """Read and build a configuration (worker thread). Raises ConfigError."""
-    started = time.monotonic()
-    collect = gc.isenabled()
-    gc.disable()  # a large build allocates millions of objects that all live on
-    try:
-        config = load_config(path)
-        index = build_index(config, serials.source(previous, config.mtime))
-    finally:
-        if collect:
-            gc.enable()
-    changes = compare(previous, index)
-    state = SerialState(config.state_dir, serials.clock)
-    try:
-        state.write(index)
-    except OSError as exc:
-        log.warn("cannot write the serials state file: {error}", error=exc)
-    return Built(config, index, changes, time.monotonic() - started)
-
-
-CHUNK = 10_000  # zone names per frame from the build process
-
-
-def build_aside(path: str, previous: Index, serials: SerialState) -> Built:
-    """``build`` in a forked process; the result comes back in small frames (worker thread).
-
-    Parsing a large file is one long C call (json, libyaml) that holds the GIL: in a thread it
-    stalls every answer for as long. The child has a GIL of its own and inherits the running
-    index (for the serials); the parent only unpickles frames of CHUNK names and adds them to the
-    new zones dict, so it never holds the GIL for more than a few milliseconds at a time.
-    """
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: build, send, leave without running any of the parent's cleanup
-        code = 0
-        try:
-            os.close(read_end)
-            for signum in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
-                signal.signal(signum, signal.SIG_DFL)
-            with os.fdopen(write_end, "wb") as pipe:
-                _send(pipe, path, previous, serials)
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    collect = gc.isenabled()
-    gc.disable()  # the new index's objects all live on: no collection while they arrive
-    try:
-        with os.fdopen(read_end, "rb") as pipe:
-            return _receive(pipe)
-    finally:
-        if collect:
-            gc.enable()
-        os.waitpid(pid, 0)
-
-
-def _send(pipe: BinaryIO, path: str, previous: Index, serials: SerialState) -> None:
-    try:
-        built = build(path, previous, serials)
-    except ConfigError as exc:
-        pickle.dump(("error", exc.problems, exc.complete), pipe, pickle.HIGHEST_PROTOCOL)
-        return
-    except Exception:
-        pickle.dump(("crash", traceback.format_exc(), None), pipe, pickle.HIGHEST_PROTOCOL)
-        return
-    index = built.index
-    groups: dict[int, tuple[Zone, list[bytes]]] = {}
-    for apex, zone in index.zones.items():
-        group = groups.get(id(zone))
-        if group is None:
-            group = groups[id(zone)] = (zone, [])
-        group[1].append(apex)
-    tables = list({id(zone.table): zone.table for zone, _ in groups.values()}.values())
-    table_number = {id(table): i for i, table in enumerate(tables)}
-    # the running server needs none of the configuration's domains and profiles: the index has them
-    light = replace(built.config, domains={}, profiles={})
-    head = (light, index.settings, index.stats, tables, built.changes, built.seconds)
-    pickle.dump(("ok", head, None), pipe, pickle.HIGHEST_PROTOCOL)
-    for zone, apexes in groups.values():
-        for start in range(0, len(apexes), CHUNK):
-            frame = (table_number[id(zone.table)], zone.serial, apexes[start : start + CHUNK])
-            pickle.dump(frame, pipe, pickle.HIGHEST_PROTOCOL)
-    pickle.dump(None, pipe, pickle.HIGHEST_PROTOCOL)
-
-
-def _receive(pipe: BinaryIO) -> Built:
-    try:
-        kind, head, complete = pickle.load(pipe)
-    except EOFError:
-        raise RuntimeError("the build process ended without a result") from None
-    if kind == "error":
-        raise ConfigError(head, complete)
-    if kind == "crash":
-        raise RuntimeError(f"building the index failed:\n{head}")
-    config, settings, stats, tables, changes, seconds = head
-    zones: dict[bytes, Zone] = {}
-    shared: dict[tuple[int, int], Zone] = {}
-    while (frame := pickle.load(pipe)) is not None:
-        number, serial, apexes = frame
-        zone = shared.get((number, serial))
-        if zone is None:
-            zone = shared[(number, serial)] = Zone(tables[number], serial)
-        zones.update(dict.fromkeys(apexes, zone))
-    return Built(config, Index(settings, zones, stats), changes, seconds)
-
-
 class Reloader:
     """Runs reloads one at a time for a server; see the module docstring."""
 
@@ -233,15 +90,18 @@ class Reloader:
         path: str,
         current: Callable[[], Index],
         publish: Callable[[Config, Index], None],
-        serials: SerialState,
         reactor: Any,
         notifier: Notifier | None = None,
+        built: Built | None = None,
     ) -> None:
+        """``built``: how the running index was loaded (srvd.server.loading), if it was; its
+        tables are reused by the next load where their content is the same."""
         self.path = path
         self.current = current
         self.publish = publish
-        self.serials = serials
         self.reactor = reactor
+        self.tables = built.tables if built is not None else {}
+        self.labels = built.labels if built is not None else None
         self.notifier = notifier or Notifier({})
         # called with a successful reload's result just before its index is published
         # (srvd.xfr.transfer: the catalog zone, NOTIFY)
@@ -274,26 +134,37 @@ class Reloader:
         log.info("reloading {path}", path=self.path)
         started = time.monotonic()
         d = threads.deferToThreadPool(
-            self.reactor,
-            self.reactor.getThreadPool(),
-            build_aside if hasattr(os, "fork") else build,
-            self.path,
-            self.current(),
-            self.serials,
+            self.reactor, self.reactor.getThreadPool(), self._load, self.current()
         )
         d.addBoth(self._outcome, started)
 
+    def _load(self, current: Index) -> Built:
+        """Load in a build process and assemble the new index (worker thread)."""
+        started = time.monotonic()
+        labels = self.labels
+        if labels is None:  # the running index was built here: its zones' apex labels
+            labels = frozenset(apex[: apex[0] + 1] for apex in current.zones)
+        built = load_aside(self.path, current.zones, self.tables, labels)
+        return replace(built, seconds=time.monotonic() - started)
+
     def _outcome(self, result: Built | Failure, started: float) -> None:
-        ok = (
-            self._failed(result, started)
-            if isinstance(result, Failure)
-            else self._succeeded(result)
+        if isinstance(result, Failure):
+            self._finished(self._failed(result, started))
+            return
+        self._succeeded(result)
+        if result.config.state_dir is None:
+            self._finished(True)
+            return
+        # the serials of the index now served, for a restart; the next reload waits for it
+        d = threads.deferToThreadPool(
+            self.reactor, self.reactor.getThreadPool(), _write_state, result
         )
-        self._finished(ok)
+        d.addBoth(lambda _: self._finished(True))
 
     def _succeeded(self, built: Built) -> bool:
         for listener in self.before_publish:
             listener(built)
+        self.tables, self.labels = built.tables, built.labels
         self.publish(built.config, built.index)
         stats = built.index.stats
         self.stats.succeeded += 1
@@ -342,3 +213,11 @@ class Reloader:
             self.pending = False
             self.running_waiters, self.waiting = self.waiting, []
             self._start()
+
+
+def _write_state(built: Built) -> None:
+    """Record every zone's serial and digest in the state file (worker thread)."""
+    try:
+        SerialState(built.config.state_dir).write(built.index)
+    except OSError as exc:
+        log.warn("cannot write the serials state file: {error}", error=exc)
