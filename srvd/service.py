@@ -7,12 +7,14 @@ the reactor): that is where IPv6-only binding and large receive buffers are set.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import gc
 import os
 import signal
 import socket
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from typing import Any, ClassVar, Literal, cast
@@ -212,26 +214,45 @@ RELEASE_SLICE = 20_000  # old zones freed per reactor turn after a reload
 
 
 def _settle() -> None:
-    """Take the objects alive now (the index above all) out of the garbage collector's scans.
+    """Take the objects alive now (the index above all) out of the garbage collector's scans,
+    and give the C allocator's free memory back to the system.
 
     They live until the next reload, and they hold no reference cycles, so reference counting
     frees them; left in the collector's oldest generation, every full collection would walk them
-    all, and after a fork (a reload's build) it would write to every page of them, copying each.
+    all (and after a fork, such as a worker's, write to every page of them, copying each). A
+    load's buffers, freed by now, would otherwise stay with glibc (the arena of the thread that
+    assembled the index) for the life of the process.
     """
     gc.freeze()
+    _trim()
+
+
+def _trim() -> None:
+    """glibc's malloc_trim(0), where there is one."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        return cast(Callable[[int], int], ctypes.CDLL(None).malloc_trim)  # the C library's
+    except (OSError, AttributeError):
+        return None
 
 
 def _empty_in_slices(zones: dict[bytes, Any], reactor: Any) -> None:
-    """Free an index that is no longer served, a slice of its zones per reactor turn."""
+    """Free an index that is no longer served, a slice of its zones per reactor turn.
 
-    def step() -> None:
-        for _ in range(RELEASE_SLICE):
-            if not zones:
-                return
-            zones.popitem()
-        reactor.callLater(0, step)
-
-    step()
+    A module-level function, not a closure: a closure that schedules itself is a reference
+    cycle, which the ``gc.freeze()`` of the next publish would keep (with the emptied dict's
+    table) for the life of the process."""
+    for _ in range(RELEASE_SLICE):
+        if not zones:
+            return
+        zones.popitem()
+    reactor.callLater(0, _empty_in_slices, zones, reactor)
 
 
 class SrvdService(MultiService):
