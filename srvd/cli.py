@@ -18,7 +18,8 @@ from srvd.config import (
     load_config,
     parse_endpoint,
 )
-from srvd.index.build import build_index
+from srvd.config.load import DomainSink, read_config
+from srvd.index.build import Counter, build_index
 from srvd.index.serials import SerialState
 from srvd.ops.health import (
     DEFAULT_RETRIES,
@@ -190,10 +191,12 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: str | None) -> Config | None:
+def _load(path: str | None, sink: DomainSink | None = None) -> Config | None:
+    """The configuration (its domains given to ``sink``, if any), or None when it has problems
+    (printed)."""
     source, _bundled = find_config(path)
     try:
-        return load_config(source)
+        return load_config(source) if sink is None else read_config(source, sink)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem.render(), file=sys.stderr)
@@ -204,10 +207,11 @@ def _load(path: str | None) -> Config | None:
 
 
 def check(path: str | None) -> int:
-    config = _load(path)
+    counter = Counter()  # the index's figures, counted as the domains are read
+    config = _load(path, counter)
     if config is None:
         return 1
-    stats = build_index(config).stats
+    stats = counter.stats(config)
     files = len(config.files)
     print(
         f"{config.source}: OK: {stats.domains} domains, {stats.zones} zones, {stats.records} "

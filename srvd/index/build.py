@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from srvd.config import Config, DomainOverride, Profile, RRsetSpec, SrvRecord, ZoneSettings
+from srvd.config.load import DomainSink
 from srvd.index.model import (
     ANSWER_OWNER,
     CLASS_IN,
@@ -266,3 +267,38 @@ def build_index(config: Config, serial_of: SerialSource | None = None) -> Index:
         profiles=len(config.profiles),
     )
     return Index(settings, zones, stats)
+
+
+class Counter(DomainSink):
+    """The figures of the index a configuration makes, counted as its domains are read (what
+    ``srvd check`` prints), without building the index."""
+
+    def __init__(self) -> None:
+        self.cache: TableCache | None = None
+        self.per_zone = 0
+        self.sizes: dict[str, tuple[int, int]] = {}  # a profile's zones and records
+        self.domains = self.zones = self.records = 0
+
+    def begin(self, zone: ZoneSettings, profiles: Mapping[str, Profile]) -> None:
+        self.cache = TableCache(zone, profiles, keep=False)
+        self.per_zone = 1 + len(zone.nameservers)  # SOA and NS
+
+    def domain(self, name: str, entry: str | DomainOverride | None) -> None:
+        if entry is None:  # its entry comes later
+            return
+        self.domains += 1
+        sizes = self.sizes.get(entry) if isinstance(entry, str) else None
+        if sizes is None:
+            assert self.cache is not None  # begin came first
+            plans = self.cache.plans(entry)
+            sizes = len(plans), sum(plan.records + self.per_zone for plan in plans)
+            if isinstance(entry, str):
+                self.sizes[entry] = sizes
+        self.zones += sizes[0]
+        self.records += sizes[1]
+
+    def restart(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def stats(self, config: Config) -> IndexStats:
+        return IndexStats(self.domains, self.zones, self.records, len(config.profiles))
