@@ -206,3 +206,33 @@ def test_profiles_given_to_the_sink_grow_as_they_are_read(tmp_path: Path) -> Non
 
     read_config(main, Sink())
     assert seen == [["p", "r"]]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"domains": {"a.example": "p", "a.example": "q"}}',
+        '{"domains": {"a.example": "p"}, "domains": {}}',
+        '{"domains": {"a.example": "p",}}',
+        '{"domains": {"a.example": "p"}} trailing',
+        '["domains"]',
+    ],
+)
+def test_the_streaming_reader_gives_up_on_a_json_problem(tmp_path: Path, text: str) -> None:
+    main = write(tmp_path, {"srvd.yaml": ZONE + PROFILES + "include: [d.json]\n", "d.json": text})
+    with pytest.raises(_Fallback):
+        streamed(main)
+    with pytest.raises(ConfigError):
+        load_config(main)
+
+
+def test_json_members_other_than_domains_are_read_whole(tmp_path: Path) -> None:
+    main = write(
+        tmp_path,
+        {
+            "srvd.yaml": ZONE + "include: [d.json]\n",
+            "d.json": '{"profiles": {"p": {"imaps": {"target": "i.example", "port": 993}}},\n'
+            ' "domains": {"a.example": "p", "b.example": {"profile": "p", "pop3": false}}}',
+        },
+    )
+    assert streamed(main) == _exact(main)

@@ -50,6 +50,7 @@ from srvd.config.yamlfile import (
     _FileProblem,
     _locate,
     _parse_file,
+    stream_json,
     stream_mapping,
 )
 from srvd.wire.discovery import TEMPLATE
@@ -595,8 +596,10 @@ class _Streamer:
         self.mtime = max(self.mtime, stat.st_mtime)
         main = allowed is TOP_KEYS
         includes = None
+        items = self._items(file, raw)
+        del raw  # the parser has it (libyaml), or its text (json)
         try:
-            for key, value in self._items(file, raw):
+            for key, value in items:
                 if key not in allowed:
                     raise _Fallback
                 if key == "domains":
@@ -611,9 +614,9 @@ class _Streamer:
                         self.limits(value)
                     elif key == "zone":
                         self.begin(reader.zone(value, ("zone",)))
-        except (Unusual, yaml.YAMLError, _FileProblem):
+        except (Unusual, yaml.YAMLError):
             raise _Fallback from None
-        del raw
+        del items
         if main:
             self.limits_read = True
         for match, _where in _includes(reader, file, includes, self.seen):
@@ -621,14 +624,9 @@ class _Streamer:
 
     @staticmethod
     def _items(file: str, raw: bytes) -> Iterable[tuple[Any, Any]]:
-        if not file.endswith(".json"):
-            return stream_mapping(raw, ("domains",))
-        data = _parse_file(file, raw)
-        if data is None:
-            return ()
-        if not isinstance(data, dict):
-            raise _Fallback
-        return data.items()
+        if file.endswith(".json"):
+            return stream_json(raw, ("domains",))
+        return stream_mapping(raw, ("domains",))
 
     def begin(self, zone: ZoneSettings) -> None:
         self.begun = True

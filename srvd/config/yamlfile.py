@@ -8,6 +8,7 @@ the error path, by composing the offending file once more.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Collection, Hashable, Iterator
 from typing import TYPE_CHECKING, Any, cast
 
@@ -395,3 +396,114 @@ def _compose(loader: _Loader, event: Any) -> yaml.Node:
 def _construct(loader: _Loader, node: yaml.Node) -> Any:
     """The value of a node, constructed with the full reader's refusals."""
     return cast(Callable[[yaml.Node], Any], loader.construct_document)(node)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading a JSON file as it is parsed, likewise
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+# the json module's string scanner (C), not in its stubs
+_scanstring = cast(Callable[[str, int], tuple[str, int]], vars(json.decoder)["scanstring"])
+
+
+def _skip(text: str, pos: int = 0) -> int:
+    """The position of the first character at or after ``pos`` that is not JSON whitespace."""
+    match = _JSON_SPACE.match(text, pos)
+    assert match is not None  # "*": it always matches
+    return match.end()
+
+
+def stream_json(data: bytes, streamed: Collection[str]) -> Iterator[tuple[Any, Any]]:
+    """The top-level object of a JSON file, member by member, as stream_mapping reads YAML: the
+    value of a key in ``streamed`` that is an object comes as a StreamedMapping. Values are
+    decoded by the json module's scanner, as json.loads with duplicate keys refused decodes
+    them; anything else (a syntax error, a top level that is not an object, a repeated key) is
+    Unusual, for the full reader to report."""
+    try:
+        text = data.decode(json.detect_encoding(data), "surrogatepass")
+    except UnicodeDecodeError:
+        raise Unusual from None
+    del data
+    decoder = json.JSONDecoder(object_pairs_hook=_unique_object)
+    try:
+        pos = _skip(text)
+        if text[pos] != "{":
+            raise Unusual
+        pos = _skip(text, pos + 1)
+        seen: set[str] = set()
+        if text[pos] == "}":
+            pos += 1
+        else:
+            while True:
+                key, pos = _json_key(text, pos)
+                if key in seen:
+                    raise Unusual
+                seen.add(key)
+                if key in streamed and text[pos] == "{":
+                    where = [pos + 1]
+                    items = _json_items(text, decoder, where)
+                    yield key, StreamedMapping(items)
+                    for _ in items:  # whatever the taker left
+                        pass
+                    pos = where[0]
+                else:
+                    value, pos = _json_value(decoder, text, pos)
+                    yield key, value
+                pos = _skip(text, pos)
+                if text[pos] == ",":
+                    pos = _skip(text, pos + 1)
+                    continue
+                if text[pos] != "}":
+                    raise Unusual
+                pos += 1
+                break
+        if _skip(text, pos) != len(text):
+            raise Unusual  # something after the object
+    except (IndexError, ValueError):
+        raise Unusual from None
+
+
+def _json_items(
+    text: str, decoder: json.JSONDecoder, where: list[int]
+) -> Iterator[tuple[str, Any]]:
+    """The members of the object whose "{" is just before ``where[0]``; ``where[0]`` is then
+    the position after its "}"."""
+    try:
+        pos = _skip(text, where[0])
+        if text[pos] == "}":
+            where[0] = pos + 1
+            return
+        while True:
+            key, pos = _json_key(text, pos)
+            value, pos = _json_value(decoder, text, pos)
+            yield key, value
+            pos = _skip(text, pos)
+            if text[pos] == ",":
+                pos = _skip(text, pos + 1)
+                continue
+            if text[pos] != "}":
+                raise Unusual
+            where[0] = pos + 1
+            return
+    except (IndexError, ValueError):
+        raise Unusual from None
+
+
+def _json_key(text: str, pos: int) -> tuple[str, int]:
+    """A member's key at ``pos``, and the position of its value."""
+    if text[pos] != '"':
+        raise Unusual
+    key, pos = _scanstring(text, pos + 1)
+    pos = _skip(text, pos)
+    if text[pos] != ":":
+        raise Unusual
+    return key, _skip(text, pos + 1)
+
+
+def _json_value(decoder: json.JSONDecoder, text: str, pos: int) -> tuple[Any, int]:
+    try:
+        return cast(tuple[Any, int], decoder.scan_once(text, pos))  # type: ignore[attr-defined]
+    except StopIteration:  # no value there
+        raise Unusual from None
