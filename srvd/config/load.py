@@ -14,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import itertools
 import os
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, TypeAlias, cast
+from typing import Any, BinaryIO, TypeAlias, cast
 
 import yaml
 
@@ -547,7 +549,10 @@ class _Streamer:
         self.profiles: dict[str, Profile] = {}
         self.known: dict[str, str] = {}  # profile name → the one string object of it
         self.overheads: dict[str, int] = {}
-        self.names: set[str] = set()
+        # each domain's name, hashed: repeated names are found at the end (a set of a million
+        # names would take 100 MiB; a hash seen twice sends the configuration to the exact
+        # reader, which says which domain is defined twice, or reads it all if none is)
+        self.hashes = array("q")
         self.waiting: list[tuple[str, str, Any, Any]] = []  # file, name, key, value
         self.begun = False  # the sink has the zone settings
         self.limits_read = False  # the main file's limits hold from now on
@@ -555,6 +560,10 @@ class _Streamer:
 
     def read(self) -> Config:
         self.visit(self.main, TOP_KEYS)
+        ordered = sorted(self.hashes)
+        if any(a == b for a, b in itertools.pairwise(ordered)):
+            raise _Fallback
+        del ordered
         reader = self.reader
         reader.file = self.main
         settings = _main_settings(reader, _Fields(), self.top, self.main)
@@ -588,16 +597,25 @@ class _Streamer:
                 stat = os.fstat(handle.fileno())
                 if stat.st_size > most:
                     raise _Fallback
-                raw = handle.read(most + 1)
+                self.files.append(file)
+                self.mtime = max(self.mtime, stat.st_mtime)
+                includes = self.read_file(file, handle, allowed)
         except OSError:
             raise _Fallback from None
-        self.files.append(file)
-        self.digest.update(raw)
-        self.mtime = max(self.mtime, stat.st_mtime)
-        main = allowed is TOP_KEYS
+        if allowed is TOP_KEYS:  # the main file
+            self.limits_read = True
+        for match, _where in _includes(reader, file, includes, self.seen):
+            self.visit(match, INCLUDE_KEYS)
+
+    def read_file(self, file: str, handle: BinaryIO, allowed: tuple[str, ...]) -> Any:
+        """Read one file's keys; its ``include:``."""
+        reader = self.reader
         includes = None
-        items = self._items(file, raw)
-        del raw  # the parser has it (libyaml), or its text (json)
+        source = _Hashing(handle, self.digest)
+        if file.endswith(".json"):
+            items = stream_json(source.read(), ("domains",))
+        else:  # read as it is parsed: a large file is never held whole
+            items = stream_mapping(source, ("domains",))
         try:
             for key, value in items:
                 if key not in allowed:
@@ -616,17 +634,8 @@ class _Streamer:
                         self.begin(reader.zone(value, ("zone",)))
         except (Unusual, yaml.YAMLError):
             raise _Fallback from None
-        del items
-        if main:
-            self.limits_read = True
-        for match, _where in _includes(reader, file, includes, self.seen):
-            self.visit(match, INCLUDE_KEYS)
-
-    @staticmethod
-    def _items(file: str, raw: bytes) -> Iterable[tuple[Any, Any]]:
-        if file.endswith(".json"):
-            return stream_json(raw, ("domains",))
-        return stream_mapping(raw, ("domains",))
+        source.read()  # whatever the parser left: the digest is of every octet
+        return includes
 
     def begin(self, zone: ZoneSettings) -> None:
         self.begun = True
@@ -665,7 +674,7 @@ class _Streamer:
         else:
             raise _Fallback
         self.bounded |= not self.limits_read
-        reader, names, sink = self.reader, self.names, self.sink
+        reader, hashes, sink = self.reader, self.hashes, self.sink
         known, overheads = self.known, self.overheads
         most = reader.bounds.max_domains
         canonical = CANONICAL_HOST.match
@@ -676,9 +685,9 @@ class _Streamer:
                 name = key
             else:
                 name = _domain_name(reader, key, ("domains", key))
-            if name is None or name in names or len(names) >= most:
+            if name is None or len(hashes) >= most:
                 raise _Fallback
-            names.add(name)
+            hashes.append(hash(name))
             if entry.__class__ is str and self.begun and entry in known:
                 # the common case, as _domain_entry has it for a valid domain
                 overhead = overheads[entry]
@@ -709,3 +718,16 @@ class _Streamer:
         if entry is None:  # pragma: no cover - a problem was raised
             raise _Fallback
         return entry
+
+
+class _Hashing:
+    """A file read through, its octets added to a digest as they are read."""
+
+    def __init__(self, handle: BinaryIO, digest: Any) -> None:
+        self.handle = handle
+        self.digest = digest
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.handle.read(size)
+        self.digest.update(data)
+        return data

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Collection, Hashable, Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import yaml
 
@@ -211,8 +211,15 @@ class StreamedMapping:
         return self.items
 
 
-def stream_mapping(data: bytes, streamed: Collection[str]) -> Iterator[tuple[Any, Any]]:
-    """The top-level mapping of a YAML file, item by item, as libyaml parses it.
+class Readable(Protocol):
+    """What libyaml reads a stream from."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def stream_mapping(data: bytes | Readable, streamed: Collection[str]) -> Iterator[tuple[Any, Any]]:
+    """The top-level mapping of a YAML file (its bytes, or the file, read as it is parsed), item
+    by item, as libyaml parses it.
 
     The value of a key in ``streamed`` that is a plain block or flow mapping comes as a
     StreamedMapping, whose items are parsed as they are taken (a million-entry ``domains:``
