@@ -96,3 +96,17 @@ def test_the_checker_sees_an_upward_import(tmp_path: Path) -> None:
     bad.write_text("def f():\n    from srvd.server.responder import Responder\n")
     assert "srvd.server.responder" in imports_of(bad)
     assert layer_of("srvd.server.responder") > layer_of("srvd.index.model")
+
+
+def test_every_package_is_installed() -> None:
+    """pyproject.toml lists the packages by hand: a layer missing there is missing from a
+    non-editable install (``pip install .``, the container) while editable tests pass."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["setuptools"][
+            "packages"
+        ]
+    )
+    packages = {module_name(path) for path in PACKAGE.rglob("__init__.py")}
+    assert packages <= listed, f"not in pyproject.toml's packages: {sorted(packages - listed)}"
