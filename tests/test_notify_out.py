@@ -270,7 +270,7 @@ def test_before_publish_queues_the_catalog_first(tmp_path: Any) -> None:
     from srvd.config import load_config
     from srvd.index.build import build_index
     from srvd.index.model import ZoneDelta
-    from srvd.server.reload import Built, Changes
+    from srvd.server.loading import Built, Changes
     from srvd.server.responder import Responder
     from srvd.xfr.transfer import Transfers
 

@@ -24,11 +24,7 @@ from srvd.config import Config, ConfigError
 from srvd.index.model import Index, ZoneDelta
 from srvd.index.serials import SerialState
 from srvd.ops.systemd import Notifier
-from srvd.server.loading import DELTA_AT_MOST as DELTA_AT_MOST
-from srvd.server.loading import LIST_AT_MOST as LIST_AT_MOST
-from srvd.server.loading import Built as Built
-from srvd.server.loading import Changes as Changes
-from srvd.server.loading import load_aside
+from srvd.server.loading import DELTA_AT_MOST, LIST_AT_MOST, Built, Changes, load_aside
 
 log = Logger()
 

@@ -38,8 +38,8 @@ from srvd.config.transfer import TransferSettings
 from srvd.index.catalog import next_catalog
 from srvd.index.model import Catalog, Index, Zone
 from srvd.ops.metrics import counter_by_label
+from srvd.server.loading import Built
 from srvd.server.protocols import TCPProtocol, UDPProtocol
-from srvd.server.reload import Built
 from srvd.server.responder import RateLimitedLog, Responder
 from srvd.wire.names import MessageFormatError, wire_to_text
 from srvd.wire.tsig import (
