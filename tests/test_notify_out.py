@@ -16,7 +16,7 @@ import pytest
 from twisted.internet.task import Clock
 from xfr_helpers import KEY_NAME, SECRET
 
-from srvd.config.transfer import NotifyTarget, TransferSettings
+from srvd.config.model import NotifyTarget, TransferSettings
 from srvd.wire import tsig
 from srvd.wire.tsig import name_wire
 from srvd.xfr.notify import FIRST_TIMEOUT, TICK, NotifySender

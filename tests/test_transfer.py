@@ -24,7 +24,7 @@ import pytest
 from xfr_helpers import CATALOG, KEY_NAME, SECRET, axfr, keyring, primary_config
 
 from srvd.config import load_config
-from srvd.config.transfer import AllowRule, TransferSettings
+from srvd.config.model import AllowRule, TransferSettings
 from srvd.index.build import build_index
 from srvd.index.catalog import next_catalog
 from srvd.index.model import Index, ZoneDelta, member_label

@@ -35,15 +35,6 @@ from srvd.config.reader import _Fields, _Invalid, _Reader
 from srvd.wire.names import InvalidName, host_name
 from srvd.wire.tsig import ALGORITHMS, Key, make_key, name_wire
 
-# the settings themselves are plain data in srvd.config.model; importable from here as before
-__all__ = [
-    "AllowRule",
-    "NotifyTarget",
-    "TransferSettings",
-    "read_catalog",
-    "read_transfer",
-]
-
 TRANSFER_KEYS = ("keys", "allow", "notify", "notify_rate")
 KEY_KEYS = ("name", "algorithm", "secret", "secret_file")
 ALLOW_KEYS = ("address", "key")

@@ -28,7 +28,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from srvd.config.transfer import NotifyTarget, TransferSettings
+from srvd.config.model import NotifyTarget, TransferSettings
 from srvd.wire.names import wire_to_text
 from srvd.wire.tsig import Key, sign_request, verify_response
 

@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from srvd.config import Config
-from srvd.config.transfer import TransferSettings
+from srvd.config.model import TransferSettings
 from srvd.index.catalog import next_catalog
 from srvd.index.model import Catalog, Index, Zone
 from srvd.ops.metrics import counter_by_label
