@@ -23,6 +23,7 @@ from typing import NamedTuple
 from srvd.answer.catalog import catalog_entry
 from srvd.answer.outcome import (
     ANSWER,
+    AXIGEN_LABEL,
     AXIGEN_SERVICE,
     C_BADVERS,
     C_FORMERR,
@@ -40,12 +41,12 @@ from srvd.answer.outcome import (
     NXDOMAIN_RESULT,
     OTHER_SERVICE,
     QTYPE_ROW,
+    SERVICE_OF,
     TCP_CELLS,
     UNKNOWN_ROW,
 )
 from srvd.index.model import NS, SOA, Index, RRset
-from srvd.wire.discovery import SERVICE_KEYS
-from srvd.wire.names import MessageFormatError, label_wire, read_name, skip_name
+from srvd.wire.names import MessageFormatError, read_name, skip_name
 from srvd.wire.ordering import RandomSource
 
 NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, NOTAUTH = 0, 1, 2, 3, 4, 5, 9
@@ -73,8 +74,8 @@ _HEAD = struct.Struct("!HHHHH")  # the header after the ID
 _COUNTS = struct.Struct("!HHHH")
 _U16 = struct.Struct("!H")
 _RR_FIXED = struct.Struct("!HHIH")
-_OPT_PLAIN = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0, 0)
-_OPT_DO = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0x8000, 0)
+OPT_PLAIN = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0, 0)
+OPT_DO = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0x8000, 0)
 
 
 _FormErr = MessageFormatError  # a query answered FORMERR
@@ -82,7 +83,7 @@ _FormErr = MessageFormatError  # a query answered FORMERR
 
 def _opt(ext_rcode: int, do: int) -> bytes:
     if not ext_rcode:
-        return _OPT_DO if do else _OPT_PLAIN
+        return OPT_DO if do else OPT_PLAIN
     return b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, (ext_rcode << 24) | do, 0)
 
 
@@ -110,11 +111,6 @@ def servfail(query: bytes) -> bytes | None:
     flags = QR | ((query[2] & 0x78) << 8) | rd | SERVFAIL
     return query[:2] + _HEAD.pack(flags, 1 if end else 0, 0, 0, 0) + query[12:end]
 
-
-# The service cell of a query's first label under _tcp (see srvd.answer.outcome)
-_SERVICE_OF = {label_wire(f"_{key}".encode()): i * 3 for i, key in enumerate(SERVICE_KEYS)}
-_TCP_LABEL = label_wire(b"_tcp")
-_AXIGEN_LABEL = label_wire(b"_axigen")
 
 # A reply and where the metrics count it: (reply or None, query cell or drop reason, service cell)
 Outcome = tuple[bytes | None, int, int]
@@ -339,7 +335,7 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
     table = zone.table
     rrset: RRset | None
     if last_underscore == 0:  # the apex
-        service = AXIGEN_SERVICE if qname.startswith(_AXIGEN_LABEL) else OTHER_SERVICE
+        service = AXIGEN_SERVICE if qname.startswith(AXIGEN_LABEL) else OTHER_SERVICE
         domain = qname[qname[0] + 1 :]
         if qtype in (SOA, ANY):
             records, count, rrset = index.soa(12, zone.serial, False), 1, None
@@ -355,9 +351,7 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
             records, count = rrset.wire(_NO_ORDER, domain), rrset.count
     else:
         relative = qname[:last_underscore]
-        service = OTHER_SERVICE
-        if qname.startswith(_TCP_LABEL, last_underscore):
-            service = _SERVICE_OF.get(relative, OTHER_SERVICE)
+        service = SERVICE_OF.get(qname[: last_underscore + 5], OTHER_SERVICE)
         node = table.names.get(relative)
         pointer = 12 + last_underscore
         if node is None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import struct
 
+from srvd.answer.full import EDNS_PAYLOAD, OPT_DO, OPT_PLAIN, TCP_LIMIT, UDP_PLAIN
 from srvd.answer.outcome import (
     ANSWER,
+    AXIGEN_LABEL,
     AXIGEN_SERVICE,
     C_NOERROR,
     C_NXDOMAIN,
@@ -26,38 +28,24 @@ from srvd.answer.outcome import (
     NXDOMAIN_RESULT,
     OTHER_SERVICE,
     QTYPE_ROW,
+    SERVICE_OF,
     TCP_CELLS,
 )
 from srvd.index.model import NS, SOA, Index
-from srvd.wire.discovery import SERVICE_KEYS
-from srvd.wire.names import label_wire
 from srvd.wire.ordering import RandomSource
 
 # A lean reply, and where it counts: (reply, query cell, service cell, the zone's apex)
 Lean = tuple[bytes, int, int, bytes]
 
 _HEAD = struct.Struct("!HHHHH")
-_U16 = struct.Struct("!H")
 _QR, _AA = 0x8000, 0x0400
 _NXDOMAIN = 3
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
 _ONE_QUESTION_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # and one additional record
 _ROOT_OPT = b"\x00\x00\x29"  # owner "." and type OPT
-_OPT_PLAIN = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"  # payload 1232, no flags
-_OPT_DO = b"\x00\x00\x29\x04\xd0\x00\x00\x80\x00\x00\x00"  # payload 1232, DO=1
-EDNS_PAYLOAD = 1232
-UDP_PLAIN = 512
-TCP_LIMIT = 65535
 _LAST_NAME_END = 12 + 255 - 1  # where the root label of the longest name lies
 # qtypes left to the full path: IXFR, AXFR, ANY
 _FULL_TYPES = frozenset({251, 252, 255})
-
-# the service cell of a name's labels up to and with "_tcp" (srvd.answer.outcome)
-_TCP_LABEL = label_wire(b"_tcp")
-_SERVICE_OF = {
-    label_wire(f"_{key}".encode()) + _TCP_LABEL: i * 3 for i, key in enumerate(SERVICE_KEYS)
-}
-_AXIGEN_LABEL = label_wire(b"_axigen")
 
 
 def _shapes() -> dict[bytes, int]:
@@ -103,7 +91,7 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
             option += 4 + (query[option + 2] << 8 | query[option + 3])
         if option != record_end:
             return None
-        opt = _OPT_DO if query[question_end + 7] & 0x80 else _OPT_PLAIN
+        opt = OPT_DO if query[question_end + 7] & 0x80 else OPT_PLAIN
         if tcp:
             limit = TCP_LIMIT
         else:
@@ -138,11 +126,11 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
                 reply = b"".join((query[:2], rrset.heads[shape], question, static, opt))
                 if len(reply) > limit:
                     return None
-                service = _SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
+                service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
                 return reply, row + C_NOERROR, service + ANSWER, apex
         if qtype in _FULL_TYPES:
             return None
-        service = _SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
+        service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
         if node is not None:
             reply = _negative(query, question_end, index, zone.serial, 12 + cut, 0, shape, opt)
             if len(reply) > limit:
@@ -163,7 +151,7 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
 
     if qtype in _FULL_TYPES:  # the apex
         return None
-    service = AXIGEN_SERVICE if name.startswith(_AXIGEN_LABEL) else OTHER_SERVICE
+    service = AXIGEN_SERVICE if name.startswith(AXIGEN_LABEL) else OTHER_SERVICE
     if qtype == SOA:
         records, count = index.soa(12, zone.serial, False), 1
     elif qtype == NS:
@@ -198,5 +186,4 @@ def _negative(
 ) -> bytes:
     """NXDOMAIN or NODATA with the zone's SOA, its owner a pointer to the apex in the question."""
     head = _HEAD.pack(_QR | _AA | (shape >> 1 << 8) | rcode, 1, 0, 1, shape & 1)
-    soa = _U16.pack(0xC000 | pointer) + index.soa_negative_head + serial.to_bytes(4, "big")
-    return query[:2] + head + query[12:question_end] + soa + index.soa_tail + opt
+    return query[:2] + head + query[12:question_end] + index.soa(pointer, serial, True) + opt

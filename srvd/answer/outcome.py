@@ -9,6 +9,7 @@ the hot path two list increments and no lookups.
 from __future__ import annotations
 
 from srvd.wire.discovery import SERVICE_KEYS
+from srvd.wire.names import label_wire
 
 TRANSPORTS = ("udp", "tcp")
 QTYPES = ("SRV", "TXT", "A", "AAAA", "SOA", "NS", "ANY", "AXFR", "IXFR", "other")
@@ -48,6 +49,14 @@ AXIGEN_SERVICE = SERVICES.index("axigen") * len(RESULTS)
 OTHER_SERVICE = SERVICES.index("other") * len(RESULTS)
 SERVICE_CELLS = len(SERVICES) * len(RESULTS)
 NO_SERVICE = -1  # not inside a served zone: not counted by service
+
+# The service cell of a name's labels up to and with "_tcp" ("\x06_imaps\x04_tcp"), and the apex
+# label of the Axigen TXT zone
+TCP_LABEL = label_wire(b"_tcp")
+SERVICE_OF = {
+    label_wire(f"_{key}".encode()) + TCP_LABEL: i * 3 for i, key in enumerate(SERVICE_KEYS)
+}
+AXIGEN_LABEL = label_wire(b"_axigen")
 
 DROP_REASONS = ("short", "response")
 RRL_ACTIONS = ("slip", "drop")  # what response rate limiting did with a reply (srvd.server.rrl)
