@@ -719,6 +719,17 @@ def write_mixes(
     repeated = QueryFile(work / f"repeated-{label}.txt", len(lower), "repeated")
     write_lines(repeated.path, (f"{name} {qtype}\n" for name, qtype in lower))
     rounds, fresh = args.repeats, args.fresh
+
+    def per_round(mix: str, lines: Callable[[], Iterable[str]]) -> list[QueryFile]:
+        """A file of ``--fresh`` new lines for each round of a mix."""
+        files = []
+        for k in range(rounds):
+            log(f"  {mix} round {k + 1}: writing {fresh:,} lines")
+            path = work / f"{mix}-{label}-{k + 1}.txt"
+            write_lines(path, lines())
+            files.append(QueryFile(path, fresh, f"{mix}, round {k + 1}"))
+        return files
+
     mixes = []
     for name in args.mix_list:
         if name == "repeated":
@@ -728,12 +739,7 @@ def write_mixes(
             )
             mixes.append(Mix(name, [repeated], repeated, text))
         elif name == "0x20":
-            files = []
-            for k in range(rounds):
-                log(f"  0x20 round {k + 1}: writing {fresh:,} lines")
-                path = work / f"0x20-{label}-{k + 1}.txt"
-                write_lines(path, fresh_spellings(lower, fresh, rng))
-                files.append(QueryFile(path, fresh, f"0x20, round {k + 1}"))
+            files = per_round(name, lambda: fresh_spellings(lower, fresh, rng))
             text = (
                 f"{fresh:,} lines a round, a file for each round: the repeated queries over and "
                 f"over, every letter's case drawn anew on each line; srvd warmed up with the "
@@ -741,12 +747,7 @@ def write_mixes(
             )
             mixes.append(Mix(name, files, repeated, text))
         elif name == "new-names":
-            files = []
-            for k in range(rounds):
-                log(f"  new-names round {k + 1}: writing {fresh:,} lines")
-                path = work / f"new-names-{label}-{k + 1}.txt"
-                write_lines(path, new_names(size, fresh, rng))
-                files.append(QueryFile(path, fresh, f"new-names, round {k + 1}"))
+            files = per_round(name, lambda: new_names(size, fresh, rng))
             text = (
                 f"{fresh:,} lines a round, a file for each round: a new random label under "
                 f"_tcp or _axigen of a random domain on every line (80% SRV, 10% A, 10% TXT), "
