@@ -188,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_RETRIES,
         help=f"attempts after the first when no reply comes (default {DEFAULT_RETRIES})",
     )
+    from srvd.migrate.commands import add_parsers
+
+    add_parsers(commands)  # srvd import, delegation, verify-delegation (moving in)
     return parser
 
 
@@ -380,6 +383,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return health(args.config, args.server, args.name, args.type, args.timeout, args.retries)
     if args.command == "reload":
         return reload(args.config, args.pidfile, not args.no_check)
+    from srvd.migrate.commands import COMMANDS, run
+
+    if args.command in COMMANDS:
+        return run(args)
     return serve(
         args.config,
         args.listen,

@@ -20,6 +20,7 @@ LAYERS = (
     ("srvd.ops",),
     ("srvd.server",),
     ("srvd.xfr",),
+    ("srvd.migrate",),
     ("srvd.cli", "srvd.service", "srvd.export", "srvd.__main__"),
 )
 
