@@ -190,7 +190,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     from srvd.migrate.commands import add_parsers
 
-    add_parsers(commands)  # srvd import, delegation, verify-delegation (moving in)
+    add_parsers(commands, config_help)  # srvd import, delegation, verify-delegation
     return parser
 
 
@@ -386,7 +386,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from srvd.migrate.commands import COMMANDS, run
 
     if args.command in COMMANDS:
-        return run(args)
+        config = None if args.command == "import" else _load(args.config)
+        return 1 if config is None and args.command != "import" else run(args, config)
     return serve(
         args.config,
         args.listen,

@@ -9,7 +9,8 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from srvd.config import ConfigError, load_config
+from srvd.config import Config, ConfigError, load_config
+from srvd.migrate.delegation import DEFAULT_TTL, master_lines, nsupdate_lines, parent_records
 from srvd.migrate.profiles import Extracted, Plan, plan
 from srvd.migrate.yamltext import domains_file, main_file
 from srvd.migrate.zones import (
@@ -166,7 +167,7 @@ def import_transfers(
 # ---------------------------------------------------------------------------------------------
 # Arguments (srvd.cli registers these commands)
 
-COMMANDS = ("import",)
+COMMANDS = ("import", "delegation", "verify-delegation")
 
 
 def _nameservers(value: str) -> tuple[str, ...]:
@@ -217,7 +218,7 @@ def _host_port(value: str) -> tuple[str, int]:
     return endpoint.host, endpoint.port
 
 
-def add_parsers(commands: Any) -> None:
+def add_parsers(commands: Any, config_help: str) -> None:
     """The moving-in commands, as sub-commands of ``srvd``."""
     imp = commands.add_parser(
         "import",
@@ -257,9 +258,156 @@ def add_parsers(commands: Any) -> None:
     imp.add_argument(
         "--timeout", type=_positive, default=10.0, help="seconds per transfer message (10)"
     )
+    _add_delegation(commands, config_help)
+    _add_verify(commands, config_help)
 
 
-def run(args: argparse.Namespace) -> int:
+def _add_delegation(commands: Any, config_help: str) -> None:
+    delegation = commands.add_parser(
+        "delegation",
+        help="print the records the parent zones need to delegate to srvd (NS, and DS)",
+    )
+    delegation.add_argument("domains", nargs="*", metavar="DOMAIN")
+    delegation.add_argument("--all", action="store_true", help="every configured domain")
+    delegation.add_argument("-c", "--config", help=config_help)
+    delegation.add_argument(
+        "--format",
+        choices=("master", "nsupdate"),
+        default="master",
+        help="master-file lines (default), or nsupdate input",
+    )
+    delegation.add_argument(
+        "--ttl", type=_ttl, default=DEFAULT_TTL, help=f"TTL of the records (default {DEFAULT_TTL})"
+    )
+
+
+def _domains(config: Config, names: Sequence[str], every: bool, command: str) -> list[str] | None:
+    """The domains a command works on (configured ones), or None (the problem printed)."""
+    from srvd.wire.names import InvalidName, host_name
+
+    if every == bool(names):
+        print(f"srvd {command}: give DOMAIN... or --all", file=sys.stderr)
+        return None
+    if every:
+        return list(config.domains)
+    out = []
+    for raw in names:
+        try:
+            name = host_name(raw)
+        except InvalidName as exc:
+            print(f"srvd {command}: {exc}", file=sys.stderr)
+            return None
+        if name not in config.domains:
+            print(f"srvd {command}: {name} is not configured in {config.source}", file=sys.stderr)
+            return None
+        out.append(name)
+    return out
+
+
+def delegation(args: argparse.Namespace, config: Config) -> int:
+    domains = _domains(config, args.domains, args.all, "delegation")
+    if domains is None:
+        return 2
+    lines_of = master_lines if args.format == "master" else nsupdate_lines
+    for domain in domains:
+        print("\n".join(lines_of(domain, parent_records(config, domain), args.ttl)))
+    return 0
+
+
+def _add_verify(commands: Any, config_help: str) -> None:
+    verify = commands.add_parser(
+        "verify-delegation",
+        help="ask the parent zones' servers whether each domain is delegated to srvd correctly",
+    )
+    verify.add_argument("domains", nargs="*", metavar="DOMAIN")
+    verify.add_argument("--all", action="store_true", help="every configured domain")
+    verify.add_argument("-c", "--config", help=config_help)
+    where = verify.add_mutually_exclusive_group()
+    where.add_argument(
+        "--resolver",
+        metavar="ADDR[:PORT]",
+        type=_host_port,
+        help="find the parent zones and their servers through this recursive resolver "
+        "(default: the first nameserver of /etc/resolv.conf)",
+    )
+    where.add_argument(
+        "--server",
+        metavar="ADDR[:PORT]",
+        type=_host_port,
+        help="ask only this server, as the parent zones' authoritative server",
+    )
+    verify.add_argument(
+        "--port", type=int, default=53, help="port of the name servers found by name (53)"
+    )
+    verify.add_argument(
+        "--rate", type=_positive, default=20.0, help="queries per second at most (20)"
+    )
+    verify.add_argument(
+        "--timeout", type=_positive, default=2.0, help="seconds to wait for each reply (2)"
+    )
+    verify.add_argument(
+        "--time-limit",
+        type=_positive,
+        default=600.0,
+        help="seconds for the whole run (600); domains left are reported unchecked",
+    )
+    verify.add_argument(
+        "--no-transfer",
+        action="store_true",
+        help="do not try AXFR of the parent zones (used to find records hidden under the cut)",
+    )
+
+
+def _system_resolver() -> tuple[str, int] | None:
+    try:
+        with open("/etc/resolv.conf", encoding="utf-8") as handle:
+            for line in handle:
+                words = line.split()
+                if len(words) >= 2 and words[0] == "nameserver":
+                    return words[1].split("%", 1)[0], 53
+    except OSError:
+        pass
+    return None
+
+
+def verify_delegation(args: argparse.Namespace, config: Config) -> int:
+    from srvd.migrate.verify import Asker, Verifier, render, verify_all
+
+    domains = _domains(config, args.domains, args.all, "verify-delegation")
+    if domains is None:
+        return 2
+    resolver = args.resolver
+    if resolver is None and args.server is None:
+        resolver = _system_resolver()
+        if resolver is None:
+            print(
+                "srvd verify-delegation: no resolver: give --resolver or --server", file=sys.stderr
+            )
+            return 2
+    asker = Asker(args.rate, args.timeout, args.time_limit)
+    verifier = Verifier(
+        config, asker, args.port, resolver, args.server, transfers=not args.no_transfer
+    )
+    counts = {"ok": 0, "fault": 0, "unchecked": 0}
+    started = time.monotonic()
+    for result in verify_all(verifier, domains):
+        print("\n".join(render(result)), flush=True)
+        counts["ok" if result.ok else "fault" if result.checked else "unchecked"] += 1
+    print(
+        f"srvd verify-delegation: {len(domains)} domains: {counts['ok']} OK, "
+        f"{counts['fault']} with faults, {counts['unchecked']} not checked; "
+        f"{asker.sent} queries in {time.monotonic() - started:.1f} s"
+    )
+    return 0 if counts["ok"] == len(domains) else 1
+
+
+def run(args: argparse.Namespace, config: Config | None = None) -> int:
+    if args.command == "delegation":
+        assert config is not None
+        return delegation(args, config)
+    if args.command == "verify-delegation":
+        assert config is not None
+        return verify_delegation(args, config)
     if args.command == "import":
         if args.zones is not None:
             if args.zone_list or args.tsig:
