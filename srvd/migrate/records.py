@@ -24,8 +24,8 @@ class Record:
 
 @dataclass(frozen=True, slots=True)
 class SourceZone:
-    """What one customer domain's zone gave: its records at and below the domain, or why it
-    could not be read."""
+    """What one customer domain's zone gave: its records in the subzones srvd takes over (at
+    and below ``_tcp``, ``_udp``, ``_axigen`` of the domain), or why it could not be read."""
 
     domain: str  # lowercase ASCII (IDNA), without the trailing dot
     records: tuple[Record, ...] = ()

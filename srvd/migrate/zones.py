@@ -19,6 +19,7 @@ import dns.exception
 import dns.name
 import dns.query
 import dns.rdataclass
+import dns.rdataset
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import dns.rdtypes.IN.SRV
@@ -27,7 +28,7 @@ import dns.tsigkeyring
 import dns.xfr
 import dns.zone
 
-from srvd.migrate.profiles import Extracted, extract
+from srvd.migrate.profiles import SUBZONES, Extracted, extract
 from srvd.migrate.records import Record, SourceZone
 from srvd.wire.names import InvalidName, host_name
 
@@ -35,30 +36,45 @@ SUFFIXES = (".zone", ".db")  # left out of a file's name to give the domain
 
 
 def records_of(zone: dns.zone.Zone, domain: str) -> tuple[Record, ...]:
-    """Every record of a zone at or below ``domain``, class IN, as plain records."""
+    """The records of a zone at or below the subzones of ``domain`` srvd takes over (``_tcp``,
+    ``_udp``, ``_axigen``), class IN, as plain records. Other names are passed over before any
+    of their records is converted (most of a customer zone: a third of the time taken)."""
     origin = zone.origin
     assert origin is not None
+    top = dns.name.from_text(domain)
+    depth = len(top.labels)  # the subzone's label is the one in front of the domain's
+    subzones = {label.encode() for label in SUBZONES}
     out = []
-    for name, rdataset in zone.iterate_rdatasets():
+    for name, node in zone.nodes.items():
         absolute = name.derelativize(origin)
+        labels = absolute.labels
+        if len(labels) <= depth or labels[-depth - 1].lower() not in subzones:
+            continue
+        if not absolute.is_subdomain(top):
+            continue
         owner = absolute.to_text(omit_final_dot=True).lower()
-        if owner != domain and not owner.endswith("." + domain):
-            continue
-        if rdataset.rdclass != dns.rdataclass.IN:
-            continue
-        rtype = dns.rdatatype.to_text(rdataset.rdtype)
-        for rdata in rdataset:
-            data: tuple[int, int, int, str] | tuple[bytes, ...] | str
-            if isinstance(rdata, dns.rdtypes.IN.SRV.SRV):
-                target = rdata.target.derelativize(origin)
-                text = "." if target == dns.name.root else target.to_text(omit_final_dot=True)
-                data = (rdata.priority, rdata.weight, rdata.port, text.lower())
-            elif isinstance(rdata, dns.rdtypes.ANY.TXT.TXT):
-                data = tuple(rdata.strings)
-            else:
-                data = rdata.to_text(origin=origin, relativize=False)
-            out.append(Record(owner, rtype, rdataset.ttl, data))
+        for rdataset in node.rdatasets:
+            if rdataset.rdclass != dns.rdataclass.IN:
+                continue
+            out += _records(owner, rdataset, origin)
     return tuple(out)
+
+
+def _records(owner: str, rdataset: dns.rdataset.Rdataset, origin: dns.name.Name) -> list[Record]:
+    rtype = dns.rdatatype.to_text(rdataset.rdtype)
+    out = []
+    for rdata in rdataset:
+        data: tuple[int, int, int, str] | tuple[bytes, ...] | str
+        if isinstance(rdata, dns.rdtypes.IN.SRV.SRV):
+            target = rdata.target.derelativize(origin)
+            text = "." if target == dns.name.root else target.to_text(omit_final_dot=True)
+            data = (rdata.priority, rdata.weight, rdata.port, text.lower())
+        elif isinstance(rdata, dns.rdtypes.ANY.TXT.TXT):
+            data = tuple(rdata.strings)
+        else:
+            data = rdata.to_text(origin=origin, relativize=False)
+        out.append(Record(owner, rtype, rdataset.ttl, data))
+    return out
 
 
 def domain_of_file(filename: str) -> str | None:
