@@ -85,6 +85,13 @@ def test_extract_notes_what_srvd_cannot_serve() -> None:
     assert got.entries == {"txt _axigen": ("https://webmail.example/",)}
 
 
+def test_domain_in_texts_is_templated_only_as_a_whole_name() -> None:
+    got = extract(
+        zone(D, txt(f"_t._tcp.{D}", b"mx.example.com, example.community, myexample.com."))
+    )
+    assert got.entries["txt _t._tcp"] == ("mx.{domain}, example.community, myexample.com.",)
+
+
 def test_path_txt_beside_other_txt_stays_txt() -> None:
     got = extract(
         zone(

@@ -98,10 +98,10 @@ def write_import(
     main = os.path.join(output, MAIN)
     try:
         load_config(main)
-    except ConfigError as exc:  # a bug of srvd import: say so, with the problems
+    except ConfigError as exc:  # such as a --hostmaster srvd refuses
         for problem in exc.problems[:20]:
             print(problem.render(), file=sys.stderr)
-        print(f"srvd import: {main} is not accepted by srvd check (a bug)", file=sys.stderr)
+        print(f"srvd import: srvd check does not accept {main}", file=sys.stderr)
         return 1
     print(f"wrote {main} and {os.path.join(output, DOMAINS)}; srvd check accepts them")
     return 1 if result.failed or skipped else 0

@@ -121,6 +121,15 @@ def _template(name: str, domain: str) -> str:
     return name
 
 
+def _template_text(text: str, domain: str) -> str:
+    """A TXT text with the customer domain, where it stands as a whole name (not inside a
+    longer label), written as ``{domain}``."""
+    if domain not in text:
+        return text
+    pattern = rf"(?<![A-Za-z0-9-]){re.escape(domain)}(?![A-Za-z0-9-])"
+    return re.sub(pattern, TEMPLATE, text)
+
+
 def _service_of(relative: str) -> str | None:
     head, _, proto = relative.partition(".")
     if proto == "_tcp" and head.startswith("_") and head[1:] in SERVICE_KEYS:
@@ -198,7 +207,7 @@ def _texts(out: Extracted, owner: str, records: list[Record]) -> tuple[list[str]
                 f"{owner} TXT: the character-strings of a record are joined and split at 255 "
                 "octets by srvd (the text is the same, its division differs)"
             )
-        texts.append(text.replace(out.domain, TEMPLATE))
+        texts.append(_template_text(text, out.domain))
     out.ttls.update(r.ttl for r in records)
     _ttl_seen(out, owner, "TXT", records)
     return texts, len(records)
