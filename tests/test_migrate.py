@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 
 from srvd.config import load_config
 from srvd.migrate.profiles import Assignment, extract, plan
-from srvd.migrate.records import Record, SourceZone
+from srvd.migrate.records import Record, SourceZone, parse_tsig
 from srvd.migrate.yamltext import domains_file, main_file, scalar
-from srvd.migrate.zones import domain_of_file, parse_tsig, read_file
+from srvd.migrate.zones import domain_of_file, read_file
 from srvd.wire.discovery import SRV, TXT
 
 D = "example.com"

@@ -6,6 +6,8 @@ after that (srvd.migrate.profiles) works on these alone.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -30,3 +32,27 @@ class SourceZone:
     domain: str  # lowercase ASCII (IDNA), without the trailing dot
     records: tuple[Record, ...] = ()
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TsigKey:
+    name: str
+    algorithm: str
+    secret: bytes
+
+
+def parse_tsig(text: str) -> TsigKey:
+    """``NAME:ALGORITHM:SECRET`` (the secret in base64), as dig's ``-y`` takes it but with the
+    algorithm required, such as ``xfr-key:hmac-sha256:c2VjcmV0``."""
+    name, sep, rest = text.partition(":")
+    algorithm, sep2, secret = rest.partition(":")
+    if not (name and sep and sep2 and algorithm and secret):
+        raise ValueError("expected NAME:ALGORITHM:SECRET")
+    known = {"hmac-md5", "hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512"}
+    if algorithm.lower() not in known:
+        raise ValueError(f"unknown TSIG algorithm {algorithm!r}; one of {', '.join(sorted(known))}")
+    try:
+        raw = base64.b64decode(secret, validate=True)
+    except binascii.Error:
+        raise ValueError("the TSIG secret is not base64") from None
+    return TsigKey(name, algorithm.lower(), raw)

@@ -8,8 +8,6 @@ small zone, so 10,000 zones take 15 s on one core.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -29,7 +27,7 @@ import dns.xfr
 import dns.zone
 
 from srvd.migrate.profiles import SUBZONES, Extracted, extract
-from srvd.migrate.records import Record, SourceZone
+from srvd.migrate.records import Record, SourceZone, TsigKey
 from srvd.wire.names import InvalidName, host_name
 
 SUFFIXES = (".zone", ".db")  # left out of a file's name to give the domain
@@ -140,30 +138,6 @@ def extract_files(jobs: Sequence[tuple[str, str]], processes: int) -> Iterator[E
 
 # ---------------------------------------------------------------------------------------------
 # AXFR
-
-
-@dataclass(frozen=True, slots=True)
-class TsigKey:
-    name: str
-    algorithm: str
-    secret: bytes
-
-
-def parse_tsig(text: str) -> TsigKey:
-    """``NAME:ALGORITHM:SECRET`` (the secret in base64), as dig's ``-y`` takes it but with the
-    algorithm required, such as ``xfr-key:hmac-sha256:c2VjcmV0``."""
-    name, sep, rest = text.partition(":")
-    algorithm, sep2, secret = rest.partition(":")
-    if not (name and sep and sep2 and algorithm and secret):
-        raise ValueError("expected NAME:ALGORITHM:SECRET")
-    known = {"hmac-md5", "hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512"}
-    if algorithm.lower() not in known:
-        raise ValueError(f"unknown TSIG algorithm {algorithm!r}; one of {', '.join(sorted(known))}")
-    try:
-        raw = base64.b64decode(secret, validate=True)
-    except binascii.Error:
-        raise ValueError("the TSIG secret is not base64") from None
-    return TsigKey(name, algorithm.lower(), raw)
 
 
 def read_zone_list(path: str) -> list[str]:
