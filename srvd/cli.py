@@ -59,6 +59,15 @@ def _metrics_endpoint(value: str) -> object:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _http_endpoint(value: str) -> object:
+    if value.strip().lower() == "off":
+        return False
+    try:
+        return parse_endpoint(value, 80)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _query_name(value: str) -> str:
     try:
         return query_name(value)
@@ -125,6 +134,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDR:PORT",
         type=_metrics_endpoint,
         help="serve /metrics here instead of the configured address, or 'off'",
+    )
+    serve.add_argument(
+        "--http",
+        metavar="ADDR:PORT",
+        type=_http_endpoint,
+        help="serve the discovery documents here instead of http.listen, or 'off'",
     )
 
     reload = commands.add_parser(
@@ -323,6 +338,7 @@ def serve(
     workers: int | None = None,
     worker_slot: int | None = None,
     stats_file: str | None = None,
+    http: object = None,
 ) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -338,6 +354,7 @@ def serve(
             "workers": workers,
             "worker_slot": worker_slot,
             "stats_file": stats_file,
+            "http": http,
         }
         service = makeService(options, reactor)
     except ConfigError as exc:
@@ -388,6 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         args.worker_slot,
         args.stats_file,
+        args.http,
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, TypeAlias, cast
 
 import yaml
 
+from srvd.config.http import read_http
 from srvd.config.model import (
     Config,
     ConfigError,
@@ -75,6 +76,8 @@ TOP_KEYS = (
     # srvd as a hidden primary (srvd.config.transfer)
     "transfer",
     "catalog",
+    # discovery documents over HTTP (srvd.config.http)
+    "http",
 )
 INCLUDE_KEYS = ("profiles", "domains", "include")
 
@@ -305,6 +308,7 @@ def _main_settings(
     if isinstance(state_dir, str):
         state_dir = os.path.join(os.path.dirname(main), os.path.expanduser(state_dir))
     transfer, catalog = _primary(reader, fields, top, main)
+    http = fields(read_http, reader, top.get("http"), ("http",))
     return {
         "listen": listen,
         "zone": zone,
@@ -316,6 +320,7 @@ def _main_settings(
         "state_dir": state_dir,
         "transfer": transfer,
         "catalog": catalog,
+        "http": http,
     }
 
 
