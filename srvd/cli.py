@@ -19,6 +19,8 @@ from srvd.config import (
     parse_endpoint,
 )
 from srvd.config.load import DomainSink, read_config
+from srvd.http.pacc import OWNER as PACC_OWNER
+from srvd.http.pacc import deriver
 from srvd.index.build import Counter, build_index
 from srvd.index.serials import SerialState
 from srvd.ops.health import (
@@ -251,8 +253,9 @@ def zone(domain: str, path: str | None) -> int:
     if name not in config.domains:
         print(f"srvd zone: {name} is not a configured domain in {config.source}", file=sys.stderr)
         return 1
-    index = build_index(config, SerialState(config.state_dir).source(None, config.mtime))
-    zones = domain_zones(config, index, name)
+    serials = SerialState(config.state_dir).source(None, config.mtime)
+    index = build_index(config, serials, deriver(config.http))  # with PACC's TXT, if on
+    zones = domain_zones(config, index, name, (PACC_OWNER,))
     if not zones:
         print(f"; {name}: its profile publishes no records, so srvd serves no zone for it")
     print("\n".join(zone_text(index, apex, z) for apex, z in zones), end="")

@@ -33,6 +33,7 @@ from srvd.config import (
     UdpSettings,
     parse_endpoint,
 )
+from srvd.http.pacc import deriver
 from srvd.index.build import build_index
 from srvd.index.model import Index
 from srvd.index.serials import SerialState
@@ -285,7 +286,8 @@ class SrvdService(MultiService):
         if built is not None:
             index = built.index
         else:
-            index = build_index(config, self.serials.source(None, config.mtime))
+            serials = self.serials.source(None, config.mtime)
+            index = build_index(config, serials, deriver(config.http))
         _settle()
         # --metrics overrides the configured address; False turns /metrics off
         metrics = config.metrics if metrics_at is None else (metrics_at or None)

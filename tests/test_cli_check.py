@@ -287,9 +287,21 @@ def test_zone_with_a_bad_config(bad: Path) -> None:
         ("good", "example.com", ["_axigen.example.com.", "_tcp.example.com."]),
         ("good", "bücher.example", ["_tcp.xn--bcher-kva.example."]),
         ("good", "example.org", ["_axigen.example.org.", "_tcp.example.org."]),
-        ("example", "example.com", ["_axigen.example.com.", "_tcp.example.com."]),
-        ("example", "example.org", ["_axigen.example.org.", "_tcp.example.org."]),
-        ("example", "shop.example", ["_axigen.shop.example.", "_tcp.shop.example."]),
+        (
+            "example",
+            "example.com",
+            ["_axigen.example.com.", "_tcp.example.com.", "_ua-auto-config.example.com."],
+        ),
+        (
+            "example",
+            "example.org",
+            ["_axigen.example.org.", "_tcp.example.org.", "_ua-auto-config.example.org."],
+        ),
+        (
+            "example",
+            "shop.example",
+            ["_axigen.shop.example.", "_tcp.shop.example.", "_ua-auto-config.shop.example."],
+        ),
     ],
 )
 def test_zones_pass_nsd_checkzone(

@@ -30,6 +30,7 @@ from srvd.config.model import (
     ConfigError,
     DomainOverride,
     Entries,
+    HttpSettings,
     KeyPath,
     LimitSettings,
     Problem,
@@ -108,6 +109,11 @@ class DomainSink:
     def restart(self) -> None:
         """Forget every domain given so far: they all come again, after ``begin`` again."""
 
+    def http(self, settings: HttpSettings | None) -> None:
+        """The ``http:`` settings (srvd.config.http), given before the first domain when the
+        configuration has them: what a domain's tables are made of may depend on them (PACC's
+        TXT, srvd.http.pacc)."""
+
 
 class _Collect(DomainSink):
     def __init__(self) -> None:
@@ -137,6 +143,8 @@ def read_config(path: str | os.PathLike[str], sink: DomainSink) -> Config:
         pass
     sink.restart()
     config = _exact(source)
+    if config.http is not None:
+        sink.http(config.http)
     sink.begin(config.zone, config.profiles)
     for name, entry in config.domains.items():
         sink.domain(name, entry)
@@ -635,6 +643,10 @@ class _Streamer:
                     self.top[key] = value
                     if key == "limits":
                         self.limits(value)
+                    elif key == "http":
+                        if self.hashes:  # domains were given before it: read again, in order
+                            raise _Fallback
+                        self.sink.http(read_http(reader, value, ("http",)))
                     elif key == "zone":
                         self.begin(reader.zone(value, ("zone",)))
         except (Unusual, yaml.YAMLError):

@@ -11,8 +11,6 @@ name (letters, digits, hyphens, dots), which no format needs to escape.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import plistlib
 import uuid
@@ -26,7 +24,6 @@ from srvd.wire.discovery import TEMPLATE
 DOMAIN = TEMPLATE.encode()  # what a skeleton holds where the customer domain goes
 POX_RESPONSE_NS = "http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"
 POX_OUTLOOK_NS = "http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"
-PACC_TXT_PREFIX = "v=UAAC1; a=sha256; d="
 MOBILECONFIG_TYPE = "application/x-apple-aspen-config"
 _UUIDS = uuid.UUID("6f1f3c1e-5b1a-4c55-9a0e-3c3b7d2f8a10")  # srvd's namespace for uuid5
 
@@ -211,12 +208,6 @@ def pacc(facts: Facts, settings: HttpSettings) -> bytes | None:
             "protocols": protocols,
         }
     )
-
-
-def pacc_txt(document: bytes) -> str:
-    """The ``_ua-auto-config`` TXT text for a PACC document: its SHA-256 digest, base64."""
-    digest = base64.b64encode(hashlib.sha256(document).digest()).decode()
-    return PACC_TXT_PREFIX + digest
 
 
 # ---------------------------------------------------------------------------------------------
