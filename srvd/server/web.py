@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -243,6 +243,9 @@ class DiscoverySite(Site):
         pass  # never: request lines carry addresses, and headers may carry credentials
 
 
+Handler = Callable[[Request], bytes]
+
+
 class DiscoveryResource(Resource):
     isLeaf = True
 
@@ -252,9 +255,12 @@ class DiscoveryResource(Resource):
         self.counts = counts
 
     def render(self, request: Request) -> bytes:
-        route = "other"
+        route, methods, status, handler = self.route(request)
         try:
-            route, status, body = self.route(request)
+            if methods and request.method not in methods:
+                request.setHeader(b"Allow", b", ".join(methods))
+                raise _Refused(405, "method not allowed")
+            body = handler(request)
         except _Refused as refused:
             status = refused.status
             body = (str(refused) + "\n").encode()
@@ -276,30 +282,26 @@ class DiscoveryResource(Resource):
 
     # -- routing
 
-    def route(self, request: Request) -> tuple[str, int, bytes]:
+    def route(self, request: Request) -> tuple[str, tuple[bytes, ...], int, Handler]:
+        """The route kind of a request (for the metrics), the methods it takes, the status of
+        a success, and what makes the answer."""
         path = request.path
         lower = path.lower()
-        method = request.method
+        read = (b"GET", b"HEAD")
         if path in AUTOCONFIG_PATHS:
-            return "autoconfig", 200, self.autoconfig(request)
+            return "autoconfig", read, 200, self.autoconfig
         if lower == b"/autodiscover/autodiscover.xml":
-            _allow(request, (b"POST",))
-            return "autodiscover_xml", 200, self.pox(request)
+            return "autodiscover_xml", (b"POST",), 200, self.pox
         if lower == JSON_PREFIX or lower.startswith(JSON_PREFIX + b"/"):
-            _allow(request, (b"GET", b"HEAD"))
-            return "autodiscover_json", 200, self.autodiscover_json(request)
+            return "autodiscover_json", read, 200, self.autodiscover_json
         if path == b"/email.mobileconfig":
-            _allow(request, (b"GET", b"HEAD"))
-            return "mobileconfig", 200, self.mobileconfig(request)
+            return "mobileconfig", read, 200, self.mobileconfig
         if path in WELL_KNOWN:
-            _allow(request, (b"GET", b"HEAD"))
-            return "well_known", 301, self.redirect(request, WELL_KNOWN[path])
+            kind = WELL_KNOWN[path]
+            return "well_known", read, 301, lambda request: self.redirect(request, kind)
         if path == PACC_PATH and self.documents.settings.pacc:
-            _allow(request, (b"GET", b"HEAD"))
-            return "pacc", 200, self.pacc(request)
-        if method not in (b"GET", b"HEAD", b"POST"):
-            raise _Refused(405, "method not allowed")
-        raise _Refused(404, "not found")
+            return "pacc", read, 200, self.pacc
+        return "other", (b"GET", b"HEAD", b"POST"), 404, _not_found
 
     def domain(self, request: Request, address: str | None) -> tuple[str, Facts, dict[str, Any]]:
         """The customer domain of a request, its facts and skeletons; 404 when not served."""
@@ -326,7 +328,6 @@ class DiscoveryResource(Resource):
     # -- documents
 
     def autoconfig(self, request: Request) -> bytes:
-        _allow(request, (b"GET", b"HEAD"))
         address = _query_address(request)
         domain, _facts, skeletons = self.domain(request, address)
         _type(request, b"application/xml; charset=utf-8", public=True)
@@ -400,10 +401,8 @@ class DiscoveryResource(Resource):
         return body
 
 
-def _allow(request: Request, methods: tuple[bytes, ...]) -> None:
-    if request.method not in methods:
-        request.setHeader(b"Allow", b", ".join(methods))
-        raise _Refused(405, "method not allowed")
+def _not_found(request: Request) -> bytes:
+    raise _Refused(404, "not found")
 
 
 def _type(request: Request, content_type: bytes, public: bool) -> None:
