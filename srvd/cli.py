@@ -224,7 +224,7 @@ def _load(path: str | None, sink: DomainSink | None = None) -> Config | None:
 
 
 def check(path: str | None) -> int:
-    counter = Counter()  # the index's figures, counted as the domains are read
+    counter = Counter(deriver)  # the index's figures, counted as the domains are read
     config = _load(path, counter)
     if config is None:
         return 1
@@ -234,6 +234,7 @@ def check(path: str | None) -> int:
         f"{config.source}: OK: {stats.domains} domains, {stats.zones} zones, {stats.records} "
         f"records, {stats.profiles} profiles, from {files} file{'s' if files != 1 else ''}; "
         f"listening on {', '.join(str(e) for e in config.listen)}"
+        + (f"; http on {', '.join(str(e) for e in config.http.listen)}" if config.http else "")
     )
     return 0
 

@@ -132,8 +132,8 @@ def test_check_bundled_example() -> None:
     result = srvd("check", "-c", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
-        rf"{re.escape(str(EXAMPLE))}: OK: 3 domains, 6 zones, 52 records, 2 profiles, from 1 file; "
-        r"listening on 127\.0\.0\.1:5353\n",
+        rf"{re.escape(str(EXAMPLE))}: OK: 3 domains, 9 zones, 64 records, 2 profiles, from 1 file; "
+        r"listening on 127\.0\.0\.1:5353; http on 127\.0\.0\.1:8080\n",
         result.stdout,
     ), result.stdout
 

@@ -492,3 +492,74 @@ def _reply(index: Index, query: bytes) -> bytes:
     reply = Responder(index).respond(query, True)
     assert reply is not None
     return reply
+
+
+# ---------------------------------------------------------------------------------------------
+# The http: keys, as srvd check sees them
+
+
+def test_check_counts_the_zones_serve_builds(tmp_path: Path) -> None:
+    from srvd.config.load import read_config
+    from srvd.index.build import Counter
+
+    path = tmp_path / "srvd.yaml"
+    path.write_text(CONFIG)
+    counter = Counter(deriver)
+    config = read_config(path, counter)
+    full = load_config(path)
+    assert counter.stats(config) == build_index(full, None, deriver(full.http)).stats
+
+
+def test_http_keys_are_validated(tmp_path: Path) -> None:
+    from srvd.config import ConfigError
+
+    path = tmp_path / "srvd.yaml"
+    path.write_text(
+        "zone: {nameservers: [ns1.example.net]}\n"
+        "http:\n"
+        "  listen: [127.0.0.1:80, nonsense]\n"
+        "  pacc: maybe\n"
+        "  username: uid\n"
+        "  authentication: kerberos\n"
+        "  display_name: ''\n"
+        "  max_body: 10\n"
+        "  idle_timeout: 0\n"
+        "  colour: blue\n"
+        "domains: {}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    rendered = [p.render() for p in caught.value.problems]
+    for key in (
+        "http.listen[1]",
+        "http.pacc",
+        "http.username",
+        "http.authentication",
+        "http.display_name",
+        "http.max_body",
+        "http.idle_timeout",
+        "http.colour",
+    ):
+        assert any(f":4: {key}:" in line or f": {key}:" in line for line in rendered), (
+            key,
+            rendered,
+        )
+    assert all(line.startswith(f"{path}:") for line in rendered)
+    path.write_text("zone: {nameservers: [ns1.example.net]}\nhttp: {pacc: on}\ndomains: {}\n")
+    with pytest.raises(ConfigError, match=r"http\.listen"):
+        load_config(path)
+    path.write_text("zone: {nameservers: [ns1.example.net]}\nhttp: off\ndomains: {}\n")
+    assert load_config(path).http is None
+
+
+def test_an_http_key_after_the_domains_is_read_in_order(tmp_path: Path) -> None:
+    """The streaming reader gives domains to the build process as it reads them: an http: key
+    after them sends it to the exact reader, and PACC's TXT is still there."""
+    head, _, domains = CONFIG.partition("domains:")
+    http_block = head[head.index("http:") : head.index("profiles:")]
+    path = tmp_path / "srvd.yaml"
+    path.write_text(head.replace(http_block, "") + "domains:" + domains + http_block)
+    from srvd.server.loading import load_aside
+
+    built = load_aside(str(path))
+    assert to_wire("_ua-auto-config.example.com") in built.index.zones

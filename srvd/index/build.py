@@ -19,6 +19,7 @@ from typing import TypeAlias
 
 from srvd.config import Config, DomainOverride, Profile, RRsetSpec, SrvRecord, ZoneSettings
 from srvd.config.load import DomainSink
+from srvd.config.model import HttpSettings
 from srvd.index.model import (
     ANSWER_OWNER,
     CLASS_IN,
@@ -181,7 +182,7 @@ class TableCache:
             for spec in apex_specs:
                 known = shared.get(id(spec))
                 digest.update(known[1] if known is not None else repr(spec).encode())
-                records += len(spec.srv) + len(spec.txt)
+                records += len(spec.srv) + len(spec.txt) + isinstance(spec, DigestSpec)
             plans.append(TablePlan(label, digest.digest(), records, tuple(apex_specs)))
         return tuple(plans)
 
@@ -303,16 +304,26 @@ def build_index(
 
 class Counter(DomainSink):
     """The figures of the index a configuration makes, counted as its domains are read (what
-    ``srvd check`` prints), without building the index."""
+    ``srvd check`` prints), without building the index. ``derive_of`` makes the ``derive`` hook
+    of the ``http:`` settings (srvd.http.pacc.deriver), so derived zones are counted too."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, derive_of: Callable[[HttpSettings | None], Derive | None] | None = None
+    ) -> None:
+        self.derive_of = derive_of
+        self.derive: Derive | None = None
         self.cache: TableCache | None = None
         self.per_zone = 0
         self.sizes: dict[str, tuple[int, int]] = {}  # a profile's zones and records
         self.domains = self.zones = self.records = 0
 
+    def http(self, settings: HttpSettings | None) -> None:
+        self.derive = self.derive_of(settings) if self.derive_of is not None else None
+        if self.cache is not None:
+            self.cache.derive = self.derive
+
     def begin(self, zone: ZoneSettings, profiles: Mapping[str, Profile]) -> None:
-        self.cache = TableCache(zone, profiles, keep=False)
+        self.cache = TableCache(zone, profiles, keep=False, derive=self.derive)
         self.per_zone = 1 + len(zone.nameservers)  # SOA and NS
 
     def domain(self, name: str, entry: str | DomainOverride | None) -> None:
@@ -330,7 +341,7 @@ class Counter(DomainSink):
         self.records += sizes[1]
 
     def restart(self) -> None:
-        self.__init__()  # type: ignore[misc]
+        self.__init__(self.derive_of)  # type: ignore[misc]
 
     def stats(self, config: Config) -> IndexStats:
         return IndexStats(self.domains, self.zones, self.records, len(config.profiles))
