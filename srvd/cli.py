@@ -19,6 +19,8 @@ from srvd.config import (
     parse_endpoint,
 )
 from srvd.config.load import DomainSink, read_config
+from srvd.http.pacc import OWNER as PACC_OWNER
+from srvd.http.pacc import deriver
 from srvd.index.build import Counter, build_index
 from srvd.index.serials import SerialState
 from srvd.ops.health import (
@@ -55,6 +57,15 @@ def _metrics_endpoint(value: str) -> object:
         return False
     try:
         return parse_endpoint(value, METRICS_PORT)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _http_endpoint(value: str) -> object:
+    if value.strip().lower() == "off":
+        return False
+    try:
+        return parse_endpoint(value, 80)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -125,6 +136,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDR:PORT",
         type=_metrics_endpoint,
         help="serve /metrics here instead of the configured address, or 'off'",
+    )
+    serve.add_argument(
+        "--http",
+        metavar="ADDR:PORT",
+        type=_http_endpoint,
+        help="serve the discovery documents here instead of http.listen, or 'off'",
     )
 
     reload = commands.add_parser(
@@ -210,7 +227,7 @@ def _load(path: str | None, sink: DomainSink | None = None) -> Config | None:
 
 
 def check(path: str | None) -> int:
-    counter = Counter()  # the index's figures, counted as the domains are read
+    counter = Counter(deriver)  # the index's figures, counted as the domains are read
     config = _load(path, counter)
     if config is None:
         return 1
@@ -220,6 +237,7 @@ def check(path: str | None) -> int:
         f"{config.source}: OK: {stats.domains} domains, {stats.zones} zones, {stats.records} "
         f"records, {stats.profiles} profiles, from {files} file{'s' if files != 1 else ''}; "
         f"listening on {', '.join(str(e) for e in config.listen)}"
+        + (f"; http on {', '.join(str(e) for e in config.http.listen)}" if config.http else "")
     )
     return 0
 
@@ -239,8 +257,9 @@ def zone(domain: str, path: str | None) -> int:
     if name not in config.domains:
         print(f"srvd zone: {name} is not a configured domain in {config.source}", file=sys.stderr)
         return 1
-    index = build_index(config, SerialState(config.state_dir).source(None, config.mtime))
-    zones = domain_zones(config, index, name)
+    serials = SerialState(config.state_dir).source(None, config.mtime)
+    index = build_index(config, serials, deriver(config.http))  # with PACC's TXT, if on
+    zones = domain_zones(config, index, name, (PACC_OWNER,))
     if not zones:
         print(f"; {name}: its profile publishes no records, so srvd serves no zone for it")
     print("\n".join(zone_text(index, apex, z) for apex, z in zones), end="")
@@ -326,6 +345,7 @@ def serve(
     workers: int | None = None,
     worker_slot: int | None = None,
     stats_file: str | None = None,
+    http: object = None,
 ) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -341,6 +361,7 @@ def serve(
             "workers": workers,
             "worker_slot": worker_slot,
             "stats_file": stats_file,
+            "http": http,
         }
         service = makeService(options, reactor)
     except ConfigError as exc:
@@ -396,6 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         args.worker_slot,
         args.stats_file,
+        args.http,
     )
 
 

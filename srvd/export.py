@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 
 from srvd.config import Config
+from srvd.http.pacc import deriver
 from srvd.index.build import build_index
 from srvd.index.catalog import catalog_text
 from srvd.index.model import Catalog
@@ -18,7 +19,8 @@ from srvd.wire.names import to_wire, wire_to_text
 
 
 def export_all(config: Config, output: str | None) -> int:
-    index = build_index(config, SerialState(config.state_dir).source(None, config.mtime))
+    serials = SerialState(config.state_dir).source(None, config.mtime)
+    index = build_index(config, serials, deriver(config.http))  # with PACC's TXT, if on
     apexes = sorted(index.zones)
 
     def texts() -> Iterator[tuple[bytes, str]]:

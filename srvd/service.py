@@ -33,6 +33,7 @@ from srvd.config import (
     UdpSettings,
     parse_endpoint,
 )
+from srvd.http.pacc import deriver
 from srvd.index.build import build_index
 from srvd.index.model import Index
 from srvd.index.serials import SerialState
@@ -42,6 +43,7 @@ from srvd.server.loading import Built, load_aside
 from srvd.server.protocols import TCPFactory, UDPProtocol
 from srvd.server.reload import Reloader
 from srvd.server.responder import Responder
+from srvd.server.web import HttpCollector, HttpService
 from srvd.server.workers import SCALARS, Publisher, StatsFile, WorkerPool
 from srvd.wire.ordering import RandomSource
 from srvd.xfr.transfer import TransferCollector, Transfers, start_primary
@@ -270,6 +272,7 @@ class SrvdService(MultiService):
         worker: tuple[int, str] | None = None,
         worker_argv: Sequence[str] = (),
         built: Built | None = None,
+        http_at: Endpoint | Literal[False] | None = None,
     ) -> None:
         """``worker`` (slot, stats file) makes this process one of the workers a primary
         started; ``worker_argv`` is how a primary starts its workers (``serve`` arguments).
@@ -283,7 +286,8 @@ class SrvdService(MultiService):
         if built is not None:
             index = built.index
         else:
-            index = build_index(config, self.serials.source(None, config.mtime))
+            serials = self.serials.source(None, config.mtime)
+            index = build_index(config, serials, deriver(config.http))
         _settle()
         # --metrics overrides the configured address; False turns /metrics off
         metrics = config.metrics if metrics_at is None else (metrics_at or None)
@@ -309,11 +313,22 @@ class SrvdService(MultiService):
         self.primary: Transfers | None = None
         if config.transfer is not None or config.catalog is not None:
             self.primary = start_primary(self, notify=worker is None)
+        # discovery documents over HTTP (srvd.server.web), in the primary process only
+        self.http: HttpService | None = None
+        http = config.http
+        if http is not None and http_at is not None:  # srvd serve --http ADDR:PORT or off
+            http = replace(http, listen=(http_at,)) if http_at else None
+        self.http_at = http_at
+        if http is not None and worker is None:
+            self.http = HttpService(http, index, reactor)
+            self.http.setServiceParent(self)
         self.metrics: MetricsService | None = None
         if metrics is not None:
             registry = registry_for(self.snapshot)
             if self.primary is not None:
                 registry.register(TransferCollector(self.primary))
+            if self.http is not None:
+                registry.register(HttpCollector(self.http.counts))
             self.metrics = MetricsService(metrics, registry, reactor)
             self.metrics.setServiceParent(self)
         self.pool: WorkerPool | None = None
@@ -422,6 +437,11 @@ class SrvdService(MultiService):
         if config.listen != self.config.listen:
             log.warn("listen addresses changed in the configuration: they take effect on restart")
         self.tcp.settings = config.tcp
+        if self.http is not None:  # the same generation as DNS; turning http on or off: restart
+            settings = config.http or self.http.site.settings
+            if self.http_at:
+                settings = replace(settings, listen=(self.http_at,))
+            self.http.publish(settings, index)
         if config.rrl != self.config.rrl:
             self.responder.limit(config.rrl, self.workers)
         self.config = config
@@ -467,4 +487,5 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
         worker=worker,
         worker_argv=argv,
         built=built,
+        http_at=options.get("http"),
     )

@@ -132,8 +132,8 @@ def test_check_bundled_example() -> None:
     result = srvd("check", "-c", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
-        rf"{re.escape(str(EXAMPLE))}: OK: 3 domains, 6 zones, 52 records, 2 profiles, from 1 file; "
-        r"listening on 127\.0\.0\.1:5353\n",
+        rf"{re.escape(str(EXAMPLE))}: OK: 3 domains, 9 zones, 64 records, 2 profiles, from 1 file; "
+        r"listening on 127\.0\.0\.1:5353; http on 127\.0\.0\.1:8080\n",
         result.stdout,
     ), result.stdout
 
@@ -287,9 +287,21 @@ def test_zone_with_a_bad_config(bad: Path) -> None:
         ("good", "example.com", ["_axigen.example.com.", "_tcp.example.com."]),
         ("good", "bücher.example", ["_tcp.xn--bcher-kva.example."]),
         ("good", "example.org", ["_axigen.example.org.", "_tcp.example.org."]),
-        ("example", "example.com", ["_axigen.example.com.", "_tcp.example.com."]),
-        ("example", "example.org", ["_axigen.example.org.", "_tcp.example.org."]),
-        ("example", "shop.example", ["_axigen.shop.example.", "_tcp.shop.example."]),
+        (
+            "example",
+            "example.com",
+            ["_axigen.example.com.", "_tcp.example.com.", "_ua-auto-config.example.com."],
+        ),
+        (
+            "example",
+            "example.org",
+            ["_axigen.example.org.", "_tcp.example.org.", "_ua-auto-config.example.org."],
+        ),
+        (
+            "example",
+            "shop.example",
+            ["_axigen.shop.example.", "_tcp.shop.example.", "_ua-auto-config.shop.example."],
+        ),
     ],
 )
 def test_zones_pass_nsd_checkzone(

@@ -16,6 +16,7 @@ LAYERS = (
     ("srvd", "srvd.errors", "srvd.wire"),
     ("srvd.config",),
     ("srvd.index",),
+    ("srvd.http",),
     ("srvd.answer",),
     ("srvd.ops",),
     ("srvd.server",),

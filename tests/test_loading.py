@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from srvd.config import ConfigError, load_config
+from srvd.http.pacc import deriver
 from srvd.index.build import build_index
 from srvd.index.model import Index
 from srvd.index.serials import SerialState
@@ -40,7 +41,7 @@ def zones_of(index: Index) -> dict[bytes, tuple[int, bytes, int]]:
 def test_a_start_builds_what_build_index_builds() -> None:
     built = load_aside(str(EXAMPLE))
     config = load_config(EXAMPLE)
-    index = build_index(config, SerialState(None).source(None, config.mtime))
+    index = build_index(config, SerialState(None).source(None, config.mtime), deriver(config.http))
     assert zones_of(built.index) == zones_of(index)
     assert built.index.stats == index.stats
     assert built.config.source == config.source and built.config.sha256 == config.sha256

@@ -745,7 +745,8 @@ def test_families_have_the_right_types_and_help(example: Harness) -> None:
 def test_gauges_come_from_the_index_and_the_configuration(example: Harness) -> None:
     scrape = example.scrape()
     stats = example.responder.index.stats
-    assert (stats.domains, stats.zones) == (3, 6)
+    # _tcp, _axigen and (http.pacc is on in the example) _ua-auto-config of each domain
+    assert (stats.domains, stats.zones) == (3, 9)
     assert scrape("srvd_domains") == 3
     assert scrape("srvd_zones") == stats.zones
     assert scrape("srvd_records") == stats.records

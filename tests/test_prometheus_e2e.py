@@ -12,6 +12,7 @@ data and plausible values. The last test makes a reload fail and watches the ale
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import signal
@@ -33,6 +34,7 @@ import pytest
 import yaml
 
 from srvd.config import load_config
+from srvd.http.pacc import deriver
 from srvd.index.build import build_index
 from srvd.index.model import IndexStats
 
@@ -341,15 +343,33 @@ def write_config(path: Path) -> None:
     path.write_text(yaml.safe_dump(data))
 
 
+def http_requests(port: int) -> None:
+    """Discovery documents asked for: found (200) and for an unknown domain (404)."""
+    for host, count in (("autoconfig.example.com", 20), ("autoconfig.unknown.example", 5)):
+        for _ in range(count):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/mail/config-v1.1.xml", headers={"Host": host})
+            connection.getresponse().read()
+            connection.close()
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     require_tool("prometheus")
     tmp = tmp_path_factory.mktemp("prometheus-e2e")
     config = tmp / "srvd.yaml"
     write_config(config)
-    stats = build_index(load_config(config)).stats
-    metrics_port = free_port()
-    server = start_srvd(config, "--metrics", f"127.0.0.1:{metrics_port}", log_path=tmp / "srvd.log")
+    loaded = load_config(config)
+    stats = build_index(loaded, None, deriver(loaded.http)).stats
+    metrics_port, http_port = free_port(), free_port()
+    server = start_srvd(
+        config,
+        "--metrics",
+        f"127.0.0.1:{metrics_port}",
+        "--http",
+        f"127.0.0.1:{http_port}",
+        log_path=tmp / "srvd.log",
+    )
     prometheus: Prometheus | None = None
     trickle = Trickle(server.port)
     try:
@@ -361,6 +381,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         time.sleep(TRICKLE_SECONDS - 5)
         reload_at = time.time()
         server.process.send_signal(signal.SIGHUP)
+        http_requests(http_port)  # the HTTP panels' traffic, inside their rate windows too
         time.sleep(5)
         assert trickle.rejected_burst_at is not None
         assert trickle.thread is not None and trickle.thread.is_alive(), trickle.errors
@@ -469,7 +490,8 @@ def domains(stack: Stack, result: list[dict[str, Any]]) -> None:
 
 
 def zones(stack: Stack, result: list[dict[str, Any]]) -> None:
-    assert one(values_of(result)) == stack.stats.zones == 6
+    # _tcp, _axigen and (http.pacc is on in the example) _ua-auto-config of each domain
+    assert one(values_of(result)) == stack.stats.zones == 9
 
 
 def records(stack: Stack, result: list[dict[str, Any]]) -> None:
@@ -571,6 +593,16 @@ def reload_duration(stack: Stack, result: list[dict[str, Any]]) -> None:
     assert 0 < one(values_of(result)) < 10
 
 
+def http_by_route(stack: Stack, result: list[dict[str, Any]]) -> None:
+    rates = {(s["metric"]["route"], s["metric"]["status"]): float(s["value"][1]) for s in result}
+    assert rates[("autoconfig", "200")] > rates[("autoconfig", "404")] > 0
+    assert set(rates) == {("autoconfig", "200"), ("autoconfig", "404")}
+
+
+def not_negative(stack: Stack, result: list[dict[str, Any]]) -> None:
+    assert one(values_of(result)) >= 0
+
+
 CHECKS: dict[str, Check] = {
     "Queries per second/A": qps,
     "NXDOMAIN ratio/A": nxdomain_ratio,
@@ -605,6 +637,9 @@ CHECKS: dict[str, Check] = {
     "Domains, zones, records/A": domains,
     "Domains, zones, records/B": zones,
     "Domains, zones, records/C": records,
+    "HTTP requests by route and status/A": http_by_route,
+    "HTTP connections/A": not_negative,
+    "HTTP connections/B": zero,
 }
 
 

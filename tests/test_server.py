@@ -435,6 +435,8 @@ def test_serve_without_arguments_serves_the_example_on_5353(tmp_path: Path) -> N
         endpoint = srvd.config.parse_endpoint(metrics)
         if not port_is_free(endpoint.host, endpoint.port):
             pytest.skip(f"{endpoint}, where srvd serves /metrics by default, is in use")
+    if not port_is_free("127.0.0.1", 8080):
+        pytest.skip("127.0.0.1:8080, where the example serves its discovery documents, is in use")
     script = shutil.which("srvd", path=str(BIN))
     command = [sys.executable, script] if script else [sys.executable, "-m", "srvd"]
     command.append("serve")  # exactly what the README says, no arguments

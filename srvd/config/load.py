@@ -24,11 +24,13 @@ from typing import Any, BinaryIO, TypeAlias, cast
 
 import yaml
 
+from srvd.config.http import read_http
 from srvd.config.model import (
     Config,
     ConfigError,
     DomainOverride,
     Entries,
+    HttpSettings,
     KeyPath,
     LimitSettings,
     Problem,
@@ -75,6 +77,8 @@ TOP_KEYS = (
     # srvd as a hidden primary (srvd.config.transfer)
     "transfer",
     "catalog",
+    # discovery documents over HTTP (srvd.config.http)
+    "http",
 )
 INCLUDE_KEYS = ("profiles", "domains", "include")
 
@@ -105,6 +109,11 @@ class DomainSink:
     def restart(self) -> None:
         """Forget every domain given so far: they all come again, after ``begin`` again."""
 
+    def http(self, settings: HttpSettings | None) -> None:
+        """The ``http:`` settings (srvd.config.http), given before the first domain when the
+        configuration has them: what a domain's tables are made of may depend on them (PACC's
+        TXT, srvd.http.pacc)."""
+
 
 class _Collect(DomainSink):
     def __init__(self) -> None:
@@ -134,6 +143,8 @@ def read_config(path: str | os.PathLike[str], sink: DomainSink) -> Config:
         pass
     sink.restart()
     config = _exact(source)
+    if config.http is not None:
+        sink.http(config.http)
     sink.begin(config.zone, config.profiles)
     for name, entry in config.domains.items():
         sink.domain(name, entry)
@@ -305,6 +316,7 @@ def _main_settings(
     if isinstance(state_dir, str):
         state_dir = os.path.join(os.path.dirname(main), os.path.expanduser(state_dir))
     transfer, catalog = _primary(reader, fields, top, main)
+    http = fields(read_http, reader, top.get("http"), ("http",))
     return {
         "listen": listen,
         "zone": zone,
@@ -316,6 +328,7 @@ def _main_settings(
         "state_dir": state_dir,
         "transfer": transfer,
         "catalog": catalog,
+        "http": http,
     }
 
 
@@ -630,6 +643,10 @@ class _Streamer:
                     self.top[key] = value
                     if key == "limits":
                         self.limits(value)
+                    elif key == "http":
+                        if self.hashes:  # domains were given before it: read again, in order
+                            raise _Fallback
+                        self.sink.http(read_http(reader, value, ("http",)))
                     elif key == "zone":
                         self.begin(reader.zone(value, ("zone",)))
         except (Unusual, yaml.YAMLError):

@@ -195,6 +195,8 @@ class Config:
     # srvd as a hidden primary (srvd.config.transfer): peers, keys, NOTIFY; the catalog zone
     transfer: TransferSettings | None = None
     catalog: str | None = None
+    # discovery documents over HTTP (srvd.config.http, srvd.http); None: off
+    http: HttpSettings | None = None
 
     def entries_of(self, domain: str) -> dict[str, tuple[RRsetSpec, ...] | None]:
         """The merged profile keys of one domain (profile, then its overrides)."""
@@ -250,6 +252,27 @@ class TransferSettings:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return any(rule.key == key.name and ip in rule.network for rule in self.allow)
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery documents over HTTP: the ``http:`` key (read by srvd.config.http)
+
+HTTP_USERNAMES = ("email", "local")  # the user name a client is told: the address, its local part
+HTTP_AUTHENTICATION = ("password-cleartext", "password-encrypted", "OAuth2")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    listen: tuple[Endpoint, ...] = ()
+    pacc: bool = False  # /.well-known/user-agent-configuration.json (draft-ietf-mailmaint-pacc)
+    # what DNS cannot say
+    display_name: str = "{domain}"
+    username: str = "email"
+    authentication: str = "password-cleartext"
+    # limits on what a client may send or hold
+    max_body: int = 16_384  # octets of a POST body
+    max_connections: int = 1000
+    idle_timeout: float = 30.0  # seconds a connection may wait for a complete request
 
 
 def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:

@@ -15,12 +15,15 @@ import struct
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from srvd.config import Config, DomainOverride, Profile, RRsetSpec, SrvRecord, ZoneSettings
 from srvd.config.load import DomainSink
+from srvd.config.model import HttpSettings
 from srvd.index.model import (
     ANSWER_OWNER,
     CLASS_IN,
+    DigestTemplate,
     Index,
     IndexStats,
     Node,
@@ -61,7 +64,19 @@ def _txt_piece(text: str, ttl: int) -> Piece:
     return head + struct.pack("!H", len(rdata)) + rdata
 
 
+@dataclass(frozen=True, slots=True)
+class DigestSpec(RRsetSpec):
+    """A TXT RRset of one record that vouches for a document naming the customer domain
+    (``skeleton``, with ``{domain}``): made per domain from it (DigestTemplate). Derived from
+    a domain's other records, never configured (``TableCache.derive``)."""
+
+    skeleton: bytes = b""
+
+
 def _rrset(spec: RRsetSpec, ttl: int) -> RRset:
+    if isinstance(spec, DigestSpec):
+        head = ANSWER_OWNER + struct.pack("!HHI", TXT, CLASS_IN, ttl)
+        return RRset(TXT, [([DigestTemplate(head, TXT, spec.skeleton)], [0])])
     if spec.rtype == SRV:
         by_priority: dict[int, tuple[list[Piece], list[int]]] = {}
         for record in spec.srv:
@@ -74,6 +89,11 @@ def _rrset(spec: RRsetSpec, ttl: int) -> RRset:
 
 def _spec_order(spec: RRsetSpec) -> tuple[str, bool]:
     return spec.owner, spec.rtype != SRV  # SRV first: what ANY gets
+
+
+# RRsets derived from a domain's planned tables (such as PACC's _ua-auto-config TXT, made from
+# its _tcp table by srvd.http.pacc): given the cache and the plans, the specs to add.
+Derive: TypeAlias = Callable[["TableCache", tuple["TablePlan", ...]], tuple[RRsetSpec, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,9 +119,14 @@ class TableCache:
     """
 
     def __init__(
-        self, settings: ZoneSettings, profiles: Mapping[str, Profile], keep: bool = True
+        self,
+        settings: ZoneSettings,
+        profiles: Mapping[str, Profile],
+        keep: bool = True,
+        derive: Derive | None = None,
     ) -> None:
         self.settings = settings
+        self.derive = derive
         self.profiles = profiles
         self.keep = keep
         self.settings_digest = _settings_digest(settings)
@@ -129,14 +154,20 @@ class TableCache:
                 for rrsets in entries.values():
                     for spec in rrsets or ():
                         self.shared.setdefault(id(spec), (spec, repr(spec).encode()))
-                plans = self.by_profile[entry] = self._plan(_specs(entries))
+                plans = self.by_profile[entry] = self._derived(_specs(entries))
             return plans
         merged: dict[str, tuple[RRsetSpec, ...] | None] = {}
         if entry.profile is not None:
             self.plans(entry.profile)  # its specs are shared
             merged.update(self.profiles[entry.profile].entries)
         merged.update(entry.entries)
-        return self._plan(_specs(merged))
+        return self._derived(_specs(merged))
+
+    def _derived(self, specs: list[RRsetSpec]) -> tuple[TablePlan, ...]:
+        """The plans of these specs, with what ``derive`` makes of them."""
+        plans = self._plan(specs)
+        extra = self.derive(self, plans) if self.derive is not None else ()
+        return self._plan([*specs, *extra]) if extra else plans
 
     def _plan(self, specs: Iterable[RRsetSpec]) -> tuple[TablePlan, ...]:
         by_apex: dict[str, list[RRsetSpec]] = {}
@@ -151,7 +182,7 @@ class TableCache:
             for spec in apex_specs:
                 known = shared.get(id(spec))
                 digest.update(known[1] if known is not None else repr(spec).encode())
-                records += len(spec.srv) + len(spec.txt)
+                records += len(spec.srv) + len(spec.txt) + isinstance(spec, DigestSpec)
             plans.append(TablePlan(label, digest.digest(), records, tuple(apex_specs)))
         return tuple(plans)
 
@@ -227,7 +258,9 @@ SerialSource = Callable[[bytes, bytes], int]
 """(apex wire, content digest) → the serial this zone is published with."""
 
 
-def build_index(config: Config, serial_of: SerialSource | None = None) -> Index:
+def build_index(
+    config: Config, serial_of: SerialSource | None = None, derive: Derive | None = None
+) -> Index:
     """Build the Index of a validated configuration.
 
     ``serial_of`` decides each zone's SOA serial from its content digest (see srvd.index.serials);
@@ -236,7 +269,7 @@ def build_index(config: Config, serial_of: SerialSource | None = None) -> Index:
     settings = config.zone
     now = int(time.time()) & 0xFFFFFFFF
     serial_of = serial_of or (lambda apex, digest: now)
-    cache = TableCache(settings, config.profiles)
+    cache = TableCache(settings, config.profiles, derive=derive)
     # Zone objects are shared by every zone with the same table and serial.
     shared: dict[tuple[int, int], Zone] = {}
     zones: dict[bytes, Zone] = {}
@@ -271,16 +304,26 @@ def build_index(config: Config, serial_of: SerialSource | None = None) -> Index:
 
 class Counter(DomainSink):
     """The figures of the index a configuration makes, counted as its domains are read (what
-    ``srvd check`` prints), without building the index."""
+    ``srvd check`` prints), without building the index. ``derive_of`` makes the ``derive`` hook
+    of the ``http:`` settings (srvd.http.pacc.deriver), so derived zones are counted too."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, derive_of: Callable[[HttpSettings | None], Derive | None] | None = None
+    ) -> None:
+        self.derive_of = derive_of
+        self.derive: Derive | None = None
         self.cache: TableCache | None = None
         self.per_zone = 0
         self.sizes: dict[str, tuple[int, int]] = {}  # a profile's zones and records
         self.domains = self.zones = self.records = 0
 
+    def http(self, settings: HttpSettings | None) -> None:
+        self.derive = self.derive_of(settings) if self.derive_of is not None else None
+        if self.cache is not None:
+            self.cache.derive = self.derive
+
     def begin(self, zone: ZoneSettings, profiles: Mapping[str, Profile]) -> None:
-        self.cache = TableCache(zone, profiles, keep=False)
+        self.cache = TableCache(zone, profiles, keep=False, derive=self.derive)
         self.per_zone = 1 + len(zone.nameservers)  # SOA and NS
 
     def domain(self, name: str, entry: str | DomainOverride | None) -> None:
@@ -298,7 +341,7 @@ class Counter(DomainSink):
         self.records += sizes[1]
 
     def restart(self) -> None:
-        self.__init__()  # type: ignore[misc]
+        self.__init__(self.derive_of)  # type: ignore[misc]
 
     def stats(self, config: Config) -> IndexStats:
         return IndexStats(self.domains, self.zones, self.records, len(config.profiles))

@@ -12,6 +12,7 @@ An Index is never changed after it is built; a reload builds a new one and swaps
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import struct
 from collections.abc import Iterator, Mapping
@@ -57,6 +58,28 @@ class Template:
         else:
             text = self.fixed.replace(TEMPLATE.encode(), wire_to_text(domain).encode())
             rdata = txt_rdata(text.decode())
+        return self.head + struct.pack("!H", len(rdata)) + rdata
+
+
+PACC_TXT_PREFIX = "v=UAAC1; a=sha256; d="  # draft-ietf-mailmaint-pacc: the _ua-auto-config TXT
+
+
+def pacc_txt(document: bytes) -> str:
+    """The ``_ua-auto-config`` TXT text that vouches for a PACC document: its SHA-256, base64."""
+    return PACC_TXT_PREFIX + base64.b64encode(hashlib.sha256(document).digest()).decode()
+
+
+class DigestTemplate(Template):
+    """A TXT record vouching for a document that names the customer domain: ``fixed`` is the
+    document with ``{domain}`` in it (srvd.http.documents), completed for the domain and hashed
+    when the record is made. The domain is lower-cased first: a query's letter case (0x20) never
+    changes the digest, and the HTTP side completes documents with the lower-case domain."""
+
+    __slots__ = ()
+
+    def render(self, domain: bytes) -> bytes:
+        document = self.fixed.replace(TEMPLATE.encode(), wire_to_text(domain).lower().encode())
+        rdata = txt_rdata(pacc_txt(document))
         return self.head + struct.pack("!H", len(rdata)) + rdata
 
 

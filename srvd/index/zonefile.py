@@ -90,8 +90,12 @@ def _render(piece: Piece, domain: bytes) -> bytes:
     return piece if isinstance(piece, bytes) else piece.render(domain)
 
 
-def domain_zones(config: Config, index: Index, domain: str) -> list[tuple[bytes, Zone]]:
-    """The zones served for one configured customer domain, apex first by name."""
+def domain_zones(
+    config: Config, index: Index, domain: str, derived: tuple[str, ...] = ()
+) -> list[tuple[bytes, Zone]]:
+    """The zones served for one configured customer domain, apex first by name; ``derived``:
+    apex labels of zones not configured but derived (srvd.http.pacc), served if the index has
+    them."""
     labels = sorted(
         {
             spec.owner.rsplit(".", 1)[-1]
@@ -99,6 +103,7 @@ def domain_zones(config: Config, index: Index, domain: str) -> list[tuple[bytes,
             if rrsets
             for spec in rrsets
         }
+        | set(derived)
     )
     suffix = to_wire(domain)
     out = []

@@ -39,7 +39,9 @@ from typing import IO, BinaryIO
 import srvd
 from srvd.config import Config, ConfigError, Profile, ZoneSettings
 from srvd.config.load import DomainSink, Entry, read_config
-from srvd.index.build import TableCache, TablePlan
+from srvd.config.model import HttpSettings
+from srvd.http.pacc import deriver
+from srvd.index.build import Derive, TableCache, TablePlan
 from srvd.index.model import Index, IndexStats, Node, Table, Zone, ZoneDelta
 from srvd.index.serials import SerialState, next_serial
 from srvd.wire.names import label_wire, to_wire, wire_to_text
@@ -106,6 +108,7 @@ class _Frames(DomainSink):
 
     def start(self) -> None:
         self.cache: TableCache | None = None
+        self.derive: Derive | None = None
         self.per_zone = 0
         self.sets: dict[tuple[bytes, ...], int] = {}  # digests of the tables → set number
         self.by_profile: dict[str, tuple[int, int, int]] = {}  # set number, zones, records
@@ -122,8 +125,13 @@ class _Frames(DomainSink):
     def send(self, frame: object) -> None:
         pickle.dump(frame, self.out, pickle.HIGHEST_PROTOCOL)
 
+    def http(self, settings: HttpSettings | None) -> None:
+        self.derive = deriver(settings)  # PACC's TXT, when http.pacc is on
+        if self.cache is not None:
+            self.cache.derive = self.derive
+
     def begin(self, zone: ZoneSettings, profiles: Mapping[str, Profile]) -> None:
-        self.cache = TableCache(zone, profiles, keep=False)
+        self.cache = TableCache(zone, profiles, keep=False, derive=self.derive)
         self.per_zone = 1 + len(zone.nameservers)  # SOA and NS
 
     def domain(self, name: str, entry: Entry | None) -> None:

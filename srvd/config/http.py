@@ -1,0 +1,86 @@
+"""The ``http:`` key: discovery documents over HTTP (srvd.http, srvd.server.web).
+
+```yaml
+http:
+  listen: [127.0.0.1:8080]      # off unless given
+  pacc: on                      # PACC document and its _ua-auto-config TXT digest
+  display_name: "{domain} mail" # what DNS cannot say: the account's name in the client
+  username: email               # email (%EMAILADDRESS%) or local (the local part)
+  authentication: password-cleartext   # or password-encrypted, OAuth2
+  max_body: 16384               # octets of a POST body
+  max_connections: 1000
+  idle_timeout: 30              # seconds
+```
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from srvd.config.model import HTTP_AUTHENTICATION, HTTP_USERNAMES, HttpSettings, KeyPath
+from srvd.config.reader import _Fields, _kind, _Reader
+
+HTTP_KEYS = (
+    "listen",
+    "pacc",
+    "display_name",
+    "username",
+    "authentication",
+    "max_body",
+    "max_connections",
+    "idle_timeout",
+)
+_ON = (True, "on", "yes", "true")
+_OFF = (False, "off", "no", "false")
+
+
+def read_http(reader: _Reader, value: Any, path: KeyPath) -> HttpSettings | None:
+    """``http:`` → HttpSettings, or None (off). Plain HTTP only: TLS is the provider's HTTPS
+    proxy's (README, "Discovery documents over HTTP")."""
+    if value is None or value in _OFF:
+        return None
+    raw = reader.mapping(value, path, HTTP_KEYS)
+    fields = _Fields()
+    kwargs: dict[str, Any] = {}
+    if "listen" not in raw or not raw["listen"]:
+        reader.problem((*path, "listen"), "expected a list of addresses such as 127.0.0.1:8080")
+        fields.ok = False
+    else:
+        kwargs["listen"] = fields(reader.listen, raw["listen"], (*path, "listen"))
+    if "pacc" in raw:
+        kwargs["pacc"] = fields(_switch, reader, raw["pacc"], (*path, "pacc"))
+    if "display_name" in raw:
+        kwargs["display_name"] = fields(_name, reader, raw["display_name"], (*path, "display_name"))
+    for name, choices in (("username", HTTP_USERNAMES), ("authentication", HTTP_AUTHENTICATION)):
+        if name in raw:
+            kwargs[name] = fields(_choice, reader, raw[name], (*path, name), choices)
+    for name, low, high in (("max_body", 1024, 1 << 20), ("max_connections", 1, 1_000_000)):
+        if name in raw:
+            kwargs[name] = fields(reader.integer, raw[name], (*path, name), low, high)
+    if "idle_timeout" in raw:
+        kwargs["idle_timeout"] = fields(
+            reader.seconds, raw["idle_timeout"], (*path, "idle_timeout")
+        )
+    fields.done()
+    return HttpSettings(**kwargs)
+
+
+def _switch(reader: _Reader, value: Any, path: KeyPath) -> bool:
+    if value in _ON:
+        return True
+    if value in _OFF:
+        return False
+    reader.fail(path, f"expected on or off, found {_kind(value)}")
+
+
+def _name(reader: _Reader, value: Any, path: KeyPath) -> str:
+    text = reader.text(value, path)
+    if not text.strip() or len(text) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in text):
+        reader.fail(path, "expected a name of 1 to 200 printable characters")
+    return text
+
+
+def _choice(reader: _Reader, value: Any, path: KeyPath, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        reader.fail(path, f"expected one of {', '.join(choices)}, found {_kind(value)}")
+    return str(value)
