@@ -1,8 +1,9 @@
 """``srvd delegation`` and ``srvd verify-delegation`` against a fake parent: NSD on 127.0.0.2
 serving six customer zones (their delegation lines written by ``srvd delegation``, each fault
 planted once) and the zones of the name servers' names, srvd on 127.0.0.3 (ns1) and on
-127.0.0.4 (ns2, without one domain: lame there). Every address is a loopback address; every
-server listens on the same port, the one ``--port`` names.
+127.0.0.4 (ns2, without one domain: lame there), and unbound on 127.0.0.1 as the resolver
+(forwarding to the fake parent). Every address is a loopback address; the parent and the srvd
+listen on the same port, the one ``--port`` names.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from pathlib import Path
 import dns.zone
 import pytest
 
-from conftest import ROOT, RunningServer, require_tool, start_srvd, stop_process, wait_for_dns
+from conftest import (
+    ROOT,
+    RunningServer,
+    free_port,
+    require_tool,
+    start_srvd,
+    stop_process,
+    wait_for_dns,
+)
 
 PARENT, NS1, NS2 = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 NAMESERVERS = ("ns1.discovery.provider.test", "ns2.discovery.provider.test")
@@ -115,6 +124,48 @@ def zone_text(origin: str, lines: list[str]) -> str:
 class Setup:
     config: Path
     port: int
+    resolver: str  # unbound, forwarding everything to the fake parent
+
+
+def start_unbound(tmp: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """Unbound as the recursive resolver, on 127.0.0.1: it forwards every query to the fake
+    parent (NSD on 127.0.0.2), so no packet leaves loopback."""
+    unbound = require_tool("unbound")
+    own = free_port()
+    conf = [
+        "server:",
+        "  interface: 127.0.0.1",
+        f"  port: {own}",
+        "  do-ip6: no",
+        "  do-daemonize: no",
+        '  username: ""',
+        '  chroot: ""',
+        f'  directory: "{tmp}"',
+        f'  pidfile: "{tmp}/unbound.pid"',
+        "  use-syslog: no",
+        "  do-not-query-localhost: no",
+        '  module-config: "iterator"',
+        "  qname-minimisation: no",
+        "  num-threads: 1",
+        "  access-control: 127.0.0.0/8 allow",
+        '  local-zone: "test." nodefault',  # RFC 6761 names: unbound answers them itself
+        "forward-zone:",
+        '  name: "."',
+        f"  forward-addr: {PARENT}@{port}",
+        "remote-control:",
+        "  control-enable: no",
+    ]
+    (tmp / "unbound.conf").write_text("\n".join(conf) + "\n")
+    log = (tmp / "unbound.log").open("wb")
+    process = subprocess.Popen(
+        [unbound, "-d", "-c", str(tmp / "unbound.conf")], stdout=log, stderr=log
+    )
+    try:
+        wait_for_dns(own, timeout=20)
+    except TimeoutError:
+        stop_process(process)
+        raise AssertionError((tmp / "unbound.log").read_text()) from None
+    return process, f"127.0.0.1:{own}"
 
 
 @pytest.fixture(scope="module")
@@ -153,14 +204,18 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     log = (tmp / "nsd.log").open("wb")
     parent = subprocess.Popen([nsd, "-d", "-c", str(tmp / "nsd.conf")], stdout=log, stderr=log)
     servers: list[RunningServer] = []
+    resolver = None
     try:
         wait_for_dns(port, host=PARENT, timeout=20)
         servers.append(start_srvd(config, "--listen", f"{NS1}:{port}"))
         servers.append(start_srvd(partial, "--listen", f"{NS2}:{port}"))
-        yield Setup(config, port)
+        resolver, address = start_unbound(tmp, port)
+        yield Setup(config, port, address)
     finally:
         for server in servers:
             server.stop()
+        if resolver is not None:
+            stop_process(resolver)
         stop_process(parent)
 
 
@@ -180,8 +235,10 @@ def findings(output: str) -> tuple[set[tuple[str, str, str]], dict[str, str]]:
 
 @pytest.mark.parametrize("mode", ["--server", "--resolver"])
 def test_every_planted_fault_is_found(setup: Setup, mode: str) -> None:
+    """Asking the parent directly, and finding it through a recursive resolver (unbound)."""
+    where = f"{PARENT}:{setup.port}" if mode == "--server" else setup.resolver
     result = srvd_command(
-        "verify-delegation", "-c", str(setup.config), "--all", mode, f"{PARENT}:{setup.port}",
+        "verify-delegation", "-c", str(setup.config), "--all", mode, where,
         "--port", str(setup.port), "--rate", "500", "--timeout", "2", "--time-limit", "60",
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
@@ -191,8 +248,8 @@ def test_every_planted_fault_is_found(setup: Setup, mode: str) -> None:
     assert "_sipfederationtls._tcp.d-leftover.test SRV" in result.stdout
     assert "7 domains: 2 OK, 5 with faults, 0 not checked" in result.stdout
     ok = srvd_command(
-        "verify-delegation", "-c", str(setup.config), "d-ok.test", mode,
-        f"{PARENT}:{setup.port}", "--port", str(setup.port),
+        "verify-delegation", "-c", str(setup.config), "d-ok.test", mode, where,
+        "--port", str(setup.port),
     )  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.startswith("d-ok.test: OK\n"), ok.stdout
