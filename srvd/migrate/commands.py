@@ -50,6 +50,12 @@ def _ttl(value: str) -> int:
     return int(value)
 
 
+def _jobs(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        raise argparse.ArgumentTypeError("a number from 1 to 256")
+    return int(value)
+
+
 def _positive(value: str) -> float:
     try:
         number = float(value)
@@ -103,9 +109,9 @@ def add_parsers(commands: Any, config_help: str) -> None:
     )
     imp.add_argument(
         "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="processes parsing master files (default: one per core)",
+        type=_jobs,
+        help="master files: parsing processes (default: one per core); AXFR: transfers at "
+        "a time (default 4)",
     )
     imp.add_argument(
         "--timeout", type=_positive, default=10.0, help="seconds per transfer message (10)"
@@ -268,7 +274,12 @@ def run(args: argparse.Namespace, config: Config | None = None) -> int:
                 print("srvd import: --zone-list and --tsig go with --axfr-from", file=sys.stderr)
                 return 2
             return import_directory(
-                args.zones, args.output, args.nameservers, args.hostmaster, args.ttl, args.jobs
+                args.zones,
+                args.output,
+                args.nameservers,
+                args.hostmaster,
+                args.ttl,
+                args.jobs or os.cpu_count() or 1,
             )
         if not args.zone_list:
             print("srvd import: --axfr-from needs --zone-list FILE", file=sys.stderr)
@@ -284,5 +295,6 @@ def run(args: argparse.Namespace, config: Config | None = None) -> int:
             args.nameservers,
             args.hostmaster,
             args.ttl,
+            args.jobs or 4,
         )
     raise AssertionError(args.command)  # pragma: no cover

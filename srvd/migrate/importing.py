@@ -143,6 +143,7 @@ def import_transfers(
     nameservers: Sequence[str],
     hostmaster: str | None,
     ttl: int | None,
+    connections: int,
 ) -> int:
     started = time.monotonic()
     try:
@@ -154,7 +155,7 @@ def import_transfers(
         print(f"srvd import: {zone_list} names no zone", file=sys.stderr)
         return 1
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    extracted = extract_transfers(host, port, domains, key, timeout)
+    extracted = extract_transfers(host, port, domains, key, timeout, connections)
     return write_import(
         extracted, f"AXFR from {where}", output, nameservers, hostmaster, ttl, started
     )
