@@ -291,3 +291,26 @@ def test_delegation_formats(setup: Setup) -> None:
     assert "; d-empty.test: srvd serves no zone for it" in every.stdout
     unknown = srvd_command("delegation", "-c", str(setup.config), "nothere.test")
     assert unknown.returncode == 2 and "not configured" in unknown.stderr
+
+
+def test_ds_expected_through_the_dnssec_hook(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once srvd signs, srvd.migrate.delegation.signing_records yields the DS the parents must
+    hold: the planted DS then matches, and a parent without it is a fault."""
+    import srvd.migrate.verify as verify
+    from srvd.config import Config, load_config
+    from srvd.migrate.delegation import ParentRecord
+
+    def signed(config: Config, apex: str) -> Iterator[ParentRecord]:
+        if apex.startswith("_tcp."):
+            yield ParentRecord(apex, "DS", DS.upper())
+
+    monkeypatch.setattr(verify, "signing_records", signed)
+    config = load_config(setup.config)
+    checker = verify.Verifier(
+        config, verify.Asker(500, 2, 60), setup.port, server=(PARENT, setup.port)
+    )
+    planted = checker.verify("d-ds.test")
+    assert planted.ok, planted
+    missing = checker.verify("d-ok.test")
+    assert [(f.kind, f.apex) for f in missing.findings] == [("ds", "_tcp.d-ok.test")]
+    assert "is missing; expected 12345 13 2 3f3f" in missing.findings[0].message

@@ -33,6 +33,7 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -315,7 +316,11 @@ class Verifier:
         return "no referral and no authoritative answer"
 
     def check_ds(self, result: DomainResult, server: Server, apex: str) -> None:
-        expected = {r.data.lower() for r in signing_records(self.config, apex) if r.rtype == "DS"}
+        expected = {  # in dnspython's form, as the parent's are read
+            dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DS, r.data).to_text().lower()
+            for r in signing_records(self.config, apex)
+            if r.rtype == "DS"
+        }
         try:
             reply = self.asker.ask(server, apex, "DS", False)
         except (dns.exception.DNSException, OSError) as exc:
