@@ -15,6 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
 import dns.zone
 import pytest
 
@@ -314,3 +318,67 @@ def test_ds_expected_through_the_dnssec_hook(setup: Setup, monkeypatch: pytest.M
     missing = checker.verify("d-ok.test")
     assert [(f.kind, f.apex) for f in missing.findings] == [("ds", "_tcp.d-ok.test")]
     assert "is missing; expected 12345 13 2 3f3f" in missing.findings[0].message
+
+
+def test_nsupdate_output_updates_a_parent(setup: Setup, tmp_path: Path) -> None:
+    """``srvd delegation --format nsupdate`` fed to BIND's nsupdate against Knot serving a parent
+    zone (updates allowed from loopback): the NS RRsets become exactly zone.nameservers, an old
+    one replaced, and a second run changes nothing."""
+    knotd = require_tool("knotd")
+    nsupdate = require_tool("nsupdate")
+    port = free_port()
+    (tmp_path / "storage").mkdir()
+    (tmp_path / "d-ok.test.zone").write_text(
+        zone_text("d-ok.test", ["_tcp IN NS old.elsewhere.example."])
+    )
+    conf = f"""\
+server:
+    rundir: "{tmp_path}"
+    listen: 127.0.0.1@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "{tmp_path}/storage"
+acl:
+  - id: update
+    address: 127.0.0.1
+    action: update
+zone:
+  - domain: d-ok.test
+    file: "{tmp_path}/d-ok.test.zone"
+    zonefile-sync: -1
+    journal-content: none
+    acl: update
+"""
+    (tmp_path / "knot.conf").write_text(conf)
+    log = (tmp_path / "knot.log").open("wb")
+    knot = subprocess.Popen(
+        [knotd, "-c", str(tmp_path / "knot.conf"), "-s", str(tmp_path / "knot.sock")],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        wait_for_dns(port, timeout=20)
+        body = srvd_command("delegation", "-c", str(setup.config), "d-ok.test", "--format",
+                            "nsupdate").stdout  # fmt: skip
+        # server and zone given: nsupdate asks no one else (loopback only)
+        script = f"server 127.0.0.1 {port}\nzone d-ok.test.\n{body}"
+        for _run in range(2):
+            done = subprocess.run(
+                [nsupdate], input=script, capture_output=True, text=True, timeout=30
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            for apex in ("_tcp.d-ok.test", "_axigen.d-ok.test"):
+                query = dns.message.make_query(apex, "NS")
+                query.flags &= ~dns.flags.RD
+                reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=5)
+                names = {
+                    rd.target.to_text(omit_final_dot=True)
+                    for rrset in reply.authority
+                    if rrset.rdtype == dns.rdatatype.NS and rrset.name.to_text() == f"{apex}."
+                    for rd in rrset
+                }
+                assert names == set(NAMESERVERS), reply
+    finally:
+        stop_process(knot)

@@ -140,11 +140,13 @@ class Verifier:
         server: Server | None = None,
         transfers: bool = True,
     ) -> None:
-        assert (resolver is None) != (server is None)
+        lookup = resolver or server
+        if lookup is None or (resolver is not None and server is not None):
+            raise ValueError("give a resolver or a server, not both")
         self.config = config
         self.asker = asker
         self.port = port
-        self.lookup: Server = resolver or server  # type: ignore[assignment]
+        self.lookup: Server = lookup
         self.recurse = resolver is not None
         self.direct = server
         self.transfers = transfers
