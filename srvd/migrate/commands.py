@@ -120,14 +120,22 @@ def add_parsers(commands: Any, config_help: str) -> None:
     _add_verify(commands, config_help)
 
 
+def _domain_command(commands: Any, name: str, help_text: str, config_help: str) -> Any:
+    """A command on configured domains: DOMAIN... or --all, and -c."""
+    parser = commands.add_parser(name, help=help_text)
+    parser.add_argument("domains", nargs="*", metavar="DOMAIN")
+    parser.add_argument("--all", action="store_true", help="every configured domain")
+    parser.add_argument("-c", "--config", help=config_help)
+    return parser
+
+
 def _add_delegation(commands: Any, config_help: str) -> None:
-    delegation = commands.add_parser(
+    delegation = _domain_command(
+        commands,
         "delegation",
-        help="print the records the parent zones need to delegate to srvd (NS, and DS)",
+        "print the records the parent zones need to delegate to srvd (NS, and DS)",
+        config_help,
     )
-    delegation.add_argument("domains", nargs="*", metavar="DOMAIN")
-    delegation.add_argument("--all", action="store_true", help="every configured domain")
-    delegation.add_argument("-c", "--config", help=config_help)
     delegation.add_argument(
         "--format",
         choices=("master", "nsupdate"),
@@ -173,13 +181,12 @@ def delegation(args: argparse.Namespace, config: Config) -> int:
 
 
 def _add_verify(commands: Any, config_help: str) -> None:
-    verify = commands.add_parser(
+    verify = _domain_command(
+        commands,
         "verify-delegation",
-        help="ask the parent zones' servers whether each domain is delegated to srvd correctly",
+        "ask the parent zones' servers whether each domain is delegated to srvd correctly",
+        config_help,
     )
-    verify.add_argument("domains", nargs="*", metavar="DOMAIN")
-    verify.add_argument("--all", action="store_true", help="every configured domain")
-    verify.add_argument("-c", "--config", help=config_help)
     where = verify.add_mutually_exclusive_group()
     where.add_argument(
         "--resolver",
