@@ -9,6 +9,7 @@ Written independently of srvd.migrate: plain text, as a provider's tooling would
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,12 +141,20 @@ ODD: dict[str, tuple[str, Callable[[str, Lines], Lines]]] = {
 }
 
 
+def number_of(domain: str) -> int:
+    """The number a generated domain was made with."""
+    found = re.search(r"cust(\d{5})", domain)
+    assert found, domain
+    return int(found.group(1))
+
+
 @dataclass
 class ZoneSet:
     directory: Path
     pattern_of: dict[str, str] = field(default_factory=dict)
     overridden: set[str] = field(default_factory=set)
     odd: dict[str, str] = field(default_factory=dict)  # domain → kind (a key of ODD)
+    files: dict[str, str] = field(default_factory=dict)  # file name → domain (IDNA)
 
     @property
     def domains(self) -> list[str]:
@@ -192,6 +201,9 @@ def generate(
     for number in range(count):
         pattern = patterns[number % len(patterns)]
         d = f"cust{number:05d}.{('example', 'test', 'invalid')[number % 3]}"
+        shown = d  # the file's name: one in Unicode, as a provider may well have it
+        if number == 7:
+            d, shown = "xn--bcher-cust00007-zvb.example", "bücher-cust00007.example"
         lines = PATTERNS[pattern](d)
         if number >= len(patterns) * 2 and odd_kinds and number % 97 == 3:
             kind = odd_kinds.pop()
@@ -207,8 +219,9 @@ def generate(
             lines = _override(rng, d, number, lines)
             out.overridden.add(d)
         rng.shuffle(lines)
-        name = d + (".zone" if number % 2 else "")
-        (directory / name).write_text(zone_text(d, lines, 2024010100 + number), encoding="ascii")
+        name = shown + (".zone" if number % 2 else "")
+        out.files[name] = d
+        (directory / name).write_text(zone_text(d, lines, 2024010100 + number), encoding="utf-8")
         out.pattern_of[d] = pattern
     assert not odd_kinds, f"odd cases not planted: {odd_kinds} (more domains needed)"
     return out

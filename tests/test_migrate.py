@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from srvd.cli import main
 from srvd.config import load_config
 from srvd.migrate.profiles import Assignment, extract, plan
 from srvd.migrate.records import Record, SourceZone, parse_tsig
@@ -207,3 +209,44 @@ def test_read_file_relative_names_and_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.example").write_text("@ IN SRV nonsense\n")
     bad = read_file(str(tmp_path / "bad.example"), "bad.example")
     assert bad.error is not None and "bad.example" in bad.error
+
+
+def test_import_command_reports_what_it_could_not_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    body = "$TTL 600\n@ IN SOA ns. h. 1 2 3 4 5\n_imaps._tcp IN SRV 0 1 993 imap.p.example.\n"
+    for name in ("a.example", "b.example.zone"):
+        (zones / name).write_text(body)
+    (zones / "c.example").write_text("$TTL 600\n@ IN SOA ns. h. 1 2 3 4 5\nwww IN A 192.0.2.1\n")
+    (zones / "broken.example").write_text("_imaps._tcp IN SRV 0 1\n")
+    (zones / "not a domain!").write_text(body)
+    out = tmp_path / "out"
+    status = main(
+        ["import", "--zones", str(zones), "--nameservers", "ns1.p.example,ns2.p.example",
+         "-o", str(out), "--ttl", "300", "--hostmaster", "dns@p.example", "--jobs", "1"]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert status == 1  # a file could not be read: said, and the others written
+    config = load_config(out / "srvd.yaml")
+    assert sorted(config.domains) == ["a.example", "b.example"]
+    assert config.zone.ttl == 300 and config.zone.hostmaster == "dns@p.example"
+    assert list(config.profiles) == ["p-example"]
+    report = (out / "import-report.txt").read_text()
+    assert report == printed.split("wrote ")[0]
+    assert "without discovery records (not in the configuration):\n  c.example\n" in report
+    assert "broken.example" in report and "not a domain!: not named after a domain" in report
+    assert "_imaps._tcp.a.example SRV: TTL 600, served with zone.ttl 300" in report
+
+
+def test_import_arguments_are_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["import", "--zones", "x", "--nameservers", "bad_name", "-o", "y"])
+    assert "not a valid host name" in capsys.readouterr().err
+    status = main(["import", "--axfr-from", "127.0.0.1", "--nameservers", "ns.example", "-o", "y"])
+    assert status == 2 and "--zone-list" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["import", "--axfr-from", "127.0.0.1", "--zone-list", "l", "--tsig", "k:md4:x",
+              "--nameservers", "ns.example", "-o", "y"])  # fmt: skip
+    assert "unknown TSIG algorithm" in capsys.readouterr().err

@@ -1,8 +1,9 @@
 """``srvd delegation`` and ``srvd verify-delegation`` against a fake parent: NSD on 127.0.0.2
 serving six customer zones (their delegation lines written by ``srvd delegation``, each fault
 planted once) and the zones of the name servers' names, srvd on 127.0.0.3 (ns1) and on
-127.0.0.4 (ns2, without one domain: lame there). Every address is a loopback address; every
-server listens on the same port, the one ``--port`` names.
+127.0.0.4 (ns2, without one domain: lame there), and unbound on 127.0.0.1 as the resolver
+(forwarding to the fake parent). Every address is a loopback address; the parent and the srvd
+listen on the same port, the one ``--port`` names.
 """
 
 from __future__ import annotations
@@ -14,10 +15,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
 import dns.zone
 import pytest
 
-from conftest import ROOT, RunningServer, require_tool, start_srvd, stop_process, wait_for_dns
+from conftest import (
+    ROOT,
+    RunningServer,
+    free_port,
+    require_tool,
+    start_srvd,
+    stop_process,
+    wait_for_dns,
+)
 
 PARENT, NS1, NS2 = "127.0.0.2", "127.0.0.3", "127.0.0.4"
 NAMESERVERS = ("ns1.discovery.provider.test", "ns2.discovery.provider.test")
@@ -115,6 +128,48 @@ def zone_text(origin: str, lines: list[str]) -> str:
 class Setup:
     config: Path
     port: int
+    resolver: str  # unbound, forwarding everything to the fake parent
+
+
+def start_unbound(tmp: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    """Unbound as the recursive resolver, on 127.0.0.1: it forwards every query to the fake
+    parent (NSD on 127.0.0.2), so no packet leaves loopback."""
+    unbound = require_tool("unbound")
+    own = free_port()
+    conf = [
+        "server:",
+        "  interface: 127.0.0.1",
+        f"  port: {own}",
+        "  do-ip6: no",
+        "  do-daemonize: no",
+        '  username: ""',
+        '  chroot: ""',
+        f'  directory: "{tmp}"',
+        f'  pidfile: "{tmp}/unbound.pid"',
+        "  use-syslog: no",
+        "  do-not-query-localhost: no",
+        '  module-config: "iterator"',
+        "  qname-minimisation: no",
+        "  num-threads: 1",
+        "  access-control: 127.0.0.0/8 allow",
+        '  local-zone: "test." nodefault',  # RFC 6761 names: unbound answers them itself
+        "forward-zone:",
+        '  name: "."',
+        f"  forward-addr: {PARENT}@{port}",
+        "remote-control:",
+        "  control-enable: no",
+    ]
+    (tmp / "unbound.conf").write_text("\n".join(conf) + "\n")
+    log = (tmp / "unbound.log").open("wb")
+    process = subprocess.Popen(
+        [unbound, "-d", "-c", str(tmp / "unbound.conf")], stdout=log, stderr=log
+    )
+    try:
+        wait_for_dns(own, timeout=20)
+    except TimeoutError:
+        stop_process(process)
+        raise AssertionError((tmp / "unbound.log").read_text()) from None
+    return process, f"127.0.0.1:{own}"
 
 
 @pytest.fixture(scope="module")
@@ -153,14 +208,18 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     log = (tmp / "nsd.log").open("wb")
     parent = subprocess.Popen([nsd, "-d", "-c", str(tmp / "nsd.conf")], stdout=log, stderr=log)
     servers: list[RunningServer] = []
+    resolver = None
     try:
         wait_for_dns(port, host=PARENT, timeout=20)
         servers.append(start_srvd(config, "--listen", f"{NS1}:{port}"))
         servers.append(start_srvd(partial, "--listen", f"{NS2}:{port}"))
-        yield Setup(config, port)
+        resolver, address = start_unbound(tmp, port)
+        yield Setup(config, port, address)
     finally:
         for server in servers:
             server.stop()
+        if resolver is not None:
+            stop_process(resolver)
         stop_process(parent)
 
 
@@ -180,8 +239,10 @@ def findings(output: str) -> tuple[set[tuple[str, str, str]], dict[str, str]]:
 
 @pytest.mark.parametrize("mode", ["--server", "--resolver"])
 def test_every_planted_fault_is_found(setup: Setup, mode: str) -> None:
+    """Asking the parent directly, and finding it through a recursive resolver (unbound)."""
+    where = f"{PARENT}:{setup.port}" if mode == "--server" else setup.resolver
     result = srvd_command(
-        "verify-delegation", "-c", str(setup.config), "--all", mode, f"{PARENT}:{setup.port}",
+        "verify-delegation", "-c", str(setup.config), "--all", mode, where,
         "--port", str(setup.port), "--rate", "500", "--timeout", "2", "--time-limit", "60",
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
@@ -191,8 +252,8 @@ def test_every_planted_fault_is_found(setup: Setup, mode: str) -> None:
     assert "_sipfederationtls._tcp.d-leftover.test SRV" in result.stdout
     assert "7 domains: 2 OK, 5 with faults, 0 not checked" in result.stdout
     ok = srvd_command(
-        "verify-delegation", "-c", str(setup.config), "d-ok.test", mode,
-        f"{PARENT}:{setup.port}", "--port", str(setup.port),
+        "verify-delegation", "-c", str(setup.config), "d-ok.test", mode, where,
+        "--port", str(setup.port),
     )  # fmt: skip
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.startswith("d-ok.test: OK\n"), ok.stdout
@@ -234,3 +295,90 @@ def test_delegation_formats(setup: Setup) -> None:
     assert "; d-empty.test: srvd serves no zone for it" in every.stdout
     unknown = srvd_command("delegation", "-c", str(setup.config), "nothere.test")
     assert unknown.returncode == 2 and "not configured" in unknown.stderr
+
+
+def test_ds_expected_through_the_dnssec_hook(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once srvd signs, srvd.migrate.delegation.signing_records yields the DS the parents must
+    hold: the planted DS then matches, and a parent without it is a fault."""
+    import srvd.migrate.verify as verify
+    from srvd.config import Config, load_config
+    from srvd.migrate.delegation import ParentRecord
+
+    def signed(config: Config, apex: str) -> Iterator[ParentRecord]:
+        if apex.startswith("_tcp."):
+            yield ParentRecord(apex, "DS", DS.upper())
+
+    monkeypatch.setattr(verify, "signing_records", signed)
+    config = load_config(setup.config)
+    checker = verify.Verifier(
+        config, verify.Asker(500, 2, 60), setup.port, server=(PARENT, setup.port)
+    )
+    planted = checker.verify("d-ds.test")
+    assert planted.ok, planted
+    missing = checker.verify("d-ok.test")
+    assert [(f.kind, f.apex) for f in missing.findings] == [("ds", "_tcp.d-ok.test")]
+    assert "is missing; expected 12345 13 2 3f3f" in missing.findings[0].message
+
+
+def test_nsupdate_output_updates_a_parent(setup: Setup, tmp_path: Path) -> None:
+    """``srvd delegation --format nsupdate`` fed to BIND's nsupdate against Knot serving a parent
+    zone (updates allowed from loopback): the NS RRsets become exactly zone.nameservers, an old
+    one replaced, and a second run changes nothing."""
+    knotd = require_tool("knotd")
+    nsupdate = require_tool("nsupdate")
+    port = free_port()
+    (tmp_path / "storage").mkdir()
+    (tmp_path / "d-ok.test.zone").write_text(
+        zone_text("d-ok.test", ["_tcp IN NS old.elsewhere.example."])
+    )
+    conf = f"""\
+server:
+    rundir: "{tmp_path}"
+    listen: 127.0.0.1@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: "{tmp_path}/storage"
+acl:
+  - id: update
+    address: 127.0.0.1
+    action: update
+zone:
+  - domain: d-ok.test
+    file: "{tmp_path}/d-ok.test.zone"
+    zonefile-sync: -1
+    journal-content: none
+    acl: update
+"""
+    (tmp_path / "knot.conf").write_text(conf)
+    log = (tmp_path / "knot.log").open("wb")
+    knot = subprocess.Popen(
+        [knotd, "-c", str(tmp_path / "knot.conf"), "-s", str(tmp_path / "knot.sock")],
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        wait_for_dns(port, timeout=20)
+        body = srvd_command("delegation", "-c", str(setup.config), "d-ok.test", "--format",
+                            "nsupdate").stdout  # fmt: skip
+        # server and zone given: nsupdate asks no one else (loopback only)
+        script = f"server 127.0.0.1 {port}\nzone d-ok.test.\n{body}"
+        for _run in range(2):
+            done = subprocess.run(
+                [nsupdate], input=script, capture_output=True, text=True, timeout=30
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            for apex in ("_tcp.d-ok.test", "_axigen.d-ok.test"):
+                query = dns.message.make_query(apex, "NS")
+                query.flags &= ~dns.flags.RD
+                reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=5)
+                names = {
+                    rd.target.to_text(omit_final_dot=True)
+                    for rrset in reply.authority
+                    if rrset.rdtype == dns.rdatatype.NS and rrset.name.to_text() == f"{apex}."
+                    for rd in rrset
+                }
+                assert names == set(NAMESERVERS), reply
+    finally:
+        stop_process(knot)

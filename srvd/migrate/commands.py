@@ -50,6 +50,12 @@ def _ttl(value: str) -> int:
     return int(value)
 
 
+def _jobs(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 256:
+        raise argparse.ArgumentTypeError("a number from 1 to 256")
+    return int(value)
+
+
 def _positive(value: str) -> float:
     try:
         number = float(value)
@@ -103,9 +109,9 @@ def add_parsers(commands: Any, config_help: str) -> None:
     )
     imp.add_argument(
         "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="processes parsing master files (default: one per core)",
+        type=_jobs,
+        help="master files: parsing processes (default: one per core); AXFR: transfers at "
+        "a time (default 4)",
     )
     imp.add_argument(
         "--timeout", type=_positive, default=10.0, help="seconds per transfer message (10)"
@@ -114,14 +120,22 @@ def add_parsers(commands: Any, config_help: str) -> None:
     _add_verify(commands, config_help)
 
 
+def _domain_command(commands: Any, name: str, help_text: str, config_help: str) -> Any:
+    """A command on configured domains: DOMAIN... or --all, and -c."""
+    parser = commands.add_parser(name, help=help_text)
+    parser.add_argument("domains", nargs="*", metavar="DOMAIN")
+    parser.add_argument("--all", action="store_true", help="every configured domain")
+    parser.add_argument("-c", "--config", help=config_help)
+    return parser
+
+
 def _add_delegation(commands: Any, config_help: str) -> None:
-    delegation = commands.add_parser(
+    delegation = _domain_command(
+        commands,
         "delegation",
-        help="print the records the parent zones need to delegate to srvd (NS, and DS)",
+        "print the records the parent zones need to delegate to srvd (NS, and DS)",
+        config_help,
     )
-    delegation.add_argument("domains", nargs="*", metavar="DOMAIN")
-    delegation.add_argument("--all", action="store_true", help="every configured domain")
-    delegation.add_argument("-c", "--config", help=config_help)
     delegation.add_argument(
         "--format",
         choices=("master", "nsupdate"),
@@ -167,13 +181,12 @@ def delegation(args: argparse.Namespace, config: Config) -> int:
 
 
 def _add_verify(commands: Any, config_help: str) -> None:
-    verify = commands.add_parser(
+    verify = _domain_command(
+        commands,
         "verify-delegation",
-        help="ask the parent zones' servers whether each domain is delegated to srvd correctly",
+        "ask the parent zones' servers whether each domain is delegated to srvd correctly",
+        config_help,
     )
-    verify.add_argument("domains", nargs="*", metavar="DOMAIN")
-    verify.add_argument("--all", action="store_true", help="every configured domain")
-    verify.add_argument("-c", "--config", help=config_help)
     where = verify.add_mutually_exclusive_group()
     where.add_argument(
         "--resolver",
@@ -268,7 +281,12 @@ def run(args: argparse.Namespace, config: Config | None = None) -> int:
                 print("srvd import: --zone-list and --tsig go with --axfr-from", file=sys.stderr)
                 return 2
             return import_directory(
-                args.zones, args.output, args.nameservers, args.hostmaster, args.ttl, args.jobs
+                args.zones,
+                args.output,
+                args.nameservers,
+                args.hostmaster,
+                args.ttl,
+                args.jobs or os.cpu_count() or 1,
             )
         if not args.zone_list:
             print("srvd import: --axfr-from needs --zone-list FILE", file=sys.stderr)
@@ -284,5 +302,6 @@ def run(args: argparse.Namespace, config: Config | None = None) -> int:
             args.nameservers,
             args.hostmaster,
             args.ttl,
+            args.jobs or 4,
         )
     raise AssertionError(args.command)  # pragma: no cover

@@ -60,8 +60,12 @@ def _summary(report: str, result: Plan, path: str) -> str:
     """The report as printed: whole, unless it notes many domains (then the file has it)."""
     if len(result.notes) <= SHOWN_NOTES:
         return report
-    head, _, _rest = report.partition("\nnot carried over")
-    return f"{head}\nnot carried over, or changed: {len(result.notes)} domains, listed in {path}\n"
+    head, _, rest = report.partition("\nnot carried over")
+    _, found, unread = rest.partition("\nnot read:\n")  # what failed is always printed
+    return (
+        f"{head}\nnot carried over, or changed: {len(result.notes)} domains, listed in {path}\n"
+        + (f"\nnot read:\n{unread}" if found else "")
+    )
 
 
 def write_import(
@@ -143,6 +147,7 @@ def import_transfers(
     nameservers: Sequence[str],
     hostmaster: str | None,
     ttl: int | None,
+    connections: int,
 ) -> int:
     started = time.monotonic()
     try:
@@ -154,7 +159,7 @@ def import_transfers(
         print(f"srvd import: {zone_list} names no zone", file=sys.stderr)
         return 1
     where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    extracted = extract_transfers(host, port, domains, key, timeout)
+    extracted = extract_transfers(host, port, domains, key, timeout, connections)
     return write_import(
         extracted, f"AXFR from {where}", output, nameservers, hostmaster, ttl, started
     )

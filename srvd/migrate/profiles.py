@@ -56,16 +56,10 @@ def extract(zone: SourceZone) -> Extracted:
     domain = zone.domain
     out = Extracted(domain, error=zone.error)
     groups: dict[tuple[str, str], list[Record]] = {}
-    cuts = {f"{label}.{domain}" for label in SUBZONES}
     for record in zone.records:
-        owner = record.owner
-        apex = _subzone_of(owner, domain)
-        if apex is None:
-            continue
-        if record.rtype == "NS" and owner in cuts:
-            groups.setdefault((owner, "NS"), []).append(record)
-            continue
-        groups.setdefault((owner, record.rtype), []).append(record)
+        if _subzone_of(record.owner, domain) is not None:
+            groups.setdefault((record.owner, record.rtype), []).append(record)
+    # NS at or below a subzone's apex: a delegation, the records below it are elsewhere
     delegated = sorted(owner for owner, rtype in groups if rtype == "NS")
     for cut in delegated:
         servers = ", ".join(sorted(str(r.data) for r in groups.pop((cut, "NS"))))
@@ -73,7 +67,7 @@ def extract(zone: SourceZone) -> Extracted:
             f"{cut}: already delegated (NS {servers}); the records below it live on those "
             "servers, not in this zone, and were not read"
         )
-    txt_at: dict[str, tuple[list[str], int] | None] = {}
+    txt_at: dict[str, list[str] | None] = {}
     for (owner, rtype), records in sorted(groups.items()):
         if any(owner == cut or owner.endswith("." + cut) for cut in delegated):
             continue
@@ -100,7 +94,7 @@ def extract(zone: SourceZone) -> Extracted:
             )
     for relative, taken in sorted(txt_at.items()):
         if taken is not None:
-            _take_txt(out, relative, *taken)
+            _take_txt(out, relative, taken)
     return out
 
 
@@ -173,7 +167,7 @@ def _ttl_seen(out: Extracted, owner: str, rtype: str, records: list[Record]) -> 
     out.rrset_ttls[f"{owner} {rtype}"] = tuple(sorted({r.ttl for r in records}))
 
 
-def _texts(out: Extracted, owner: str, records: list[Record]) -> tuple[list[str], int] | None:
+def _texts(out: Extracted, owner: str, records: list[Record]) -> list[str] | None:
     """The TXT records of one name as srvd's texts, or None when they cannot be carried over."""
     if len(records) > MAX_RECORDS:
         out.notes.append(
@@ -210,10 +204,10 @@ def _texts(out: Extracted, owner: str, records: list[Record]) -> tuple[list[str]
         texts.append(_template_text(text, out.domain))
     out.ttls.update(r.ttl for r in records)
     _ttl_seen(out, owner, "TXT", records)
-    return texts, len(records)
+    return texts
 
 
-def _take_txt(out: Extracted, relative: str, texts: list[str], _count: int) -> None:
+def _take_txt(out: Extracted, relative: str, texts: list[str]) -> None:
     service = _service_of(relative)
     if service in DAV_KEYS and len(texts) == 1 and service in out.entries:
         records, path = cast(SrvValue, out.entries[service])

@@ -33,6 +33,7 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
+import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
@@ -139,11 +140,13 @@ class Verifier:
         server: Server | None = None,
         transfers: bool = True,
     ) -> None:
-        assert (resolver is None) != (server is None)
+        lookup = resolver or server
+        if lookup is None or (resolver is not None and server is not None):
+            raise ValueError("give a resolver or a server, not both")
         self.config = config
         self.asker = asker
         self.port = port
-        self.lookup: Server = resolver or server  # type: ignore[assignment]
+        self.lookup: Server = lookup
         self.recurse = resolver is not None
         self.direct = server
         self.transfers = transfers
@@ -315,7 +318,11 @@ class Verifier:
         return "no referral and no authoritative answer"
 
     def check_ds(self, result: DomainResult, server: Server, apex: str) -> None:
-        expected = {r.data.lower() for r in signing_records(self.config, apex) if r.rtype == "DS"}
+        expected = {  # in dnspython's form, as the parent's are read
+            dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.DS, r.data).to_text().lower()
+            for r in signing_records(self.config, apex)
+            if r.rtype == "DS"
+        }
         try:
             reply = self.asker.ask(server, apex, "DS", False)
         except (dns.exception.DNSException, OSError) as exc:

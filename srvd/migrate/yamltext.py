@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import yaml.resolver
 
-from srvd.migrate.profiles import Content, Plan, SrvValue, Value
+from srvd.migrate.profiles import Plan, SrvValue, Value
 
 _PLAIN = re.compile(r"[a-z0-9_][a-z0-9_./-]*\Z")
 _RESOLVER = yaml.resolver.Resolver()
@@ -123,13 +123,9 @@ def main_file(
     for name, content in plan.profiles.items():
         lines.append(f"  # {plan.members[name]} domain{'s' if plan.members[name] != 1 else ''}")
         lines.append(f"  {scalar(name)}:")
-        lines += entries_lines(_keys(content), "    ")
+        lines += entries_lines(content, "    ")
     lines += ["include:", f"  - {scalar(domains_file)}"]
     return "\n".join(lines) + "\n"
-
-
-def _keys(content: Content) -> list[tuple[str, Value | None]]:
-    return list(content)
 
 
 def domains_file(plan: Plan) -> str:
