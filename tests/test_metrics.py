@@ -733,6 +733,7 @@ def test_families_have_the_right_types_and_help(example: Harness) -> None:
         "srvd_config_last_reload_successful": "gauge",
         "srvd_config_last_reload_success_timestamp_seconds": "gauge",
         "srvd_config_reload_duration_seconds": "gauge",
+        "srvd_index_generation": "gauge",
         "srvd_config_info": "gauge",
         "srvd_build_info": "gauge",
     }

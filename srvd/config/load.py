@@ -36,6 +36,7 @@ from srvd.config.model import (
     TransferSettings,
     ZoneSettings,
 )
+from srvd.config.ops import read_control, read_reload
 from srvd.config.reader import (
     PROFILE_KEYS,
     _Fields,
@@ -75,6 +76,9 @@ TOP_KEYS = (
     # srvd as a hidden primary (srvd.config.transfer)
     "transfer",
     "catalog",
+    # operations (srvd.config.ops)
+    "reload",
+    "control",
 )
 INCLUDE_KEYS = ("profiles", "domains", "include")
 
@@ -305,7 +309,12 @@ def _main_settings(
     if isinstance(state_dir, str):
         state_dir = os.path.join(os.path.dirname(main), os.path.expanduser(state_dir))
     transfer, catalog = _primary(reader, fields, top, main)
+    reload = fields(read_reload, reader, top.get("reload"), ("reload",))
+    base = os.path.dirname(main)
+    control = fields(read_control, reader, top.get("control"), ("control",), base)
     return {
+        "reload": reload,
+        "control": control,
         "listen": listen,
         "zone": zone,
         "tcp": tcp,

@@ -198,6 +198,8 @@ class Transfers:
         if not name:
             index.catalog = None
             return None
+        if index.catalog is not None and index.catalog.apex == to_wire(name):
+            return index.catalog  # it came with the index: a worker's snapshot of the primary's
         previous = self.responder.index.catalog if self.responder.index is not index else None
         index.catalog = next_catalog(previous, to_wire(name), index, delta, now)
         return index.catalog
