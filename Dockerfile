@@ -15,6 +15,7 @@ RUN groupadd --system --gid 5353 srvd \
     && useradd --system --uid 5353 --gid srvd --no-create-home --home-dir /nonexistent \
        --shell /usr/sbin/nologin srvd \
     && install -d -o srvd -g srvd -m 0700 /var/lib/srvd \
+    && install -d -o srvd -g srvd -m 0750 /run/srvd \
     && install -d -m 0755 /etc/srvd /etc/srvd/domains.d
 
 WORKDIR /usr/src/srvd

@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from srvd import __version__
 from srvd.config import (
@@ -32,8 +33,6 @@ from srvd.ops.health import (
 from srvd.service import find_config
 from srvd.wire.names import InvalidName
 
-DEFAULT_PIDFILE = "/run/srvd/srvd.pid"
-
 
 def _endpoint(value: str) -> object:
     try:
@@ -57,6 +56,57 @@ def _metrics_endpoint(value: str) -> object:
         return parse_endpoint(value, METRICS_PORT)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _control_path(value: str) -> object:
+    return False if value.strip().lower() == "off" else os.path.abspath(value)
+
+
+def _control_commands(commands: Any, config_help: str) -> None:
+    """``status``, ``show``, ``list``, ``diff`` (srvd.ops.control)."""
+    socket_help = "the control socket (default: the configuration's control:, else /run/srvd)"
+    status = commands.add_parser("status", help="what the running srvd serves, and how it is")
+    show = commands.add_parser(
+        "show", help="a domain: its configuration, and the zones, serials and records served now"
+    )
+    show.add_argument("domain")
+    listing = commands.add_parser("list", help="the domains served now, one a line")
+    listing.add_argument("--profile", help="only those on this profile (in the configuration)")
+    diff = commands.add_parser(
+        "diff", help="what a reload of the configuration would add, remove and change"
+    )
+    for command in (status, show, listing, diff):
+        command.add_argument("-c", "--config", help=config_help + "; also where to find control:")
+        command.add_argument("--socket", metavar="PATH", help=socket_help)
+
+
+def _control(args: argparse.Namespace) -> int:
+    """The commands of the control channel (srvd.ops.control)."""
+    from srvd.ops import control
+
+    try:
+        path = control.socket_path(args.socket, find_config(args.config)[0])
+        if args.command == "status":
+            return control.status(path)
+        if args.command == "reload":
+            return control.reload(path, args.force)
+        if args.command == "show":
+            return control.show(path, args.domain, args.config)
+        if args.command == "list":
+            return control.list_domains(path, args.profile, args.config)
+        return control.diff(path, args.config)
+    except control.Unreachable as exc:
+        print(f"srvd {args.command}: {exc} (is srvd running?)", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return _broken_pipe()
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (``| head``): stop quietly, as cat does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+    return 1
 
 
 def _query_name(value: str) -> str:
@@ -118,6 +168,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_workers,
         help="answer with N processes on the same addresses (or 'auto': one per core)",
     )
+    serve.add_argument(
+        "--control",
+        metavar="PATH",
+        type=_control_path,
+        help="the control socket instead of the configured one, or 'off'",
+    )
     serve.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--stats-file", help=argparse.SUPPRESS)
     serve.add_argument(
@@ -128,18 +184,22 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     reload = commands.add_parser(
-        "reload", help="check the configuration, then tell the running srvd to reload it (SIGHUP)"
+        "reload",
+        help="ask the running srvd to reload its configuration; print the outcome",
     )
-    reload.add_argument("-c", "--config", help=config_help)
+    reload.add_argument("-c", "--config", help=config_help + "; read for its control: key only")
+    reload.add_argument("--socket", metavar="PATH", help="the control socket (default: control:)")
+    reload.add_argument("--force", action="store_true", help="apply even past reload.max_removed")
     reload.add_argument(
         "--pidfile",
         metavar="FILE",
-        default=DEFAULT_PIDFILE,
-        help=f"the pid file `srvd serve --pidfile` wrote (default {DEFAULT_PIDFILE})",
+        help="no control channel: check the configuration the srvd of this pid file runs, "
+        "then send it SIGHUP (`srvd serve --pidfile FILE` writes it)",
     )
     reload.add_argument(
-        "--no-check", action="store_true", help="signal without checking the configuration first"
+        "--no-check", action="store_true", help="with --pidfile: signal without checking first"
     )
+    _control_commands(commands, config_help)
 
     check = commands.add_parser("check", help="validate the configuration and print a summary")
     check.add_argument("-c", "--config", help=config_help)
@@ -277,22 +337,31 @@ def health(
     return 0 if verdict.healthy else 1
 
 
-def reload(path: str | None, pidfile: str, check_first: bool) -> int:
-    if check_first and check(path) != 0:
-        print("srvd reload: not signalled, the configuration has problems", file=sys.stderr)
-        return 1
+def reload_signal(pidfile: str, check_first: bool) -> int:
+    """``srvd reload --pidfile``: check the configuration the srvd of ``pidfile`` runs, then
+    SIGHUP it; never signal a process that /proc does not show to be srvd."""
+    from srvd.ops.control import srvd_process
+
     try:
-        with open(pidfile, encoding="ascii") as handle:
-            pid = int(handle.read().strip())
-    except (OSError, ValueError) as exc:
-        print(f"srvd reload: cannot read a process id from {pidfile}: {exc}", file=sys.stderr)
+        pid, its_config = srvd_process(pidfile)
+    except ValueError as exc:
+        print(f"srvd reload: {exc}", file=sys.stderr)
+        return 1
+    if check_first and check(its_config) != 0:
+        print(
+            f"srvd reload: process {pid} not signalled, its configuration has problems",
+            file=sys.stderr,
+        )
         return 1
     try:
         os.kill(pid, signal.SIGHUP)
     except OSError as exc:
         print(f"srvd reload: cannot signal process {pid}: {exc.strerror}", file=sys.stderr)
         return 1
-    print(f"srvd reload: asked process {pid} to reload")
+    print(
+        f"srvd reload: asked process {pid} to reload {find_config(its_config)[0]}; the outcome "
+        "is in its log (and `srvd status`)"
+    )
     return 0
 
 
@@ -323,6 +392,7 @@ def serve(
     workers: int | None = None,
     worker_slot: int | None = None,
     stats_file: str | None = None,
+    control: object = None,
 ) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -338,6 +408,7 @@ def serve(
             "workers": workers,
             "worker_slot": worker_slot,
             "stats_file": stats_file,
+            "control": control,
         }
         service = makeService(options, reactor)
     except ConfigError as exc:
@@ -378,8 +449,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return zone(args.domain, args.config)
     if args.command == "health":
         return health(args.config, args.server, args.name, args.type, args.timeout, args.retries)
-    if args.command == "reload":
-        return reload(args.config, args.pidfile, not args.no_check)
+    if args.command == "reload" and args.pidfile:
+        return reload_signal(args.pidfile, not args.no_check)
+    if args.command in ("status", "reload", "show", "list", "diff"):
+        return _control(args)
     return serve(
         args.config,
         args.listen,
@@ -388,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers,
         args.worker_slot,
         args.stats_file,
+        args.control,
     )
 
 

@@ -29,6 +29,7 @@ from twisted.python.failure import Failure
 
 from srvd import __version__
 from srvd.config import (
+    DEFAULT_CONTROL,
     METRICS_PORT,
     Config,
     Endpoint,
@@ -40,6 +41,7 @@ from srvd.index.model import Index
 from srvd.index.serials import SerialState
 from srvd.ops.metrics import Counters, MetricsService, Snapshot, WorkerFigures, registry_for
 from srvd.ops.systemd import Notifier
+from srvd.server.control import ControlService
 from srvd.server.loading import Built, Changes, load_aside
 from srvd.server.protocols import TCPFactory, UDPProtocol
 from srvd.server.reload import Reloader
@@ -106,6 +108,10 @@ class Options(usage.Options):
             self["metrics"] = parse_endpoint(value, METRICS_PORT)
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
+
+    def opt_control(self, value: str) -> None:
+        """the control socket's path instead of the configured one, or 'off'"""
+        self["control"] = False if value.strip().lower() == "off" else os.path.abspath(value)
 
     def opt_listen(self, value: str) -> None:
         """listen on ADDR:PORT (UDP and TCP) instead of the configured addresses; repeatable"""
@@ -294,8 +300,10 @@ class SrvdService(MultiService):
         worker: tuple[int, str] | None = None,
         worker_argv: Sequence[str] = (),
         built: Built | None = None,
+        control: str | Literal[False] | None = None,
     ) -> None:
-        """``worker`` (slot, stats file) makes this process one of the workers a primary
+        """``control``: the control socket's path instead of the configured one, or False for
+        none. ``worker`` (slot, stats file) makes this process one of the workers a primary
         started; ``worker_argv`` is how a primary starts its workers (``serve`` arguments).
         ``built``: the configuration loaded with its index (srvd.server.loading); without it the
         index is built here from ``config``."""
@@ -350,6 +358,13 @@ class SrvdService(MultiService):
                 registry.register(TransferCollector(self.primary))
             self.metrics = MetricsService(metrics, registry, reactor)
             self.metrics.setServiceParent(self)
+        # the control socket (srvd status, reload, show, list, diff): the primary's alone
+        self.control: ControlService | None = None
+        control_path = config.control if control is None else (control or None)
+        if worker is None and control_path is not None:
+            required = control is not None or control_path != DEFAULT_CONTROL
+            self.control = ControlService(self, control_path, required)
+            self.control.setServiceParent(self)
         self.pool: WorkerPool | None = None
         if worker is not None:
             slot, path = worker
@@ -564,4 +579,5 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
         worker=worker,
         worker_argv=argv,
         built=built,
+        control=options.get("control"),
     )

@@ -174,6 +174,8 @@ def _start_once(
     command += ["--listen", f"127.0.0.1:{port}", *extra]
     if not any(arg.startswith("--metrics") for arg in extra):
         command += ["--metrics", "off"]  # the default 127.0.0.1:9153 would collide across tests
+    if not any(arg.startswith("--control") for arg in extra):
+        command += ["--control", "off"]  # the default /run/srvd/srvd.sock would collide too
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     server = RunningServer(process, port, log_path)

@@ -62,3 +62,33 @@ def read_control(reader: _Reader, value: Any, path: KeyPath, base: str) -> str |
     if len(os.fsencode(full)) > 107:  # sun_path holds 108 octets with the final NUL
         reader.fail(path, f"{full!r}: a UNIX socket path is at most 107 octets")
     return full
+
+
+def top_level(path: str, key: str) -> Any:
+    """The value of one top-level key of a configuration file, read without parsing the rest
+    (cheap whatever the size of its ``domains:``): a YAML file's block from the line that starts
+    with ``key:`` to the next line at column 0; a JSON file's member. None when absent. Raises
+    OSError, ValueError (yaml.YAMLError among them) for a file that cannot be read so."""
+    import json
+    import re
+
+    import yaml
+
+    if path.endswith(".json"):
+        with open(path, "rb") as handle:
+            data = json.load(handle)
+        return data.get(key) if isinstance(data, dict) else None
+    start = re.compile(rb"^" + re.escape(key.encode()) + rb"\s*:(\s|$)")
+    block: list[bytes] = []
+    with open(path, "rb") as handle:
+        for line in handle:
+            if block:
+                if line[:1] not in (b" ", b"\t", b"\n", b"\r", b"#", b"-", b""):
+                    break
+                block.append(line)
+            elif start.match(line):
+                block.append(line)
+    if not block:
+        return None
+    value = yaml.safe_load(b"".join(block))
+    return value.get(key) if isinstance(value, dict) else None
