@@ -501,6 +501,9 @@ class SrvdService(MultiService):
             records=stats.records,
             source=self.config.source,
         )
+        # NOTIFY after a start: zones whose serial moved since the state file, and the catalog
+        notifying = self.primary is not None and self.primary.notify is not None
+        known = self.serials.read() if notifying and self.config.transfer else {}
         if self.worker_slot is None:  # the primary keeps the state file
             try:
                 self.serials.write(self.responder.index)
@@ -509,6 +512,15 @@ class SrvdService(MultiService):
         super().startService()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGHUP, self.sighup)
+        transfer = self.config.transfer
+        if notifying and self.primary is not None and transfer is not None and transfer.notify:
+            count = self.primary.notify_start(known)
+            log.info(
+                "NOTIFY after start: {catalog}{count} zone{s} changed since the state file",
+                catalog="the catalog and " if self.responder.index.catalog else "",
+                count=count,
+                s="" if count == 1 else "s",
+            )
         self.notifier.ready(f"serving {stats.domains} domains, {stats.zones} zones")
 
     def stopService(self) -> defer.Deferred[Any]:
