@@ -203,6 +203,7 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="validate the configuration and print a summary")
     check.add_argument("-c", "--config", help=config_help)
+    check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
 
     zone = commands.add_parser("zone", help="print the zones served for one domain (master file)")
     zone.add_argument("domain", nargs="?")
@@ -266,19 +267,31 @@ def _load(path: str | None, sink: DomainSink | None = None) -> Config | None:
         return None
 
 
-def check(path: str | None) -> int:
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def check(path: str | None, strict: bool = False) -> int:
+    """Problems: exit 1. Warnings (srvd.config.lint): printed, exit 0 unless ``strict``."""
+    from srvd.config.lint import Linter
+
     counter = Counter()  # the index's figures, counted as the domains are read
-    config = _load(path, counter)
+    linter = Linter(counter)
+    config = _load(path, linter)
     if config is None:
         return 1
+    warnings = linter.warnings(config)
+    for warning in warnings:
+        print(warning.render(), file=sys.stderr)
     stats = counter.stats(config)
-    files = len(config.files)
+    flagged = f" with {_plural(len(warnings), 'warning')}" if warnings else ""
+    verdict = "FAILED (--strict)" if warnings and strict else "OK"
     print(
-        f"{config.source}: OK: {stats.domains} domains, {stats.zones} zones, {stats.records} "
-        f"records, {stats.profiles} profiles, from {files} file{'s' if files != 1 else ''}; "
-        f"listening on {', '.join(str(e) for e in config.listen)}"
+        f"{config.source}: {verdict}{flagged}: {_plural(stats.domains, 'domain')}, "
+        f"{_plural(stats.zones, 'zone')}, {_plural(stats.records, 'record')}, "
+        f"{_plural(stats.profiles, 'profile')}, from {_plural(len(config.files), 'file')}"
     )
-    return 0
+    return 1 if warnings and strict else 0
 
 
 def zone(domain: str, path: str | None) -> int:
@@ -436,7 +449,7 @@ def serve(
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
-        return check(args.config)
+        return check(args.config, args.strict)
     if args.command == "zone":
         if args.all:
             from srvd.export import export_all

@@ -45,6 +45,7 @@ from srvd.config.reader import (
     _Reader,
     _Stop,
     _suggest,
+    address_literal,
 )
 from srvd.config.transfer import read_catalog, read_transfer
 from srvd.config.yamlfile import (
@@ -501,11 +502,21 @@ def _domain_name(reader: _Reader, key: Any, path: KeyPath) -> str | None:
     if not isinstance(key, str):
         reader.problem(path, f"a domain name must be a string, found {_kind(key)}")
         return None
+    if address_literal(key):
+        reader.problem(path, f"{key!r} is an IP address, not a domain name")
+        return None
     try:
-        return host_name(key)
+        name = host_name(key)
     except InvalidName as exc:
         reader.problem(path, str(exc))
         return None
+    if "." not in name:
+        reader.problem(path, f"{name!r} is a top-level domain, not a customer domain")
+        return None
+    if name == "localhost" or name.endswith(".localhost"):
+        reader.problem(path, f"{name!r}: localhost names are never delegated (RFC 6761 §6.3)")
+        return None
+    return name
 
 
 def _first_definition(sources: list[_Source], name: str, key: str) -> tuple[str, str]:
@@ -690,7 +701,14 @@ class _Streamer:
         for key, entry in items:
             # the common case of _domain_name inline: a name already in canonical form
             name: str | None
-            if key.__class__ is str and len(key) < 254 and canonical(key):
+            if (
+                key.__class__ is str
+                and len(key) < 254
+                and canonical(key)
+                and "." in key
+                and not key[-1].isdigit()
+                and not key.endswith("localhost")
+            ):
                 name = key
             else:
                 name = _domain_name(reader, key, ("domains", key))

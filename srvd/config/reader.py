@@ -114,10 +114,19 @@ class _Reader:
         return value
 
     def host(self, value: Any, path: KeyPath) -> str:
+        text = self.text(value, path)
+        self.not_address(text, path)
         try:
-            return host_name(self.text(value, path))
+            return host_name(text)
         except InvalidName as exc:
             self.fail(path, str(exc))
+
+    def not_address(self, text: str, path: KeyPath) -> None:
+        """Refuse an IP address (v4 or v6) where a host name belongs: SRV targets, NS and SOA
+        names are domain names (RFC 2782, RFC 1035 §3.3); ``192.0.2.10`` would be published as
+        the name ``192.0.2.10.``. So is a name whose last label is all digits (RFC 1123 §2.1)."""
+        if address_literal(text):
+            self.fail(path, f"{text!r} is an IP address: a host name belongs here")
 
     # -- top level
 
@@ -181,6 +190,7 @@ class _Reader:
         local, _, domain = text.partition("@") if "@" in text else text.partition(".")
         if not local or len(local) > 63 or not local.isascii() or any(c in local for c in ' \\"'):
             self.fail(path, f"{text!r} is not a valid mailbox")
+        self.not_address(domain, path)
         try:
             domain = host_name(domain)
         except InvalidName as exc:
@@ -475,6 +485,18 @@ class _Reader:
                         file,
                     )
                 seen[where] = key
+
+
+def address_literal(text: str) -> bool:
+    """Whether ``text`` is an IP address (``192.0.2.10``, ``2001:db8::1``, ``[::1]``) or ends in
+    an all-digit label (not a host name, RFC 1123 §2.1, RFC 3696 §2)."""
+    candidate = text.strip().removesuffix(".").removeprefix("[").removesuffix("]")
+    try:
+        ipaddress.ip_address(candidate.split("%", 1)[0])
+        return True
+    except ValueError:
+        pass
+    return candidate.rpartition(".")[2].isdigit()
 
 
 class _Invalid(Exception):
