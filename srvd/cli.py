@@ -26,7 +26,6 @@ from srvd.ops.health import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     check_health,
-    first_zone,
     query_name,
     query_type,
 )
@@ -224,8 +223,8 @@ def _parser() -> argparse.ArgumentParser:
         "--server",
         metavar="ADDR[:PORT]",
         type=_endpoint,
-        default=parse_endpoint("127.0.0.1:53"),
-        help="where to ask (default 127.0.0.1:53)",
+        help="where to ask (default: the first listen: address of the configuration, a "
+        "wildcard as loopback)",
     )
     health.add_argument(
         "--name",
@@ -319,17 +318,25 @@ def zone(domain: str, path: str | None) -> int:
 
 def health(
     path: str | None,
-    server: Endpoint,
+    server: Endpoint | None,
     name: str | None,
     qtype: int,
     timeout: float,
     retries: int,
 ) -> int:
-    """Exit 0 when ``server`` answers the question right, else 1 with one line on stderr."""
-    if name is None:  # the first zone of the configuration
+    """Exit 0 when ``server`` answers the question right, else 1 with one line on stderr.
+
+    Without ``--server`` or ``--name`` the configuration says where and what: its ``listen:`` and
+    its first zone, read without building the index (srvd.ops.health.probe_plan). One that
+    serves no zone yet (the container's template, nothing mounted) is healthy when srvd answers
+    a question for the root with REFUSED."""
+    serves_nothing = False
+    if server is None or name is None:
+        from srvd.ops.health import probe_plan
+
         source, _bundled = find_config(path)
         try:
-            config = load_config(source)
+            listens, first = probe_plan(source)
         except ConfigError as exc:
             count = len(exc.problems)
             print(
@@ -338,14 +345,15 @@ def health(
                 file=sys.stderr,
             )
             return 1
-        name = first_zone(config)
-        if name is None:
-            print(
-                f"srvd health: {source} serves no zone, so there is nothing to ask: give --name",
-                file=sys.stderr,
-            )
+        except (OSError, ValueError) as exc:
+            print(f"srvd health: {source}: {exc}", file=sys.stderr)
             return 1
-    verdict = check_health(server, name, qtype, timeout, retries)
+        server = server or listens
+        if name is None:
+            name, serves_nothing = (first, False) if first is not None else (".", True)
+            if serves_nothing:
+                qtype = 6
+    verdict = check_health(server, name, qtype, timeout, retries, serves_nothing)
     print(f"srvd health: {verdict.message}", file=sys.stdout if verdict.healthy else sys.stderr)
     return 0 if verdict.healthy else 1
 

@@ -6,7 +6,8 @@ with them unless ``--strict``:
 - a single-label SRV target or ``axigen`` host (``target: mail`` is published as ``mail.``, a
   top-level name, not the provider's ``mail.example.net``);
 - a lone name server (RFC 1034 §4.1 and RFC 2182 §5 want at least two, on separate networks);
-- an ``include:`` pattern that matches no file (a typo in a directory name loads nothing);
+- an ``include:`` pattern that matches no file, when its directory does not exist or no pattern
+  of that ``include:`` matches anything (a typo in a directory name loads nothing);
 - a profile that publishes nothing (its domains get no zone at all);
 - a reply larger than srvd's EDNS payload (1232 octets): over UDP it always goes out truncated,
   so every resolver has to come back over TCP (the names are given).
@@ -188,11 +189,19 @@ def _empty_globs(config: Config) -> list[Problem]:
             continue
         patterns = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
         base = os.path.dirname(file)
+        full = [
+            os.path.join(base, os.path.expanduser(p)) if isinstance(p, str) else ""
+            for p in patterns
+        ]
+        # nothing matched by any of them, or a pattern into a directory that does not exist (a
+        # typo); `domains.d/*.json` beside a `domains.d/*.yaml` that matches is not worth one
+        none_at_all = not any(glob.glob(f) for f in full if f)
         for i, pattern in enumerate(patterns):
             if not isinstance(pattern, str) or not glob.has_magic(pattern):
                 continue
-            full = os.path.join(base, os.path.expanduser(pattern))
-            if not glob.glob(full):
+            directory = os.path.dirname(full[i])
+            missing = not glob.has_magic(directory) and not os.path.isdir(directory)
+            if (none_at_all or missing) and not glob.glob(full[i]):
                 path: KeyPath = ("include", i) if isinstance(raw, list) else ("include",)
                 try:
                     line = _locate(file, path)
@@ -202,7 +211,7 @@ def _empty_globs(config: Config) -> list[Problem]:
                     Problem(
                         file,
                         path,
-                        f"warning: {pattern!r} matches no file ({full})",
+                        f"warning: {pattern!r} matches no file ({full[i]})",
                         line,
                     )
                 )
