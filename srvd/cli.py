@@ -31,6 +31,7 @@ from srvd.ops.health import (
 )
 from srvd.service import find_config
 from srvd.wire.names import InvalidName
+from srvd.wire.text import plural
 
 
 def _endpoint(value: str) -> object:
@@ -266,10 +267,6 @@ def _load(path: str | None, sink: DomainSink | None = None) -> Config | None:
         return None
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def check(path: str | None, strict: bool = False) -> int:
     """Problems: exit 1. Warnings (srvd.config.lint): printed, exit 0 unless ``strict``."""
     from srvd.config.lint import Linter
@@ -283,12 +280,12 @@ def check(path: str | None, strict: bool = False) -> int:
     for warning in warnings:
         print(warning.render(), file=sys.stderr)
     stats = counter.stats(config)
-    flagged = f" with {_plural(len(warnings), 'warning')}" if warnings else ""
+    flagged = f" with {plural(len(warnings), 'warning')}" if warnings else ""
     verdict = "FAILED (--strict)" if warnings and strict else "OK"
     print(
-        f"{config.source}: {verdict}{flagged}: {_plural(stats.domains, 'domain')}, "
-        f"{_plural(stats.zones, 'zone')}, {_plural(stats.records, 'record')}, "
-        f"{_plural(stats.profiles, 'profile')}, from {_plural(len(config.files), 'file')}"
+        f"{config.source}: {verdict}{flagged}: {plural(stats.domains, 'domain')}, "
+        f"{plural(stats.zones, 'zone')}, {plural(stats.records, 'record')}, "
+        f"{plural(stats.profiles, 'profile')}, from {plural(len(config.files), 'file')}"
     )
     return 1 if warnings and strict else 0
 
@@ -456,6 +453,13 @@ def serve(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except BrokenPipeError:  # `srvd zone --all | head`: the reader is gone, as for cat
+        return _broken_pipe()
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "check":
         return check(args.config, args.strict)
     if args.command == "zone":

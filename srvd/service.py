@@ -56,6 +56,7 @@ from srvd.server.workers import (
     write_snapshot,
 )
 from srvd.wire.ordering import RandomSource
+from srvd.wire.text import figures, plural
 from srvd.xfr.transfer import TransferCollector, Transfers, start_primary
 
 log = Logger()
@@ -487,18 +488,17 @@ class SrvdService(MultiService):
             last_reload_duration=reloads.last_duration,
             config_sha256=self.config.sha256,
             generation=self.reloader.generation,
-            workers=tuple(self.workers_status()) if self.pool is not None else (),
+            workers=tuple(self.workers_status()),
             worker_restarts=self.pool.restarted if self.pool is not None else 0,
         )
 
     def startService(self) -> None:
         stats = self.responder.index.stats
         log.info(
-            "srvd {version}: {domains} domains, {zones} zones, {records} records from {source}",
+            "srvd {version}: {figures}, {records} from {source}",
             version=__version__,
-            domains=stats.domains,
-            zones=stats.zones,
-            records=stats.records,
+            figures=figures(stats.domains, stats.zones),
+            records=plural(stats.records, "record"),
             source=self.config.source,
         )
         # NOTIFY after a start: zones whose serial moved since the state file, and the catalog
@@ -521,7 +521,7 @@ class SrvdService(MultiService):
                 count=count,
                 s="" if count == 1 else "s",
             )
-        self.notifier.ready(f"serving {stats.domains} domains, {stats.zones} zones")
+        self.notifier.ready(f"serving {figures(stats.domains, stats.zones)}")
 
     def stopService(self) -> defer.Deferred[Any]:
         self.notifier.stopping()
@@ -572,7 +572,8 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
     # builds in a build process, so its heap holds the index and little else
     built = _load_snapshot(snapshot_path(worker[1])) if worker is not None else load_aside(path)
     config = built.config
-    listen = options.get("listen") or ()
+    # --listen X --listen X: one socket pair (a second would fail with "Address already in use")
+    listen = tuple(dict.fromkeys(options.get("listen") or ()))
     # how the workers are started: the same configuration and addresses (workers serve no
     # /metrics of their own; they count for the primary unless metrics are off)
     argv = ["serve", "-c", config.source]

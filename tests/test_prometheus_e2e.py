@@ -571,6 +571,11 @@ def reload_duration(stack: Stack, result: list[dict[str, Any]]) -> None:
     assert 0 < one(values_of(result)) < 10
 
 
+def one_process(stack: Stack, result: list[dict[str, Any]]) -> None:
+    figures = by(result, "worker")  # one process here: the primary, worker 0
+    assert list(figures) == ["0"] and figures["0"] > 0
+
+
 CHECKS: dict[str, Check] = {
     "Queries per second/A": qps,
     "NXDOMAIN ratio/A": nxdomain_ratio,
@@ -598,6 +603,8 @@ CHECKS: dict[str, Check] = {
     "Dropped and failed/C": zero,
     "Process/A": rss,
     "Process/B": cpu,
+    "Process/C": one_process,
+    "Process/D": one_process,
     "Rate limiting and TCP closes/A": held_back,
     "Rate limiting and TCP closes/B": tcp_closed,
     "Reloads/A": reloads,

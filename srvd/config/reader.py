@@ -357,7 +357,7 @@ class _Reader:
     ) -> tuple[RRsetSpec, ...] | None:
         if value is None:
             return None
-        if value is False:
+        if value is False or _off(value):  # `off`, or "off" quoted, as rrl: and metrics: take it
             return (RRsetSpec(owner, SRV, srv=(SrvRecord(0, 0, 0, "."),)),)
         if value is True:
             self.fail(path, "expected records or 'off'")
@@ -388,7 +388,7 @@ class _Reader:
         return tuple(out)
 
     def txt_set(self, value: Any, path: KeyPath, owner: str) -> tuple[RRsetSpec, ...] | None:
-        if value is None or value is False:
+        if value is None or value is False or _off(value):
             return None
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not items:
@@ -418,7 +418,7 @@ class _Reader:
             )
 
     def axigen(self, value: Any, path: KeyPath) -> tuple[RRsetSpec, ...] | None:
-        if value is None or value is False:
+        if value is None or value is False or _off(value):
             return None
         text = self.text(value, path).strip()
         if "://" in text or "/" in text:
@@ -485,6 +485,11 @@ class _Reader:
                         file,
                     )
                 seen[where] = key
+
+
+def _off(value: Any) -> bool:
+    """``off`` as YAML 1.1 reads it (False) or as a string ("off", 'OFF'): the same everywhere."""
+    return value is False or (isinstance(value, str) and value.strip().lower() == "off")
 
 
 def address_literal(text: str) -> bool:

@@ -26,6 +26,7 @@ from srvd.config.model import Profile, ZoneSettings
 from srvd.config.ops import read_control, top_level
 from srvd.config.reader import _Invalid, _Reader
 from srvd.wire.discovery import SRV
+from srvd.wire.text import plural
 
 DEFAULT_TIMEOUT = 600.0  # seconds: a reload of a million domains takes a few
 
@@ -90,10 +91,6 @@ def ask(path: str, message: dict[str, Any], timeout: float = DEFAULT_TIMEOUT) ->
     return last
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
 def _when(stamp: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(stamp))
 
@@ -122,8 +119,8 @@ def status(path: str, out: TextIO = sys.stdout) -> int:
         f"srvd {s['version']}, pid {s['pid']}, up {_duration(s['uptime'])} "
         f"(since {_when(s['started'])})",
         f"configuration: {s['config']} (sha256 {s['config_sha256'][:16]}...)",
-        f"serving: generation {s['generation']}: {_plural(s['domains'], 'domain')}, "
-        f"{_plural(s['zones'], 'zone')}, {_plural(s['records'], 'record')}",
+        f"serving: generation {s['generation']}: {plural(s['domains'], 'domain')}, "
+        f"{plural(s['zones'], 'zone')}, {plural(s['records'], 'record')}",
     ]
     if s.get("catalog"):
         lines.append(f"catalog: {s['catalog']['name']} serial {s['catalog']['serial']}")
@@ -167,7 +164,7 @@ def reload(path: str, force: bool, out: TextIO = sys.stdout) -> int:
         print(
             f"srvd reload: {answer['config']}: OK in {last.get('seconds', 0):.2f} s: "
             f"{last.get('changes', '')}; now generation {answer['generation']}, "
-            f"{_plural(answer['domains'], 'domain')}, {_plural(answer['zones'], 'zone')}",
+            f"{plural(answer['domains'], 'domain')}, {plural(answer['zones'], 'zone')}",
             file=out,
         )
         return 0
@@ -354,7 +351,7 @@ def diff(path: str, file: str | None, out: TextIO = sys.stdout) -> int:
     same = answer["sha256"] == answer["served_sha256"]
     print(
         f"; {answer['config']}: {counts} (domains); would serve "
-        f"{_plural(answer['domains'], 'domain')}, {_plural(answer['zones'], 'zone')}"
+        f"{plural(answer['domains'], 'domain')}, {plural(answer['zones'], 'zone')}"
         + ("; the files are the ones served" if same else ""),
         file=out,
     )

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.twisted import MetricsResource
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -397,9 +398,15 @@ class MetricsService(Service):
         self.bound: Endpoint | None = None
 
     def privilegedStartService(self) -> None:
-        self.port = self.reactor.listenTCP(
-            self.endpoint.port, self.site, interface=self.endpoint.host
-        )
+        try:
+            self.port = self.reactor.listenTCP(
+                self.endpoint.port, self.site, interface=self.endpoint.host
+            )
+        except CannotListenError as exc:  # a clear line, not a traceback (srvd serve prints it)
+            reason = exc.socketError
+            errno = getattr(reason, "errno", None) or 0
+            why = getattr(reason, "strerror", None) or str(reason)
+            raise OSError(errno, f"cannot serve /metrics on {self.endpoint}: {why}") from None
         address = self.port.getHost()
         assert isinstance(address, IPv4Address | IPv6Address)
         self.bound = Endpoint(self.endpoint.host, address.port)

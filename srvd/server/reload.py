@@ -30,6 +30,7 @@ from srvd.index.model import Index, ZoneDelta
 from srvd.index.serials import SerialState
 from srvd.ops.systemd import Notifier
 from srvd.server.loading import DELTA_AT_MOST, LIST_AT_MOST, Built, Changes, load_aside
+from srvd.wire.text import figures
 
 log = Logger()
 
@@ -220,13 +221,12 @@ class Reloader:
         self.stats.last_problems = []
         self.stats.last_changes = built.changes.describe()
         log.info(
-            "reloaded in {seconds:.2f} s: {changes}; now {domains} domains, {zones} zones",
+            "reloaded in {seconds:.2f} s: {changes}; now {figures}",
             seconds=built.seconds,
             changes=built.changes.describe(),
-            domains=stats.domains,
-            zones=stats.zones,
+            figures=figures(stats.domains, stats.zones),
         )
-        self.notifier.ready(f"serving {stats.domains} domains, {stats.zones} zones")
+        self.notifier.ready(f"serving {figures(stats.domains, stats.zones)}")
         return True
 
     def _failed(self, failure: Failure, started: float) -> bool:
@@ -253,7 +253,7 @@ class Reloader:
         log.warn("reload failed; still serving the previous configuration")
         index = self.current().stats
         self.notifier.ready(
-            f"reload failed; serving {index.domains} domains, {index.zones} zones from before"
+            f"reload failed; serving {figures(index.domains, index.zones)} from before"
         )
         return False
 
