@@ -285,3 +285,28 @@ def test_control_off_and_a_stale_socket(tmp_path: Path) -> None:
         assert server.stop() == 0
     nobody = srvd("status", "-c", str(config))
     assert nobody.returncode == 2 and "cannot connect" in nobody.stderr
+
+
+@pytest.mark.skipif(not hasattr(socket, "SO_REUSEPORT"), reason="needs SO_REUSEPORT")
+def test_a_forced_mass_removal_reaches_the_workers(tmp_path: Path) -> None:
+    """The workers take the primary's index as it is: the guard is the primary's alone."""
+    config = tmp_path / "srvd.yaml"
+    main_file(config, {"a.example": "one"}, extra="workers: 2\n")
+    include(config, 30)
+    sock = tmp_path / "ctl.sock"
+    server = start_srvd(config, "--control", str(sock))
+    try:
+        wait_until(lambda: "worker 1: pid" in srvd("status", "--socket", str(sock)).stdout)
+        include(config, 2)
+        assert srvd("reload", "--socket", str(sock)).returncode == 1
+        forced = srvd("reload", "--force", "--socket", str(sock))
+        assert forced.returncode == 0, forced.stderr
+        wait_until(
+            lambda: (
+                "worker 1: pid" in (out := srvd("status", "--socket", str(sock)).stdout)
+                and ", generation 2\n" in out.split("worker 1:")[1]
+            )
+        )
+        assert "reload refused" not in server.log().split("reloaded in")[-1]
+    finally:
+        assert server.stop() == 0

@@ -32,7 +32,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from twisted.application.service import Service
@@ -42,7 +42,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
 from srvd import __version__
-from srvd.index.model import Index
+from srvd.index.model import Index, Zone
 from srvd.index.zonefile import zone_text
 from srvd.server.loading import load_aside
 from srvd.server.reload import guard
@@ -69,13 +69,13 @@ def served_domains(index: Index, labels: list[bytes], apexes: list[bytes]) -> It
         yield wire_to_text(domain)
 
 
-def differences(old: Index, new: Index) -> dict[str, list[str]]:
-    """Every domain a new index adds, removes, or serves with other zones or serials."""
+def differences(old: Mapping[bytes, Zone], new: Mapping[bytes, Zone]) -> dict[str, list[str]]:
+    """Every domain new zones add, remove, or serve with other zones or serials."""
     before: dict[bytes, list[tuple[bytes, int]]] = {}
-    for apex, zone in old.zones.items():
+    for apex, zone in old.items():
         before.setdefault(_domain(apex), []).append((apex, zone.serial))
     after: dict[bytes, list[tuple[bytes, int]]] = {}
-    for apex, zone in new.zones.items():
+    for apex, zone in new.items():
         after.setdefault(_domain(apex), []).append((apex, zone.serial))
     added = sorted(wire_to_text(d) for d in after.keys() - before.keys())
     removed = sorted(wire_to_text(d) for d in before.keys() - after.keys())
@@ -297,19 +297,22 @@ class Control:
         tables, labels = reloader.tables, reloader.labels
         if labels is None:
             labels = frozenset(apex[: apex[0] + 1] for apex in current.zones)
+        # a copy, taken here: a reload meanwhile empties the zones it replaces (in slices, on
+        # this thread), which the build thread must not be reading then
+        zones = dict(current.zones)
 
         def work() -> dict[str, Any]:
             from srvd.config import ConfigError
 
             try:
-                built = load_aside(source, current.zones, tables, labels)
+                built = load_aside(source, zones, tables, labels)
             except ConfigError as exc:
                 return {
                     "ok": False,
                     "config": source,
                     "problems": [p.render() for p in exc.problems],
                 }
-            result = differences(current, built.index)
+            result = differences(zones, built.index.zones)
             refusal = guard(built, current.stats.domains)
             stats = built.index.stats
             return {

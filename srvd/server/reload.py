@@ -190,7 +190,10 @@ class Reloader:
         if isinstance(result, Failure):
             self._finished(self._failed(result, started))
             return
-        refusal = None if self.force else guard(result, self.current().stats.domains)
+        # a worker takes what its primary decided (forced or not): only a load of files is held
+        # to reload.max_removed
+        held = not self.force and self.loader is None
+        refusal = guard(result, self.current().stats.domains) if held else None
         if refusal is not None:
             self._finished(self._failed(Failure(Refused(refusal)), started))
             return
