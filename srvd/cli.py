@@ -176,6 +176,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--stats-file", help=argparse.SUPPRESS)
+    serve.add_argument("--snapshot", help=argparse.SUPPRESS)
     serve.add_argument(
         "--metrics",
         metavar="ADDR:PORT",
@@ -411,6 +412,7 @@ def serve(
     worker_slot: int | None = None,
     stats_file: str | None = None,
     control: object = None,
+    snapshot: str | None = None,
 ) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -427,6 +429,7 @@ def serve(
             "worker_slot": worker_slot,
             "stats_file": stats_file,
             "control": control,
+            "snapshot": snapshot,
         }
         service = makeService(options, reactor)
     except ConfigError as exc:
@@ -487,6 +490,7 @@ def _run(args: argparse.Namespace) -> int:
         args.worker_slot,
         args.stats_file,
         args.control,
+        args.snapshot,
     )
 
 

@@ -52,7 +52,7 @@ from srvd.server.workers import (
     StatsFile,
     WorkerPool,
     read_snapshot,
-    snapshot_path,
+    snapshot_place,
     write_snapshot,
 )
 from srvd.wire.ordering import RandomSource
@@ -298,14 +298,15 @@ class SrvdService(MultiService):
         environ: Mapping[str, str] | None = None,
         metrics_at: Endpoint | Literal[False] | None = None,
         workers: int | None = None,
-        worker: tuple[int, str] | None = None,
+        worker: tuple[int, str, str] | None = None,
         worker_argv: Sequence[str] = (),
         built: Built | None = None,
         control: str | Literal[False] | None = None,
     ) -> None:
         """``control``: the control socket's path instead of the configured one, or False for
-        none. ``worker`` (slot, stats file) makes this process one of the workers a primary
-        started; ``worker_argv`` is how a primary starts its workers (``serve`` arguments).
+        none. ``worker`` (slot, stats file, snapshot file) makes this process one of the workers
+        a primary started; ``worker_argv`` is how a primary starts its workers (``serve``
+        arguments).
         ``built``: the configuration loaded with its index (srvd.server.loading); without it the
         index is built here from ``config``."""
         super().__init__()
@@ -332,7 +333,7 @@ class SrvdService(MultiService):
         loader = None
         source = config.source
         if worker is not None:  # a worker serves the primary's index, never the files on disk
-            source = snapshot_path(worker[1])
+            source = worker[2]
             loader = functools.partial(_load_snapshot, source)
         self.reloader = Reloader(
             source,
@@ -368,18 +369,22 @@ class SrvdService(MultiService):
             self.control.setServiceParent(self)
         self.pool: WorkerPool | None = None
         if worker is not None:
-            slot, path = worker
+            slot, path, _ = worker
             stats = StatsFile(path, self.workers, create=False)
             publisher = Publisher(stats, slot, self.worker_scalars, self.responder.fold, reactor)
             publisher.setServiceParent(self)
         elif self.workers > 1:
             self.pool = WorkerPool(
-                self.workers - 1, worker_argv, StatsFile.create(self.workers), reactor
+                self.workers - 1,
+                worker_argv,
+                StatsFile.create(self.workers),
+                reactor,
+                snapshot_place(),
             )
             # the workers start from the index served here (written before they are spawned),
             # and each successful reload here hands them the new one
             write_snapshot(
-                snapshot_path(self.pool.stats.path),
+                self.pool.snapshot,
                 self.reloader.generation,
                 Built(config, self.responder.index, _NO_CHANGES, 0.0),
             )
@@ -405,7 +410,7 @@ class SrvdService(MultiService):
         tell them to load it. Snapshots are written one at a time, in order."""
         pool = self.pool
         assert pool is not None
-        path = snapshot_path(pool.stats.path)
+        path = pool.snapshot
         previous = self.snapshotting or defer.succeed(None)
 
         def write(_: object) -> defer.Deferred[None]:
@@ -567,10 +572,11 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
             system=SYSTEM_CONFIG,
         )
     slot, stats_file = options.get("worker_slot"), options.get("stats_file")
-    worker = (slot, stats_file) if slot is not None and stats_file else None
+    snapshot = options.get("snapshot")
+    worker = (slot, stats_file, snapshot) if slot is not None and stats_file and snapshot else None
     # a worker takes the primary's index, whatever the files say by now; the primary reads and
     # builds in a build process, so its heap holds the index and little else
-    built = _load_snapshot(snapshot_path(worker[1])) if worker is not None else load_aside(path)
+    built = _load_snapshot(worker[2]) if worker is not None else load_aside(path)
     config = built.config
     # --listen X --listen X: one socket pair (a second would fail with "Address already in use")
     listen = tuple(dict.fromkeys(options.get("listen") or ()))

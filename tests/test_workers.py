@@ -150,6 +150,11 @@ def test_a_restarted_worker_serves_the_primarys_index_not_the_files_on_disk(
     try:
         _wait(lambda: len(_workers_of(server)) == 1)
         _wait(lambda: _generations(metrics) == {"primary": 1, "0": 1, "1": 1})
+        (worker,) = _workers_of(server)
+        argv = Path(f"/proc/{worker}/cmdline").read_bytes().split(b"\0")
+        snapshot = Path(argv[argv.index(b"--snapshot") + 1].decode())
+        assert snapshot.stat().st_mode & 0o777 == 0o600
+        assert snapshot.parent.stat().st_mode & 0o777 == 0o700
 
         # the file changes on disk, but nobody reloads: a restarted worker must not serve it
         _config(tmp_path, axigen="changed.example.net")
@@ -187,6 +192,7 @@ def test_a_restarted_worker_serves_the_primarys_index_not_the_files_on_disk(
         assert "srvd_worker_restarts_total 2.0" in text
     finally:
         assert server.stop() == 0
+    assert not snapshot.parent.exists()  # removed when the primary stops
 
 
 def test_restarts_back_off_while_a_worker_keeps_dying(tmp_path: Path) -> None:

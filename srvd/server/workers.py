@@ -8,7 +8,8 @@ over them.
 
 Workers never load the configuration files themselves: the primary writes the index it serves
 (its configuration without the domains, the index, its generation: a number that grows by one with
-every successful load) to a snapshot file beside the stats file after every successful load, and a
+every successful load) to a snapshot file in a private temporary directory after every successful
+load, and a
 worker loads that, when it starts and when the primary tells it to reload (SIGHUP, sent once the
 snapshot is written). So a worker restarted after a crash serves what the primary serves, whatever
 the files on disk say by then (broken, or changed since the last reload). A worker that dies is
@@ -129,8 +130,11 @@ class StatsFile:
 NO_CHANGES = Changes((0, 0, 0), ([], [], []))
 
 
-def snapshot_path(stats_path: str) -> str:
-    return f"{stats_path}.index"
+def snapshot_place() -> str:
+    """Where the primary writes its workers' snapshot: a directory of its own (mode 0700) in the
+    temporary directory (under systemd, PrivateTmp=), not /dev/shm: at a million domains the
+    snapshot is some 60 MiB, over Docker's default /dev/shm of 64 MiB."""
+    return os.path.join(tempfile.mkdtemp(prefix="srvd-"), "index")
 
 
 def write_snapshot(path: str, generation: int, built: Built) -> None:
@@ -220,10 +224,18 @@ class _Worker(protocol.ProcessProtocol):
 class WorkerPool(Service):
     """The primary's side: start, restart, signal and stop the other workers."""
 
-    def __init__(self, count: int, argv: Sequence[str], stats: StatsFile, reactor: Any) -> None:
+    def __init__(
+        self,
+        count: int,
+        argv: Sequence[str],
+        stats: StatsFile,
+        reactor: Any,
+        snapshot: str = "",
+    ) -> None:
         self.count = count  # workers besides the primary
         self.argv = list(argv)
         self.stats = stats
+        self.snapshot = snapshot  # the primary's index for the workers (write_snapshot)
         self.reactor = reactor
         self.processes: dict[int, Any] = {}
         self.started: dict[int, float] = {}  # reactor time each worker was started
@@ -240,6 +252,8 @@ class WorkerPool(Service):
     def spawn(self, slot: int) -> None:
         argv = [sys.executable, "-m", "srvd", *self.argv, "--worker-slot", str(slot)]
         argv += ["--stats-file", self.stats.path]
+        if self.snapshot:
+            argv += ["--snapshot", self.snapshot]
         env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         self.processes[slot] = self.reactor.spawnProcess(
             _Worker(self, slot), sys.executable, argv, env=env, childFDs={0: "w", 1: 1, 2: "r"}
@@ -296,8 +310,11 @@ class WorkerPool(Service):
 
     def close(self) -> None:
         self.stats.close(remove=True)
-        with contextlib.suppress(OSError):
-            os.unlink(snapshot_path(self.stats.path))
+        if self.snapshot:
+            with contextlib.suppress(OSError):
+                os.unlink(self.snapshot)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(self.snapshot))
 
     def worker_stats(self) -> list[tuple[Counters, dict[str, int]]]:
         return [self.stats.read(slot) for slot in range(1, self.count + 1)]
