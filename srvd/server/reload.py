@@ -198,7 +198,7 @@ class Reloader:
             self._finished(self._failed(Failure(Refused(refusal)), started))
             return
         self._succeeded(result)
-        if result.config.state_dir is None:
+        if result.config.state_dir is None or self.loader is not None:  # (the primary's file)
             self._finished(True)
             return
         # the serials of the index now served, for a restart; the next reload waits for it
