@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from srvd import __version__
 from srvd.config import (
@@ -27,14 +28,12 @@ from srvd.ops.health import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     check_health,
-    first_zone,
     query_name,
     query_type,
 )
 from srvd.service import find_config
 from srvd.wire.names import InvalidName
-
-DEFAULT_PIDFILE = "/run/srvd/srvd.pid"
+from srvd.wire.text import plural
 
 
 def _endpoint(value: str) -> object:
@@ -68,6 +67,57 @@ def _http_endpoint(value: str) -> object:
         return parse_endpoint(value, 80)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _control_path(value: str) -> object:
+    return False if value.strip().lower() == "off" else os.path.abspath(value)
+
+
+def _control_commands(commands: Any, config_help: str) -> None:
+    """``status``, ``show``, ``list``, ``diff`` (srvd.ops.control)."""
+    socket_help = "the control socket (default: the configuration's control:, else /run/srvd)"
+    status = commands.add_parser("status", help="what the running srvd serves, and how it is")
+    show = commands.add_parser(
+        "show", help="a domain: its configuration, and the zones, serials and records served now"
+    )
+    show.add_argument("domain")
+    listing = commands.add_parser("list", help="the domains served now, one a line")
+    listing.add_argument("--profile", help="only those on this profile (in the configuration)")
+    diff = commands.add_parser(
+        "diff", help="what a reload of the configuration would add, remove and change"
+    )
+    for command in (status, show, listing, diff):
+        command.add_argument("-c", "--config", help=config_help + "; also where to find control:")
+        command.add_argument("--socket", metavar="PATH", help=socket_help)
+
+
+def _control(args: argparse.Namespace) -> int:
+    """The commands of the control channel (srvd.ops.control)."""
+    from srvd.ops import control
+
+    try:
+        path = control.socket_path(args.socket, find_config(args.config)[0])
+        if args.command == "status":
+            return control.status(path)
+        if args.command == "reload":
+            return control.reload(path, args.force)
+        if args.command == "show":
+            return control.show(path, args.domain, args.config)
+        if args.command == "list":
+            return control.list_domains(path, args.profile, args.config)
+        return control.diff(path, args.config)
+    except control.Unreachable as exc:
+        print(f"srvd {args.command}: {exc} (is srvd running?)", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return _broken_pipe()
+
+
+def _broken_pipe() -> int:
+    """The reader of our output went away (``| head``): stop quietly, as cat does."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes at exit
+    return 1
 
 
 def _query_name(value: str) -> str:
@@ -129,8 +179,15 @@ def _parser() -> argparse.ArgumentParser:
         type=_workers,
         help="answer with N processes on the same addresses (or 'auto': one per core)",
     )
+    serve.add_argument(
+        "--control",
+        metavar="PATH",
+        type=_control_path,
+        help="the control socket instead of the configured one, or 'off'",
+    )
     serve.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
     serve.add_argument("--stats-file", help=argparse.SUPPRESS)
+    serve.add_argument("--snapshot", help=argparse.SUPPRESS)
     serve.add_argument(
         "--metrics",
         metavar="ADDR:PORT",
@@ -145,21 +202,26 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     reload = commands.add_parser(
-        "reload", help="check the configuration, then tell the running srvd to reload it (SIGHUP)"
+        "reload",
+        help="ask the running srvd to reload its configuration; print the outcome",
     )
-    reload.add_argument("-c", "--config", help=config_help)
+    reload.add_argument("-c", "--config", help=config_help + "; read for its control: key only")
+    reload.add_argument("--socket", metavar="PATH", help="the control socket (default: control:)")
+    reload.add_argument("--force", action="store_true", help="apply even past reload.max_removed")
     reload.add_argument(
         "--pidfile",
         metavar="FILE",
-        default=DEFAULT_PIDFILE,
-        help=f"the pid file `srvd serve --pidfile` wrote (default {DEFAULT_PIDFILE})",
+        help="no control channel: check the configuration the srvd of this pid file runs, "
+        "then send it SIGHUP (`srvd serve --pidfile FILE` writes it)",
     )
     reload.add_argument(
-        "--no-check", action="store_true", help="signal without checking the configuration first"
+        "--no-check", action="store_true", help="with --pidfile: signal without checking first"
     )
+    _control_commands(commands, config_help)
 
     check = commands.add_parser("check", help="validate the configuration and print a summary")
     check.add_argument("-c", "--config", help=config_help)
+    check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
 
     zone = commands.add_parser("zone", help="print the zones served for one domain (master file)")
     zone.add_argument("domain", nargs="?")
@@ -180,8 +242,8 @@ def _parser() -> argparse.ArgumentParser:
         "--server",
         metavar="ADDR[:PORT]",
         type=_endpoint,
-        default=parse_endpoint("127.0.0.1:53"),
-        help="where to ask (default 127.0.0.1:53)",
+        help="where to ask (default: the first listen: address of the configuration, a "
+        "wildcard as loopback)",
     )
     health.add_argument(
         "--name",
@@ -226,20 +288,27 @@ def _load(path: str | None, sink: DomainSink | None = None) -> Config | None:
         return None
 
 
-def check(path: str | None) -> int:
+def check(path: str | None, strict: bool = False) -> int:
+    """Problems: exit 1. Warnings (srvd.config.lint): printed, exit 0 unless ``strict``."""
+    from srvd.config.lint import Linter
+
     counter = Counter(deriver)  # the index's figures, counted as the domains are read
-    config = _load(path, counter)
+    linter = Linter(counter)
+    config = _load(path, linter)
     if config is None:
         return 1
+    warnings = linter.warnings(config)
+    for warning in warnings:
+        print(warning.render(), file=sys.stderr)
     stats = counter.stats(config)
-    files = len(config.files)
+    flagged = f" with {plural(len(warnings), 'warning')}" if warnings else ""
+    verdict = "FAILED (--strict)" if warnings and strict else "OK"
     print(
-        f"{config.source}: OK: {stats.domains} domains, {stats.zones} zones, {stats.records} "
-        f"records, {stats.profiles} profiles, from {files} file{'s' if files != 1 else ''}; "
-        f"listening on {', '.join(str(e) for e in config.listen)}"
-        + (f"; http on {', '.join(str(e) for e in config.http.listen)}" if config.http else "")
+        f"{config.source}: {verdict}{flagged}: {plural(stats.domains, 'domain')}, "
+        f"{plural(stats.zones, 'zone')}, {plural(stats.records, 'record')}, "
+        f"{plural(stats.profiles, 'profile')}, from {plural(len(config.files), 'file')}"
     )
-    return 0
+    return 1 if warnings and strict else 0
 
 
 def zone(domain: str, path: str | None) -> int:
@@ -268,17 +337,25 @@ def zone(domain: str, path: str | None) -> int:
 
 def health(
     path: str | None,
-    server: Endpoint,
+    server: Endpoint | None,
     name: str | None,
     qtype: int,
     timeout: float,
     retries: int,
 ) -> int:
-    """Exit 0 when ``server`` answers the question right, else 1 with one line on stderr."""
-    if name is None:  # the first zone of the configuration
+    """Exit 0 when ``server`` answers the question right, else 1 with one line on stderr.
+
+    Without ``--server`` or ``--name`` the configuration says where and what: its ``listen:`` and
+    its first zone, read without building the index (srvd.ops.health.probe_plan). One that
+    serves no zone yet (the container's template, nothing mounted) is healthy when srvd answers
+    a question for the root with REFUSED."""
+    serves_nothing = False
+    if server is None or name is None:
+        from srvd.ops.health import probe_plan
+
         source, _bundled = find_config(path)
         try:
-            config = load_config(source)
+            listens, first = probe_plan(source)
         except ConfigError as exc:
             count = len(exc.problems)
             print(
@@ -287,34 +364,44 @@ def health(
                 file=sys.stderr,
             )
             return 1
-        name = first_zone(config)
-        if name is None:
-            print(
-                f"srvd health: {source} serves no zone, so there is nothing to ask: give --name",
-                file=sys.stderr,
-            )
+        except (OSError, ValueError) as exc:
+            print(f"srvd health: {source}: {exc}", file=sys.stderr)
             return 1
-    verdict = check_health(server, name, qtype, timeout, retries)
+        server = server or listens
+        if name is None:
+            name, serves_nothing = (first, False) if first is not None else (".", True)
+            if serves_nothing:
+                qtype = 6
+    verdict = check_health(server, name, qtype, timeout, retries, serves_nothing)
     print(f"srvd health: {verdict.message}", file=sys.stdout if verdict.healthy else sys.stderr)
     return 0 if verdict.healthy else 1
 
 
-def reload(path: str | None, pidfile: str, check_first: bool) -> int:
-    if check_first and check(path) != 0:
-        print("srvd reload: not signalled, the configuration has problems", file=sys.stderr)
-        return 1
+def reload_signal(pidfile: str, check_first: bool) -> int:
+    """``srvd reload --pidfile``: check the configuration the srvd of ``pidfile`` runs, then
+    SIGHUP it; never signal a process that /proc does not show to be srvd."""
+    from srvd.ops.control import srvd_process
+
     try:
-        with open(pidfile, encoding="ascii") as handle:
-            pid = int(handle.read().strip())
-    except (OSError, ValueError) as exc:
-        print(f"srvd reload: cannot read a process id from {pidfile}: {exc}", file=sys.stderr)
+        pid, its_config = srvd_process(pidfile)
+    except ValueError as exc:
+        print(f"srvd reload: {exc}", file=sys.stderr)
+        return 1
+    if check_first and check(its_config) != 0:
+        print(
+            f"srvd reload: process {pid} not signalled, its configuration has problems",
+            file=sys.stderr,
+        )
         return 1
     try:
         os.kill(pid, signal.SIGHUP)
     except OSError as exc:
         print(f"srvd reload: cannot signal process {pid}: {exc.strerror}", file=sys.stderr)
         return 1
-    print(f"srvd reload: asked process {pid} to reload")
+    print(
+        f"srvd reload: asked process {pid} to reload {find_config(its_config)[0]}; the outcome "
+        "is in its log (and `srvd status`)"
+    )
     return 0
 
 
@@ -346,6 +433,8 @@ def serve(
     worker_slot: int | None = None,
     stats_file: str | None = None,
     http: object = None,
+    control: object = None,
+    snapshot: str | None = None,
 ) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
@@ -362,6 +451,8 @@ def serve(
             "worker_slot": worker_slot,
             "stats_file": stats_file,
             "http": http,
+            "control": control,
+            "snapshot": snapshot,
         }
         service = makeService(options, reactor)
     except ConfigError as exc:
@@ -388,8 +479,15 @@ def serve(
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except BrokenPipeError:  # `srvd zone --all | head`: the reader is gone, as for cat
+        return _broken_pipe()
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "check":
-        return check(args.config)
+        return check(args.config, args.strict)
     if args.command == "zone":
         if args.all:
             from srvd.export import export_all
@@ -402,8 +500,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return zone(args.domain, args.config)
     if args.command == "health":
         return health(args.config, args.server, args.name, args.type, args.timeout, args.retries)
-    if args.command == "reload":
-        return reload(args.config, args.pidfile, not args.no_check)
+    if args.command == "reload" and args.pidfile:
+        return reload_signal(args.pidfile, not args.no_check)
+    if args.command in ("status", "reload", "show", "list", "diff"):
+        return _control(args)
     from srvd.migrate.commands import COMMANDS, run
 
     if args.command in COMMANDS:
@@ -418,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.worker_slot,
         args.stats_file,
         args.http,
+        args.control,
+        args.snapshot,
     )
 
 

@@ -14,19 +14,22 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from importlib import resources
 from typing import Any, ClassVar, Literal, cast
 
 from twisted.application.service import MultiService, Service
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.interfaces import IListeningPort, IReactorSocket, IReactorTime
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from srvd import __version__
 from srvd.config import (
+    DEFAULT_CONTROL,
     METRICS_PORT,
     Config,
     Endpoint,
@@ -37,15 +40,25 @@ from srvd.http.pacc import deriver
 from srvd.index.build import build_index
 from srvd.index.model import Index
 from srvd.index.serials import SerialState
-from srvd.ops.metrics import Counters, MetricsService, Snapshot, registry_for
+from srvd.ops.metrics import Counters, MetricsService, Snapshot, WorkerFigures, registry_for
 from srvd.ops.systemd import Notifier
-from srvd.server.loading import Built, load_aside
+from srvd.server.control import ControlService
+from srvd.server.loading import Built, Changes, load_aside
 from srvd.server.protocols import TCPFactory, UDPProtocol
 from srvd.server.reload import Reloader
 from srvd.server.responder import Responder
 from srvd.server.web import HttpCollector, HttpService
-from srvd.server.workers import SCALARS, Publisher, StatsFile, WorkerPool
+from srvd.server.workers import (
+    SCALARS,
+    Publisher,
+    StatsFile,
+    WorkerPool,
+    read_snapshot,
+    snapshot_place,
+    write_snapshot,
+)
 from srvd.wire.ordering import RandomSource
+from srvd.wire.text import figures, plural
 from srvd.xfr.transfer import TransferCollector, Transfers, start_primary
 
 log = Logger()
@@ -98,6 +111,10 @@ class Options(usage.Options):
             self["metrics"] = parse_endpoint(value, METRICS_PORT)
         except ValueError as exc:
             raise usage.UsageError(str(exc)) from None
+
+    def opt_control(self, value: str) -> None:
+        """the control socket's path instead of the configured one, or 'off'"""
+        self["control"] = False if value.strip().lower() == "off" else os.path.abspath(value)
 
     def opt_listen(self, value: str) -> None:
         """listen on ADDR:PORT (UDP and TCP) instead of the configured addresses; repeatable"""
@@ -257,6 +274,20 @@ def _empty_in_slices(zones: dict[bytes, Any], reactor: Any) -> None:
     reactor.callLater(0, _empty_in_slices, zones, reactor)
 
 
+_NO_CHANGES = Changes((0, 0, 0), ([], [], []))
+
+
+def _release_later(result: object, zones: dict[bytes, Any], reactor: Any) -> object:
+    _empty_in_slices(zones, reactor)
+    return result
+
+
+def _load_snapshot(path: str, current: Index | None = None) -> Built:
+    """A worker's load: the primary's snapshot (srvd.server.workers), its generation kept."""
+    generation, built = read_snapshot(path)
+    return replace(built, generation=generation)
+
+
 class SrvdService(MultiService):
     """srvd: a responder over the configured index, on every listen address, reloaded on SIGHUP."""
 
@@ -269,18 +300,24 @@ class SrvdService(MultiService):
         environ: Mapping[str, str] | None = None,
         metrics_at: Endpoint | Literal[False] | None = None,
         workers: int | None = None,
-        worker: tuple[int, str] | None = None,
+        worker: tuple[int, str, str] | None = None,
         worker_argv: Sequence[str] = (),
         built: Built | None = None,
         http_at: Endpoint | Literal[False] | None = None,
+        control: str | Literal[False] | None = None,
     ) -> None:
-        """``worker`` (slot, stats file) makes this process one of the workers a primary
-        started; ``worker_argv`` is how a primary starts its workers (``serve`` arguments).
+        """``control``: the control socket's path instead of the configured one, or False for
+        none. ``worker`` (slot, stats file, snapshot file) makes this process one of the workers
+        a primary started; ``worker_argv`` is how a primary starts its workers (``serve``
+        arguments).
         ``built``: the configuration loaded with its index (srvd.server.loading); without it the
         index is built here from ``config``."""
         super().__init__()
         self.config = config
         self.reactor = reactor
+        self.started = time.time()
+        self.worker_slot = worker[0] if worker is not None else None
+        self.snapshotting: defer.Deferred[None] | None = None  # the workers' snapshot, written
         self.workers = workers or config.workers
         self.serials = SerialState(config.state_dir)
         if built is not None:
@@ -297,13 +334,20 @@ class SrvdService(MultiService):
         self.responder = Responder(index, rng, counting=counting)
         self.responder.limit(config.rrl, self.workers)
         self.notifier = Notifier(environ)
+        loader = None
+        source = config.source
+        if worker is not None:  # a worker serves the primary's index, never the files on disk
+            source = worker[2]
+            loader = functools.partial(_load_snapshot, source)
         self.reloader = Reloader(
-            config.source,
+            source,
             lambda: self.responder.index,
             self.publish,
             reactor,
             self.notifier,
             built,
+            loader=loader,
+            generation=(built.generation if built is not None else 0) or 1,
         )
         self.tcp = TCPFactory(self.responder, cast(IReactorTime, reactor), config.tcp)
         self.listeners = [ListenService(e, self) for e in (listen or config.listen)]
@@ -331,16 +375,35 @@ class SrvdService(MultiService):
                 registry.register(HttpCollector(self.http.counts))
             self.metrics = MetricsService(metrics, registry, reactor)
             self.metrics.setServiceParent(self)
+        # the control socket (srvd status, reload, show, list, diff): the primary's alone
+        self.control: ControlService | None = None
+        control_path = config.control if control is None else (control or None)
+        if worker is None and control_path is not None:
+            required = control is not None or control_path != DEFAULT_CONTROL
+            self.control = ControlService(self, control_path, required)
+            self.control.setServiceParent(self)
         self.pool: WorkerPool | None = None
         if worker is not None:
-            slot, path = worker
+            slot, path, _ = worker
             stats = StatsFile(path, self.workers, create=False)
             publisher = Publisher(stats, slot, self.worker_scalars, self.responder.fold, reactor)
             publisher.setServiceParent(self)
         elif self.workers > 1:
             self.pool = WorkerPool(
-                self.workers - 1, worker_argv, StatsFile.create(self.workers), reactor
+                self.workers - 1,
+                worker_argv,
+                StatsFile.create(self.workers),
+                reactor,
+                snapshot_place(),
             )
+            # the workers start from the index served here (written before they are spawned),
+            # and each successful reload here hands them the new one
+            write_snapshot(
+                self.pool.snapshot,
+                self.reloader.generation,
+                Built(config, self.responder.index, _NO_CHANGES, 0.0),
+            )
+            self.reloader.after_publish.append(self.hand_to_workers)
             self.pool.setServiceParent(self)
 
     def worker_scalars(self) -> list[int]:
@@ -354,7 +417,55 @@ class SrvdService(MultiService):
             self.tcp.incomplete,
             1 if self.reloader.stats.last_successful else 0,
             os.getpid(),
+            self.reloader.generation,
         ]
+
+    def hand_to_workers(self, built: Built) -> None:
+        """A reload succeeded here (reactor thread): write the workers' snapshot aside, then
+        tell them to load it. Snapshots are written one at a time, in order."""
+        pool = self.pool
+        assert pool is not None
+        path = pool.snapshot
+        previous = self.snapshotting or defer.succeed(None)
+
+        def write(_: object) -> defer.Deferred[None]:
+            return threads.deferToThreadPool(
+                self.reactor,
+                self.reactor.getThreadPool(),
+                write_snapshot,
+                path,
+                built.generation,
+                built,
+            )
+
+        def signal_workers(result: object) -> None:
+            if isinstance(result, Failure):
+                log.error(
+                    "cannot write the workers' snapshot {path}: {error}; they keep serving "
+                    "generation {old}",
+                    path=path,
+                    error=result.getErrorMessage(),
+                    old=built.generation - 1,
+                )
+                return
+            pool.signal_all(signal.SIGHUP)
+
+        done = previous.addBoth(write)
+        done.addBoth(signal_workers)
+        self.snapshotting = done
+
+    def workers_status(self) -> list[WorkerFigures]:
+        """Every process of ``workers: N``, the primary first (slot 0)."""
+        figures = [WorkerFigures(0, os.getpid(), self.reloader.generation)]
+        if self.pool is not None:
+            for slot in range(1, self.pool.count + 1):
+                _, scalars = self.pool.stats.read(slot)
+                process = self.pool.processes.get(slot)
+                pid = process.pid if process is not None else 0
+                # a worker still starting has not written its slot yet: generation 0
+                generation = scalars["generation"] if scalars["pid"] == pid else 0
+                figures.append(WorkerFigures(slot, pid or 0, generation))
+        return figures
 
     def snapshot(self) -> Snapshot:
         """The figures the metrics collector reads at scrape time."""
@@ -396,44 +507,61 @@ class SrvdService(MultiService):
             last_reload_success_time=reloads.last_success_time,
             last_reload_duration=reloads.last_duration,
             config_sha256=self.config.sha256,
+            generation=self.reloader.generation,
+            workers=tuple(self.workers_status()),
+            worker_restarts=self.pool.restarted if self.pool is not None else 0,
         )
 
     def startService(self) -> None:
         stats = self.responder.index.stats
         log.info(
-            "srvd {version}: {domains} domains, {zones} zones, {records} records from {source}",
+            "srvd {version}: {figures}, {records} from {source}",
             version=__version__,
-            domains=stats.domains,
-            zones=stats.zones,
-            records=stats.records,
+            figures=figures(stats.domains, stats.zones),
+            records=plural(stats.records, "record"),
             source=self.config.source,
         )
-        try:
-            self.serials.write(self.responder.index)
-        except OSError as exc:
-            log.warn("cannot write the serials state file: {error}", error=exc)
+        # NOTIFY after a start: zones whose serial moved since the state file, and the catalog
+        notifying = self.primary is not None and self.primary.notify is not None
+        known = self.serials.read() if notifying and self.config.transfer else {}
+        if self.worker_slot is None:  # the primary keeps the state file
+            try:
+                self.serials.write(self.responder.index)
+            except OSError as exc:
+                log.warn("cannot write the serials state file: {error}", error=exc)
         super().startService()
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGHUP, self.sighup)
-        self.notifier.ready(f"serving {stats.domains} domains, {stats.zones} zones")
+        transfer = self.config.transfer
+        if notifying and self.primary is not None and transfer is not None and transfer.notify:
+            count = self.primary.notify_start(known)
+            log.info(
+                "NOTIFY after start: {catalog}{count} zone{s} changed since the state file",
+                catalog="the catalog and " if self.responder.index.catalog else "",
+                count=count,
+                s="" if count == 1 else "s",
+            )
+        self.notifier.ready(f"serving {figures(stats.domains, stats.zones)}")
 
     def stopService(self) -> defer.Deferred[Any]:
         self.notifier.stopping()
         return cast(defer.Deferred[Any], super().stopService())
 
     def sighup(self, signum: int, frame: object) -> None:
-        """Reload this process, and tell every worker to reload too."""
+        """Reload this process; its workers follow once it has succeeded (hand_to_workers)."""
         self.reloader.request_from_signal(signum, frame)
-        if self.pool is not None:
-            self.reactor.callFromThread(self.pool.signal_all, signal.SIGHUP)
 
     def publish(self, config: Config, index: Index) -> None:
         """Serve a new configuration (reactor thread): one assignment swaps the index."""
         old = self.responder.index
         self.responder.index = index
         _settle()
-        # the old zones go in slices: freeing a million entries at once would stall answers
-        _empty_in_slices(old.zones, self.reactor)
+        # the old zones go in slices: freeing a million entries at once would stall answers (and
+        # not while the workers' snapshot of them may still be written)
+        if self.snapshotting is not None:  # (runs at once when the chain is done)
+            self.snapshotting.addBoth(_release_later, old.zones, self.reactor)
+        else:
+            _empty_in_slices(old.zones, self.reactor)
         if config.listen != self.config.listen:
             log.warn("listen addresses changed in the configuration: they take effect on restart")
         self.tcp.settings = config.tcp
@@ -463,12 +591,15 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
             "no configuration given and none at {system}: running the bundled example",
             system=SYSTEM_CONFIG,
         )
-    # read and built by a build process: this one's heap holds the index and little else
-    built = load_aside(path)
-    config = built.config
-    listen = options.get("listen") or ()
     slot, stats_file = options.get("worker_slot"), options.get("stats_file")
-    worker = (slot, stats_file) if slot is not None and stats_file else None
+    snapshot = options.get("snapshot")
+    worker = (slot, stats_file, snapshot) if slot is not None and stats_file and snapshot else None
+    # a worker takes the primary's index, whatever the files say by now; the primary reads and
+    # builds in a build process, so its heap holds the index and little else
+    built = _load_snapshot(worker[2]) if worker is not None else load_aside(path)
+    config = built.config
+    # --listen X --listen X: one socket pair (a second would fail with "Address already in use")
+    listen = tuple(dict.fromkeys(options.get("listen") or ()))
     # how the workers are started: the same configuration and addresses (workers serve no
     # /metrics of their own; they count for the primary unless metrics are off)
     argv = ["serve", "-c", config.source]
@@ -488,4 +619,5 @@ def makeService(options: Options | dict[str, Any], reactor: Any = None) -> SrvdS
         worker_argv=argv,
         built=built,
         http_at=options.get("http"),
+        control=options.get("control"),
     )

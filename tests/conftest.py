@@ -176,6 +176,8 @@ def _start_once(
         command += ["--metrics", "off"]  # the default 127.0.0.1:9153 would collide across tests
     if not any(arg.startswith("--http") for arg in extra):
         command += ["--http", "off"]  # and so would the example's 127.0.0.1:8080
+    if not any(arg.startswith("--control") for arg in extra):
+        command += ["--control", "off"]  # the default /run/srvd/srvd.sock would collide too
     with open(log_path, "wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     server = RunningServer(process, port, log_path)

@@ -119,12 +119,12 @@ def without_serials(text: str) -> str:
 
 def test_check_good_config(good: Path) -> None:
     result = srvd("check", "-c", str(good))
+    # conf.d/*.yaml matches nothing, but conf.d/*.json does: no warning for it
     assert (result.returncode, result.stderr) == (0, ""), result.stderr
     # zones: example.com (_axigen, _tcp), bücher.example (_tcp), example.org (_axigen, _tcp);
     # records: each zone's SOA and 2 NS, plus 2+1, 3, 1+4 of its own.
     assert result.stdout == (
-        f"{good}: OK: 4 domains, 5 zones, 26 records, 2 profiles, from 2 files; "
-        "listening on 127.0.0.1:5353, [::1]:5353\n"
+        f"{good}: OK: 4 domains, 5 zones, 26 records, 2 profiles, from 2 files\n"
     )
 
 
@@ -132,8 +132,8 @@ def test_check_bundled_example() -> None:
     result = srvd("check", "-c", str(EXAMPLE))
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(
-        rf"{re.escape(str(EXAMPLE))}: OK: 3 domains, 9 zones, 64 records, 2 profiles, from 1 file; "
-        r"listening on 127\.0\.0\.1:5353; http on 127\.0\.0\.1:8080\n",
+        rf"{re.escape(str(EXAMPLE))}: OK: 3 domains, 9 zones, 64 records, 2 profiles, "
+        r"from 1 file\n",
         result.stdout,
     ), result.stdout
 
@@ -321,3 +321,142 @@ def test_zones_pass_nsd_checkzone(
         )
         assert check.returncode == 0, f"{origin}:\n{check.stdout}{check.stderr}\n{text}"
         assert f"zone {origin} is ok" in check.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# srvd check: what it refuses and what it warns about (issue 15)
+
+PLAIN_HEAD = """\
+zone:
+  nameservers: [ns1.example.net, ns2.example.net]
+profiles:
+  p:
+    imaps: {target: imap.example.net, port: 993}
+"""
+
+
+TARGET = "profiles.q.imaps.target"
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "where"),
+    [
+        ("profiles", "{q: {imaps: {target: 192.0.2.10, port: 993}}}", TARGET),
+        (
+            "profiles",
+            "{q: {imaps: {target: '2001:db8::10', port: 993}}}",
+            "profiles.q.imaps.target",
+        ),
+        (
+            "profiles",
+            "{q: {imaps: {target: '[2001:db8::10]', port: 993}}}",
+            "profiles.q.imaps.target",
+        ),
+        ("profiles", "{q: {axigen: '192.0.2.80:8080'}}", "profiles.q.axigen"),
+        ("zone", "{nameservers: [192.0.2.53, ns2.example.net]}", "zone.nameservers[0]"),
+        ("zone", "{nameservers: ['2001:db8::53']}", "zone.nameservers[0]"),
+        ("zone", "{nameservers: [ns1.example.net], hostmaster: root@192.0.2.1}", "zone.hostmaster"),
+        ("domains", "{192.0.2.1: q}", "domains.192.0.2.1"),
+        ("domains", "{host.123: q}", "domains.host.123"),
+    ],
+)
+def test_check_refuses_ip_literals_where_names_belong(
+    tmp_path: Path, key: str, text: str, where: str
+) -> None:
+    """v4 and v6 alike: 192.0.2.10 was served as SRV 0 0 993 192.0.2.10., NS 192.0.2.53."""
+    parts = {
+        "zone": "{nameservers: [ns1.example.net, ns2.example.net]}",
+        "profiles": "{q: {imaps: {target: imap.example.net, port: 993}}}",
+        "domains": "{a.example: q}",
+        key: text,
+    }
+    path = tmp_path / "srvd.yaml"
+    path.write_text("".join(f"{k}: {v}\n" for k, v in parts.items()))
+    result = srvd("check", "-c", str(path))
+    assert result.returncode == 1, result.stdout
+    assert f"{where}:" in result.stderr and "IP address" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("domain", "message"),
+    [
+        ("com", "'com' is a top-level domain, not a customer domain"),
+        ("localhost", "'localhost' is a top-level domain"),
+        ("mail.localhost", "localhost names are never delegated"),
+    ],
+)
+def test_check_refuses_tlds_and_localhost(tmp_path: Path, domain: str, message: str) -> None:
+    path = tmp_path / "srvd.yaml"
+    path.write_text(PLAIN_HEAD + f"domains:\n  ok.example: p\n  {domain}: p\n")
+    result = srvd("check", "-c", str(path))
+    assert result.returncode == 1
+    assert f"srvd.yaml:8: domains.{domain}: " in result.stderr and message in result.stderr
+
+
+def test_check_warns_and_strict_fails(tmp_path: Path) -> None:
+    big = "\n".join(
+        f"      - {{target: server-{i:02d}.{'x' * 50}.example.net, port: 993, weight: {i}}}"
+        for i in range(20)
+    )
+    path = tmp_path / "srvd.yaml"
+    path.write_text(
+        dedent(
+            """\
+            zone:
+              nameservers: [ns1.example.net]
+            profiles:
+              short:
+                imaps: {target: mail, port: 993}
+                axigen: webmail
+              nothing:
+                imaps: null
+              big:
+                imaps:
+            """
+        )
+        + big
+        + "\n"
+        + dedent(
+            """\
+            domains:
+              a.example: short
+              b.example: nothing
+              long-customer-name.example: big
+              c.example: {profile: short, submission: {target: smtp, port: 587}}
+            include: [missing.d/*.yaml]
+            """
+        )
+    )
+    result = srvd("check", "-c", str(path))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    expected = [
+        f"{path}:2: zone.nameservers: warning: a lone name server",
+        f"{path}:5: profiles.short.imaps: warning: 'mail' is a single label: published as 'mail.'",
+        f"{path}:6: profiles.short.axigen: warning: 'webmail' is a single label",
+        f"{path}:7: profiles.nothing: warning: publishes nothing",
+        f"{path}:10: profiles.big.imaps: warning: the SRV reply for "
+        "_imaps._tcp.long-customer-name.example is 1",
+        f"{path}:36: include[0]: warning: 'missing.d/*.yaml' matches no file",
+        f"{path}:35: domains.c.example.submission: warning: 'smtp' is a single label",
+    ]
+    assert len(lines) == len(expected), result.stderr
+    for line, start in zip(lines, expected, strict=True):
+        assert line.startswith(start), (line, start)
+    assert "over the EDNS payload of 1232" in result.stderr
+    assert "OK with 7 warnings: 4 domains" in result.stdout
+
+    strict = srvd("check", "--strict", "-c", str(path))
+    assert strict.returncode == 1 and "FAILED (--strict) with 7 warnings" in strict.stdout
+
+
+def test_check_counts_in_the_singular(tmp_path: Path) -> None:
+    path = tmp_path / "srvd.yaml"
+    path.write_text(
+        "zone: {nameservers: [ns1.example.net, ns2.example.net]}\n"
+        "profiles: {p: {axigen: webmail.example.net}}\ndomains: {a.example: p}\n"
+        "listen: [127.0.0.1:5353]\n"
+    )
+    result = srvd("check", "-c", str(path))
+    assert result.stdout == f"{path}: OK: 1 domain, 1 zone, 4 records, 1 profile, from 1 file\n"
+    assert "listening" not in result.stdout + result.stderr

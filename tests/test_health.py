@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from dnslib import QTYPE, RR, DNSHeader, DNSQuestion, DNSRecord
 
-from srvd.config import load_config
-from srvd.ops.health import build_query, first_zone, judge, query_name, query_type
+from srvd.config import Endpoint, load_config
+from srvd.ops.health import build_query, first_zone, judge, probe_plan, query_name, query_type
 
 from conftest import EXAMPLE, ROOT, RunningServer, free_port, start_srvd
 
@@ -194,11 +194,66 @@ def test_first_zone(tmp_path: Path) -> None:
     assert first_zone(load_config(str(config))) == "_tcp.b.example"
     config.write_text("zone: {nameservers: [ns1.example.net]}\ndomains: {}\n")
     assert first_zone(load_config(str(config))) is None
+    # a configuration that serves no zone: srvd must answer REFUSED for the root (issue 15: the
+    # image with nothing mounted was unhealthy forever); nobody on port 9 answers at all
     result = run_health("-c", str(config), "--server", "127.0.0.1:9")
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"srvd health: {config} serves no zone, so there is nothing to ask: give --name"
+        "srvd health: 127.0.0.1:9: . SOA: Connection refused (2 attempts)"
     ]
+
+
+def test_probe_plan_reads_listen_and_stops_at_the_first_zone(tmp_path: Path) -> None:
+    config = tmp_path / "srvd.yaml"
+    config.write_text(
+        "listen: ['0.0.0.0:5300', '[::]:5300']\n"
+        "zone: {nameservers: [ns1.example.net]}\n"
+        "profiles: {mail: {imaps: {target: imap.example.net, port: 993}}}\n"
+        "domains:\n  a.example: mail\n  b.example: nope\n"
+        "include: [broken.yaml]\n"
+    )
+    (tmp_path / "broken.yaml").write_text("domains: [this is: not\n")
+    # the rest (an unknown profile, a broken include) is never read: no index, no full load
+    assert probe_plan(str(config)) == (Endpoint("127.0.0.1", 5300), "_tcp.a.example")
+    config.write_text("listen: '[::]:53'\nzone: {nameservers: [ns1.example.net]}\n")
+    assert probe_plan(str(config)) == (Endpoint("::1", 53), None)
+    config.write_text("zone: {nameservers: [ns1.example.net]}\n")  # listen: the default
+    assert probe_plan(str(config)) == (Endpoint("127.0.0.1", 53), None)
+
+
+def test_health_asks_where_the_configuration_listens(tmp_path: Path) -> None:
+    """Issue 15: after the README's first command (listen 127.0.0.1:5353), `srvd health` asked
+    127.0.0.1:53; it reads listen: now."""
+    port = free_port()
+    config = tmp_path / "srvd.yaml"
+    text = EXAMPLE.read_text().replace("127.0.0.1:5353", f"127.0.0.1:{port}")
+    config.write_text(text)
+    running = start_srvd(config, port=port)
+    try:
+        result = run_health("-c", str(config))
+        assert result.returncode == 0, result.stderr
+        assert f"127.0.0.1:{port}: _axigen.example.com. SOA: NOERROR, AA=1" in result.stdout
+    finally:
+        running.stop()
+
+
+def test_a_server_that_serves_no_zone_yet_is_healthy(tmp_path: Path) -> None:
+    """The container's template with nothing mounted serves no domain: healthy when srvd
+    answers (REFUSED for the root), not unhealthy forever."""
+    port = free_port()
+    config = tmp_path / "srvd.yaml"
+    config.write_text(
+        f"listen: [127.0.0.1:{port}]\nzone: {{nameservers: [ns1.example.net, ns2.example.net]}}"
+        "\ninclude: [domains.d/*.yaml]\n"
+    )
+    running = start_srvd(config, port=port)
+    try:
+        result = run_health("-c", str(config))
+        assert result.returncode == 0, result.stderr
+        assert f"127.0.0.1:{port}: . SOA: REFUSED in" in result.stdout
+        assert "serves no zone yet" in result.stdout
+    finally:
+        running.stop()
 
 
 def test_a_broken_config_is_one_line(tmp_path: Path) -> None:

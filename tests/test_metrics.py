@@ -733,6 +733,12 @@ def test_families_have_the_right_types_and_help(example: Harness) -> None:
         "srvd_config_last_reload_successful": "gauge",
         "srvd_config_last_reload_success_timestamp_seconds": "gauge",
         "srvd_config_reload_duration_seconds": "gauge",
+        "srvd_index_generation": "gauge",
+        "srvd_worker_generation": "gauge",
+        "srvd_worker_cpu_seconds": "counter",
+        "srvd_worker_resident_memory_bytes": "gauge",
+        "srvd_worker_open_fds": "gauge",
+        "srvd_worker_restarts": "counter",
         "srvd_config_info": "gauge",
         "srvd_build_info": "gauge",
     }

@@ -603,6 +603,11 @@ def not_negative(stack: Stack, result: list[dict[str, Any]]) -> None:
     assert one(values_of(result)) >= 0
 
 
+def one_process(stack: Stack, result: list[dict[str, Any]]) -> None:
+    figures = by(result, "worker")  # one process here: the primary, worker 0
+    assert list(figures) == ["0"] and figures["0"] > 0
+
+
 CHECKS: dict[str, Check] = {
     "Queries per second/A": qps,
     "NXDOMAIN ratio/A": nxdomain_ratio,
@@ -630,6 +635,8 @@ CHECKS: dict[str, Check] = {
     "Dropped and failed/C": zero,
     "Process/A": rss,
     "Process/B": cpu,
+    "Process/C": one_process,
+    "Process/D": one_process,
     "Rate limiting and TCP closes/A": held_back,
     "Rate limiting and TCP closes/B": tcp_closed,
     "Reloads/A": reloads,

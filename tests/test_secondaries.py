@@ -172,3 +172,50 @@ def test_nsd_secondary_refreshes_on_notify(tmp_path: Path) -> None:
         if secondary is not None:
             secondary.stop()
         srvd.stop()
+
+
+def test_knot_learns_a_domain_added_while_srvd_was_down(tmp_path: Path) -> None:
+    """Issue 15: stop srvd, add a domain, start it: srvd NOTIFYs the catalog (and the zones whose
+    serial moved since its state file) at start-up, so Knot answers for the new domain within
+    5 s of srvd's start instead of at the catalog's next SOA refresh (an hour)."""
+    knotd = require_tool("knotd")
+    knot_port = free_port()
+    srvd_port = free_port()
+    state = "state_dir: state"
+    config = primary_config(tmp_path, DOMAINS[:4], notify=[knot_port], extra=state)
+    srvd = start_srvd(config, port=srvd_port)
+    knot = None
+    try:
+        (tmp_path / "knot").mkdir()
+        knot = start_knot(knotd, tmp_path / "knot", srvd_port, knot_port)
+        took = wait_until(lambda: all(_serves(knot_port, d) for d in DOMAINS[:4]), 60)
+        assert took is not None, f"Knot did not load the members:\n{knot.text()}"
+        assert srvd.stop() == 0
+
+        added = "added-while-down.example.org"
+        # and two domains change profile (by their place: every third is "branded")
+        order = [DOMAINS[0], added, DOMAINS[1], DOMAINS[2], DOMAINS[3]]
+        primary_config(tmp_path, order, notify=[knot_port], extra=state)
+        os.utime(config, (time.time() + 5, time.time() + 5))  # a newer file time: new serials
+        started = time.monotonic()
+        srvd = start_srvd(config, port=srvd_port)
+        took = wait_until(lambda: _serves(knot_port, added), 30)
+        assert took is not None, f"Knot never served {added}:\n{knot.text()}\n{srvd.log()}"
+        elapsed = time.monotonic() - started
+        print(f"\nstart -> Knot answers the domain added while srvd was down: {elapsed:.2f} s")
+        assert elapsed < 5.0, f"{elapsed:.2f} s"
+        assert _same_answers(srvd.port, knot_port, added) == []
+        # the changed zones were notified as well: Knot has their new content by now
+        took = wait_until(
+            lambda: (
+                not _same_answers(srvd.port, knot_port, DOMAINS[1])
+                and not _same_answers(srvd.port, knot_port, DOMAINS[2])
+            ),
+            5,
+        )
+        assert took is not None, "\n".join(_same_answers(srvd.port, knot_port, DOMAINS[1]))
+        assert "NOTIFY after start: the catalog and 2 zones changed" in srvd.log()
+    finally:
+        if knot is not None:
+            knot.stop()
+        srvd.stop()

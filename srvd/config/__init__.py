@@ -15,6 +15,7 @@ What the rest of srvd uses is importable from here.
 
 from srvd.config.load import load_config, template_overhead
 from srvd.config.model import (
+    DEFAULT_CONTROL,
     DEFAULT_METRICS,
     MAX_WORKERS,
     METRICS_PORT,
@@ -38,6 +39,7 @@ from srvd.config.model import (
 )
 
 __all__ = [
+    "DEFAULT_CONTROL",
     "DEFAULT_METRICS",
     "MAX_WORKERS",
     "METRICS_PORT",

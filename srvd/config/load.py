@@ -38,6 +38,7 @@ from srvd.config.model import (
     TransferSettings,
     ZoneSettings,
 )
+from srvd.config.ops import read_control, read_reload
 from srvd.config.reader import (
     PROFILE_KEYS,
     _Fields,
@@ -46,6 +47,7 @@ from srvd.config.reader import (
     _Reader,
     _Stop,
     _suggest,
+    address_literal,
 )
 from srvd.config.transfer import read_catalog, read_transfer
 from srvd.config.yamlfile import (
@@ -79,6 +81,9 @@ TOP_KEYS = (
     "catalog",
     # discovery documents over HTTP (srvd.config.http)
     "http",
+    # operations (srvd.config.ops)
+    "reload",
+    "control",
 )
 INCLUDE_KEYS = ("profiles", "domains", "include")
 
@@ -317,7 +322,12 @@ def _main_settings(
         state_dir = os.path.join(os.path.dirname(main), os.path.expanduser(state_dir))
     transfer, catalog = _primary(reader, fields, top, main)
     http = fields(read_http, reader, top.get("http"), ("http",))
+    reload = fields(read_reload, reader, top.get("reload"), ("reload",))
+    base = os.path.dirname(main)
+    control = fields(read_control, reader, top.get("control"), ("control",), base)
     return {
+        "reload": reload,
+        "control": control,
         "listen": listen,
         "zone": zone,
         "tcp": tcp,
@@ -505,11 +515,21 @@ def _domain_name(reader: _Reader, key: Any, path: KeyPath) -> str | None:
     if not isinstance(key, str):
         reader.problem(path, f"a domain name must be a string, found {_kind(key)}")
         return None
+    if address_literal(key):
+        reader.problem(path, f"{key!r} is an IP address, not a domain name")
+        return None
     try:
-        return host_name(key)
+        name = host_name(key)
     except InvalidName as exc:
         reader.problem(path, str(exc))
         return None
+    if "." not in name:
+        reader.problem(path, f"{name!r} is a top-level domain, not a customer domain")
+        return None
+    if name == "localhost" or name.endswith(".localhost"):
+        reader.problem(path, f"{name!r}: localhost names are never delegated (RFC 6761 §6.3)")
+        return None
+    return name
 
 
 def _first_definition(sources: list[_Source], name: str, key: str) -> tuple[str, str]:
@@ -698,7 +718,14 @@ class _Streamer:
         for key, entry in items:
             # the common case of _domain_name inline: a name already in canonical form
             name: str | None
-            if key.__class__ is str and len(key) < 254 and canonical(key):
+            if (
+                key.__class__ is str
+                and len(key) < 254
+                and canonical(key)
+                and "." in key
+                and not key[-1].isdigit()
+                and not key.endswith("localhost")
+            ):
                 name = key
             else:
                 name = _domain_name(reader, key, ("domains", key))

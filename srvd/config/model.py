@@ -19,6 +19,7 @@ MAX_WORKERS = 256
 DEFAULT_METRICS = "127.0.0.1:9153"
 METRICS_PORT = 9153
 DEFAULT_NOTIFY_RATE = 1000
+DEFAULT_CONTROL = "/run/srvd/srvd.sock"  # the control socket (srvd.config.ops)
 
 KeyPath: TypeAlias = tuple[str | int, ...]
 
@@ -197,6 +198,9 @@ class Config:
     catalog: str | None = None
     # discovery documents over HTTP (srvd.config.http, srvd.http); None: off
     http: HttpSettings | None = None
+    # operations (srvd.config.ops): the guard on mass removal, the control socket (None: off)
+    reload: ReloadSettings = field(default_factory=lambda: ReloadSettings())
+    control: str | None = DEFAULT_CONTROL
 
     def entries_of(self, domain: str) -> dict[str, tuple[RRsetSpec, ...] | None]:
         """The merged profile keys of one domain (profile, then its overrides)."""
@@ -206,6 +210,36 @@ class Config:
         merged = dict(self.profiles[entry.profile].entries) if entry.profile else {}
         merged.update(entry.entries)
         return merged
+
+
+# ---------------------------------------------------------------------------------------------
+# Operations: ``reload:`` and ``control:`` (read by srvd.config.ops)
+
+NEVER_REFUSED = 10  # a reload removing this many domains or fewer is never refused
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadSettings:
+    """``reload.max_removed``: a reload that removes more domains than this is refused (unless
+    forced). A count, or a percentage of the domains served; both None: no guard."""
+
+    max_removed: int | None = None
+    max_removed_percent: float | None = 10.0
+
+    def most_removed(self, served: int) -> int | None:
+        """How many of ``served`` domains one reload may remove; None: any number."""
+        if self.max_removed is not None:
+            return max(self.max_removed, NEVER_REFUSED)
+        if self.max_removed_percent is not None:
+            return max(int(served * self.max_removed_percent / 100), NEVER_REFUSED)
+        return None
+
+    def describe(self) -> str:
+        if self.max_removed is not None:
+            return str(self.max_removed)
+        if self.max_removed_percent is not None:
+            return f"{self.max_removed_percent:g}%"
+        return "off"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -114,10 +114,19 @@ class _Reader:
         return value
 
     def host(self, value: Any, path: KeyPath) -> str:
+        text = self.text(value, path)
+        self.not_address(text, path)
         try:
-            return host_name(self.text(value, path))
+            return host_name(text)
         except InvalidName as exc:
             self.fail(path, str(exc))
+
+    def not_address(self, text: str, path: KeyPath) -> None:
+        """Refuse an IP address (v4 or v6) where a host name belongs: SRV targets, NS and SOA
+        names are domain names (RFC 2782, RFC 1035 §3.3); ``192.0.2.10`` would be published as
+        the name ``192.0.2.10.``. So is a name whose last label is all digits (RFC 1123 §2.1)."""
+        if address_literal(text):
+            self.fail(path, f"{text!r} is an IP address: a host name belongs here")
 
     # -- top level
 
@@ -181,6 +190,7 @@ class _Reader:
         local, _, domain = text.partition("@") if "@" in text else text.partition(".")
         if not local or len(local) > 63 or not local.isascii() or any(c in local for c in ' \\"'):
             self.fail(path, f"{text!r} is not a valid mailbox")
+        self.not_address(domain, path)
         try:
             domain = host_name(domain)
         except InvalidName as exc:
@@ -347,7 +357,7 @@ class _Reader:
     ) -> tuple[RRsetSpec, ...] | None:
         if value is None:
             return None
-        if value is False:
+        if value is False or _off(value):  # `off`, or "off" quoted, as rrl: and metrics: take it
             return (RRsetSpec(owner, SRV, srv=(SrvRecord(0, 0, 0, "."),)),)
         if value is True:
             self.fail(path, "expected records or 'off'")
@@ -378,7 +388,7 @@ class _Reader:
         return tuple(out)
 
     def txt_set(self, value: Any, path: KeyPath, owner: str) -> tuple[RRsetSpec, ...] | None:
-        if value is None or value is False:
+        if value is None or value is False or _off(value):
             return None
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not items:
@@ -408,7 +418,7 @@ class _Reader:
             )
 
     def axigen(self, value: Any, path: KeyPath) -> tuple[RRsetSpec, ...] | None:
-        if value is None or value is False:
+        if value is None or value is False or _off(value):
             return None
         text = self.text(value, path).strip()
         if "://" in text or "/" in text:
@@ -475,6 +485,23 @@ class _Reader:
                         file,
                     )
                 seen[where] = key
+
+
+def _off(value: Any) -> bool:
+    """``off`` as YAML 1.1 reads it (False) or as a string ("off", 'OFF'): the same everywhere."""
+    return value is False or (isinstance(value, str) and value.strip().lower() == "off")
+
+
+def address_literal(text: str) -> bool:
+    """Whether ``text`` is an IP address (``192.0.2.10``, ``2001:db8::1``, ``[::1]``) or ends in
+    an all-digit label (not a host name, RFC 1123 §2.1, RFC 3696 §2)."""
+    candidate = text.strip().removesuffix(".").removeprefix("[").removesuffix("]")
+    try:
+        ipaddress.ip_address(candidate.split("%", 1)[0])
+        return True
+    except ValueError:
+        pass
+    return candidate.rpartition(".")[2].isdigit()
 
 
 class _Invalid(Exception):

@@ -186,6 +186,7 @@ def read_catalog(reader: _Reader, value: Any, path: KeyPath) -> str | None:
     if value is None or value is False:
         return None
     text = reader.text(value, path)
+    reader.not_address(text, path)
     try:
         return host_name(text)
     except InvalidName as exc:

@@ -12,9 +12,14 @@ from __future__ import annotations
 import secrets
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from srvd.config import Config, Endpoint
+from srvd.config import Config, Endpoint, RRsetSpec
+from srvd.config.load import DomainSink, Entry, read_config
+from srvd.config.model import Profile, ZoneSettings
+from srvd.config.ops import top_level
+from srvd.config.reader import _Invalid, _Reader
 from srvd.wire.names import MAX_LABEL, InvalidName, to_ascii, to_wire
 
 DEFAULT_TIMEOUT = 2.0  # seconds to wait for each attempt's reply
@@ -67,20 +72,96 @@ def type_text(qtype: int) -> str:
     return str(QTYPE.get(qtype, f"TYPE{qtype}"))
 
 
+def _apex_labels(entries: Mapping[str, tuple[RRsetSpec, ...] | None]) -> list[str]:
+    """The apex labels (``_tcp``, ``_axigen``) of the zones a domain's merged keys publish."""
+    return sorted(
+        {spec.owner.rsplit(".", 1)[-1] for rrsets in entries.values() if rrsets for spec in rrsets}
+    )
+
+
 def first_zone(config: Config) -> str | None:
     """The apex of the first zone the configuration serves: the first domain (in configuration
     order) that publishes records, and of its zones the first by name (as ``srvd zone``)."""
     for domain in config.domains:
+        labels = _apex_labels(config.entries_of(domain))
+        if labels:
+            return f"{labels[0]}.{domain}"
+    return None
+
+
+class _Found(Exception):
+    def __init__(self, apex: str) -> None:
+        self.apex = apex
+
+
+class _FirstZone(DomainSink):
+    """Stops the reading at the first domain that publishes a zone."""
+
+    def __init__(self) -> None:
+        self.profiles: Mapping[str, Profile] = {}
+
+    def begin(self, zone: ZoneSettings, profiles: Mapping[str, Profile]) -> None:
+        self.profiles = profiles
+
+    def domain(self, name: str, entry: Entry | None) -> None:
+        if entry is None:
+            return
+        if isinstance(entry, str):
+            entries = dict(self.profiles[entry].entries)
+        else:
+            entries = dict(self.profiles[entry.profile].entries) if entry.profile else {}
+            entries.update(entry.entries)
         labels = sorted(
             {
                 spec.owner.rsplit(".", 1)[-1]
-                for rrsets in config.entries_of(domain).values()
+                for rrsets in entries.values()
                 if rrsets
                 for spec in rrsets
             }
         )
         if labels:
-            return f"{labels[0]}.{domain}"
+            raise _Found(f"{labels[0]}.{name}")
+
+
+def probe_plan(path: str) -> tuple[Endpoint, str | None]:
+    """Where to ask and what, from a configuration, without building its index: the first
+    ``listen:`` address (a wildcard becomes loopback), read alone from the file; the apex of the
+    first zone (as ``first_zone``), reading the domains only until the first that publishes
+    one. None: the configuration serves no zone. Raises ConfigError, OSError, ValueError."""
+    reader = _Reader()
+    reader.file = path
+    try:
+        addresses = reader.listen(top_level(path, "listen"), ("listen",))
+    except _Invalid:
+        raise ValueError(reader.problems[0].render()) from None
+    if not addresses:
+        raise ValueError(f"{path}: listen: no address")
+    first = addresses[0]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(first.host, first.host)
+    server = Endpoint(host, first.port)
+    try:
+        read_config(path, _FirstZone())
+    except _Found as found:
+        return server, found.apex
+    return server, None
+
+
+def judge_refused(reply: bytes, qid: int, name: str, qtype: int) -> str | None:
+    """For a server that serves no zone yet: why a reply is not a REFUSED to our question."""
+    from dnslib import RCODE, DNSError, DNSRecord
+
+    try:
+        message = DNSRecord.parse(reply)
+    except (DNSError, ValueError, IndexError) as exc:
+        return f"the reply does not parse: {exc}"
+    header = message.header
+    if header.id != qid or header.qr != 1:
+        return "the reply is not a response to the query"
+    if header.rcode != 5:
+        return f"rcode {RCODE.get(header.rcode, header.rcode)}, not REFUSED"
+    questions = message.questions
+    if len(questions) != 1 or str(questions[0].qname).rstrip(".").lower() != name.rstrip("."):
+        return "the reply is for another question"
     return None
 
 
@@ -148,10 +229,11 @@ def check_health(
     qtype: int,
     timeout: float = DEFAULT_TIMEOUT,
     retries: int = DEFAULT_RETRIES,
+    serves_nothing: bool = False,
 ) -> Verdict:
     """Ask ``server`` for (``name``, ``qtype``); a new attempt (new ID, new source port) after a
     timeout or a network error, ``retries`` times. A reply that came back wrong is final."""
-    question = f"{name}. {type_text(qtype)}"
+    question = f"{name.rstrip('.')}. {type_text(qtype)}"
     attempts = retries + 1
     failure = ""
     for _ in range(attempts):
@@ -166,6 +248,15 @@ def check_health(
             failure = exc.strerror or str(exc)
             continue
         elapsed = (time.monotonic() - started) * 1000
+        if serves_nothing:
+            reason = judge_refused(reply, qid, name, qtype)
+            if reason is not None:
+                return Verdict(False, f"{server}: {question}: {reason}")
+            return Verdict(
+                True,
+                f"{server}: {question}: REFUSED in {elapsed:.1f} ms (the configuration serves no "
+                "zone yet: srvd answers, and refuses what it does not serve)",
+            )
         reason = judge(reply, qid, name, qtype)
         if reason is not None:
             return Verdict(False, f"{server}: {question}: {reason}")

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.twisted import MetricsResource
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web.resource import Resource
@@ -138,6 +139,34 @@ class Snapshot:
     last_reload_success_time: float
     last_reload_duration: float
     config_sha256: str
+    generation: int = 1  # of the index the primary serves
+    workers: tuple[WorkerFigures, ...] = ()  # every process, the primary (slot 0) first
+    worker_restarts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerFigures:
+    """One process of ``workers: N`` (slot 0: the primary), read at scrape time."""
+
+    slot: int
+    pid: int
+    generation: int
+
+
+def process_figures(pid: int) -> tuple[float, int, int] | None:
+    """CPU seconds, resident bytes and open descriptors of a process (Linux /proc), or None."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().rsplit(b")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        cpu = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
+        rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE")  # field 24
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except (OSError, IndexError, ValueError):
+        return None
+    return cpu, rss, fds
 
 
 def counter_by_label(
@@ -285,6 +314,13 @@ class SrvdCollector(Collector):
             "How long the last configuration load took.",
             value=s.last_reload_duration,
         )
+        yield GaugeMetricFamily(
+            "srvd_index_generation",
+            "Generation of the index the primary serves: 1 at start, one more per successful "
+            "reload.",
+            value=s.generation,
+        )
+        yield from _worker_families(s)
         info = GaugeMetricFamily(
             "srvd_config_info", "The configuration being served.", labels=["sha256"]
         )
@@ -297,6 +333,39 @@ class SrvdCollector(Collector):
         )
         build.add_metric([__version__, platform.python_version(), twisted.__version__], 1)
         yield build
+
+
+def _worker_families(s: Snapshot) -> Iterator[Metric]:
+    """Per process of ``workers: N``: its generation (equal to srvd_index_generation once it
+    has caught up), CPU, memory and descriptors (process_* cover the primary alone)."""
+    if not s.workers:
+        return
+    generation = GaugeMetricFamily(
+        "srvd_worker_generation",
+        "Generation of the index each process serves (worker 0: the primary).",
+        labels=["worker"],
+    )
+    cpu = CounterMetricFamily(
+        "srvd_worker_cpu_seconds", "CPU time (user and system) of each process.", labels=["worker"]
+    )
+    memory = GaugeMetricFamily(
+        "srvd_worker_resident_memory_bytes", "Resident memory of each process.", labels=["worker"]
+    )
+    fds = GaugeMetricFamily(
+        "srvd_worker_open_fds", "Open file descriptors of each process.", labels=["worker"]
+    )
+    for worker in s.workers:
+        label = [str(worker.slot)]
+        generation.add_metric(label, worker.generation)
+        figures = process_figures(worker.pid) if worker.pid > 0 else None
+        if figures is not None:
+            cpu.add_metric(label, figures[0])
+            memory.add_metric(label, figures[1])
+            fds.add_metric(label, figures[2])
+    yield from (generation, cpu, memory, fds)
+    yield CounterMetricFamily(
+        "srvd_worker_restarts", "Workers started again after they died.", value=s.worker_restarts
+    )
 
 
 def registry_for(snapshot: Callable[[], Snapshot]) -> CollectorRegistry:
@@ -329,9 +398,15 @@ class MetricsService(Service):
         self.bound: Endpoint | None = None
 
     def privilegedStartService(self) -> None:
-        self.port = self.reactor.listenTCP(
-            self.endpoint.port, self.site, interface=self.endpoint.host
-        )
+        try:
+            self.port = self.reactor.listenTCP(
+                self.endpoint.port, self.site, interface=self.endpoint.host
+            )
+        except CannotListenError as exc:  # a clear line, not a traceback (srvd serve prints it)
+            reason = exc.socketError
+            errno = getattr(reason, "errno", None) or 0
+            why = getattr(reason, "strerror", None) or str(reason)
+            raise OSError(errno, f"cannot serve /metrics on {self.endpoint}: {why}") from None
         address = self.port.getHost()
         assert isinstance(address, IPv4Address | IPv6Address)
         self.bound = Endpoint(self.endpoint.host, address.port)

@@ -86,6 +86,8 @@ class Built:
     # what the next load compares with: every table by digest, and the zones' apex labels
     tables: Mapping[bytes, Table] = field(default_factory=dict)
     labels: frozenset[bytes] = frozenset()
+    # the primary's numbering of its successful loads, when known (a worker's snapshot); 0: not
+    generation: int = 0
 
 
 # ---------------------------------------------------------------------------------------------

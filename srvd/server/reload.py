@@ -7,6 +7,11 @@ published with one assignment on the reactor thread. A reload that fails changes
 error is logged with file, line and key, and the old index keeps serving. A request that arrives
 while a reload runs is coalesced into one more reload after it, so the configuration on disk last
 is always the one that ends up loaded.
+
+A reload that would remove more domains than ``reload.max_removed`` allows (a half-written include
+looks just like a mass removal) is refused as a failure, unless it was asked for with ``force``.
+Every successful load of the primary has a generation (1 for the start, then one more per
+reload); workers take the primary's (srvd.server.workers).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from srvd.index.model import Index, ZoneDelta
 from srvd.index.serials import SerialState
 from srvd.ops.systemd import Notifier
 from srvd.server.loading import DELTA_AT_MOST, LIST_AT_MOST, Built, Changes, load_aside
+from srvd.wire.text import figures
 
 log = Logger()
 
@@ -73,9 +79,30 @@ class ReloadStats:
     last_success_time: float = 0.0  # Unix time
     last_duration: float = 0.0  # seconds, of the last reload, successful or not
     last_error: str = ""
+    last_time: float = 0.0  # Unix time the last reload ended (0: none yet)
+    last_changes: str = ""  # what the last successful reload changed
+    last_problems: list[str] = field(default_factory=list)  # why the last reload failed
     in_progress: bool = False
     coalesced: int = 0
     listeners: list[Callable[[], None]] = field(default_factory=list)
+
+
+class Refused(Exception):
+    """A reload that removes more domains than ``reload.max_removed`` allows."""
+
+
+def guard(built: Built, served: int) -> str | None:
+    """Why a reload that was not forced must not be applied, or None."""
+    removed = built.changes.counts[1]
+    settings = built.config.reload
+    most = settings.most_removed(served)
+    if most is None or removed <= most:
+        return None
+    return (
+        f"refused: it would remove {removed} of the {served} domains served (reload.max_removed:"
+        f" {settings.describe()}); if that is meant, `srvd reload --force`, else check the files"
+        " (a half-written include?)"
+    )
 
 
 class Reloader:
@@ -89,10 +116,15 @@ class Reloader:
         reactor: Any,
         notifier: Notifier | None = None,
         built: Built | None = None,
+        loader: Callable[[Index], Built] | None = None,
+        generation: int = 1,
     ) -> None:
         """``built``: how the running index was loaded (srvd.server.loading), if it was; its
-        tables are reused by the next load where their content is the same."""
+        tables are reused by the next load where their content is the same. ``loader``: how a
+        worker loads instead (the primary's snapshot: its Built has ``generation`` set)."""
         self.path = path
+        self.loader = loader
+        self.generation = generation
         self.current = current
         self.publish = publish
         self.reactor = reactor
@@ -102,21 +134,28 @@ class Reloader:
         # called with a successful reload's result just before its index is published
         # (srvd.xfr.transfer: the catalog zone, NOTIFY)
         self.before_publish: list[Callable[[Built], None]] = []
+        # called with a successful reload's result once its index is served (the primary's
+        # workers: the snapshot, then SIGHUP)
+        self.after_publish: list[Callable[[Built], None]] = []
         self.stats = ReloadStats(last_success_time=time.time())
         self.pending = False
         self.waiting: list[defer.Deferred[bool]] = []
         self.running_waiters: list[defer.Deferred[bool]] = []
+        self.force = False  # the running reload may remove any number of domains
+        self.pending_force = False
 
-    def request(self) -> defer.Deferred[bool]:
+    def request(self, force: bool = False) -> defer.Deferred[bool]:
         """Ask for a reload (reactor thread). Fires with True once a reload that started after
-        this request has succeeded, False if it failed."""
+        this request has succeeded, False if it failed. ``force``: past ``reload.max_removed``."""
         waiter: defer.Deferred[bool] = defer.Deferred()
         if self.stats.in_progress:
             self.pending = True
+            self.pending_force |= force
             self.stats.coalesced += 1
             self.waiting.append(waiter)
         else:
             self.running_waiters = [waiter]
+            self.force = force
             self._start()
         return waiter
 
@@ -137,6 +176,10 @@ class Reloader:
     def _load(self, current: Index) -> Built:
         """Load in a build process and assemble the new index (worker thread)."""
         started = time.monotonic()
+        if self.loader is not None:
+            built = self.loader(current)
+            changes = compare(current, built.index)
+            return replace(built, changes=changes, seconds=time.monotonic() - started)
         labels = self.labels
         if labels is None:  # the running index was built here: its zones' apex labels
             labels = frozenset(apex[: apex[0] + 1] for apex in current.zones)
@@ -147,8 +190,15 @@ class Reloader:
         if isinstance(result, Failure):
             self._finished(self._failed(result, started))
             return
+        # a worker takes what its primary decided (forced or not): only a load of files is held
+        # to reload.max_removed
+        held = not self.force and self.loader is None
+        refusal = guard(result, self.current().stats.domains) if held else None
+        if refusal is not None:
+            self._finished(self._failed(Failure(Refused(refusal)), started))
+            return
         self._succeeded(result)
-        if result.config.state_dir is None:
+        if result.config.state_dir is None or self.loader is not None:  # (the primary's file)
             self._finished(True)
             return
         # the serials of the index now served, for a restart; the next reload waits for it
@@ -161,40 +211,52 @@ class Reloader:
         for listener in self.before_publish:
             listener(built)
         self.tables, self.labels = built.tables, built.labels
+        self.generation = built.generation or self.generation + 1
         self.publish(built.config, built.index)
+        for listener in self.after_publish:
+            listener(replace(built, generation=self.generation))
         stats = built.index.stats
         self.stats.succeeded += 1
         self.stats.last_successful = True
-        self.stats.last_success_time = time.time()
+        self.stats.last_success_time = self.stats.last_time = time.time()
         self.stats.last_duration = built.seconds
         self.stats.last_error = ""
+        self.stats.last_problems = []
+        self.stats.last_changes = built.changes.describe()
         log.info(
-            "reloaded in {seconds:.2f} s: {changes}; now {domains} domains, {zones} zones",
+            "reloaded in {seconds:.2f} s: {changes}; now {figures}",
             seconds=built.seconds,
             changes=built.changes.describe(),
-            domains=stats.domains,
-            zones=stats.zones,
+            figures=figures(stats.domains, stats.zones),
         )
-        self.notifier.ready(f"serving {stats.domains} domains, {stats.zones} zones")
+        self.notifier.ready(f"serving {figures(stats.domains, stats.zones)}")
         return True
 
     def _failed(self, failure: Failure, started: float) -> bool:
         self.stats.failed += 1
         self.stats.last_successful = False
         self.stats.last_duration = time.monotonic() - started
+        self.stats.last_time = time.time()
+        self.stats.last_changes = ""
         if failure.check(ConfigError):
             error = failure.value
             assert isinstance(error, ConfigError)
             self.stats.last_error = str(error)
+            self.stats.last_problems = [problem.render() for problem in error.problems]
             for problem in error.problems:
                 log.error("reload failed: {problem}", problem=problem.render())
+        elif failure.check(Refused):
+            self.stats.last_error = failure.getErrorMessage()
+            self.stats.last_problems = [f"{self.path}: reload {self.stats.last_error}"]
+            log.error("reload {why}", why=self.stats.last_error)
         else:
             self.stats.last_error = failure.getErrorMessage()
+            self.stats.last_problems = [self.stats.last_error]
             log.failure("reload failed", failure)
         log.warn("reload failed; still serving the previous configuration")
         index = self.current().stats
         self.notifier.ready(
-            f"reload failed; serving {index.domains} domains, {index.zones} zones from before"
+            f"reload failed; serving {figures(index.domains, index.zones)} from before"
         )
         return False
 
@@ -207,6 +269,7 @@ class Reloader:
             listener()
         if self.pending:
             self.pending = False
+            self.force, self.pending_force = self.pending_force, False
             self.running_waiters, self.waiting = self.waiting, []
             self._start()
 

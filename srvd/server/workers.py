@@ -6,6 +6,16 @@ forwards SIGHUP to all of them, stops them when it stops, and serves ``/metrics`
 Every process binds its own UDP and TCP sockets with SO_REUSEPORT, so the kernel spreads queries
 over them.
 
+Workers never load the configuration files themselves: the primary writes the index it serves
+(its configuration without the domains, the index, its generation: a number that grows by one with
+every successful load) to a snapshot file in a private temporary directory after every successful
+load, and a
+worker loads that, when it starts and when the primary tells it to reload (SIGHUP, sent once the
+snapshot is written). So a worker restarted after a crash serves what the primary serves, whatever
+the files on disk say by then (broken, or changed since the last reload). A worker that dies is
+started again after 1 s, then 2, 4, ... up to RESTART_AT_MOST while it keeps dying within
+STEADY_AFTER of its start.
+
 Workers count in plain lists, as a single process does, and copy their counts into their slot of a
 shared stats file once a second; the primary adds the slots to its own counts at scrape time. A
 restarted worker takes up the counts its slot holds, so the sums never go backwards.
@@ -16,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import pickle
 import signal
 import sys
 import tempfile
@@ -31,11 +42,14 @@ from twisted.python.failure import Failure
 
 from srvd.answer.outcome import DROP_REASONS, QUERY_CELLS, RRL_ACTIONS, SERVICE_CELLS
 from srvd.ops.metrics import DURATION_BOUNDS_NS, SIZE_BOUNDS, Counters
+from srvd.server.loading import Built, Changes
 
 log = Logger()
 
 PUBLISH_EVERY = 1.0  # seconds between a worker's copies of its counts
-RESTART_AFTER = 1.0  # seconds before a worker that died is started again
+RESTART_AFTER = 1.0  # seconds before a worker that died is started again (the first time)
+RESTART_AT_MOST = 60.0  # the longest wait, doubling from RESTART_AFTER
+STEADY_AFTER = 30.0  # a worker that ran this long before it died is restarted after RESTART_AFTER
 
 # One slot: the counters, then the figures that are not counters.
 _LISTS = (
@@ -56,6 +70,7 @@ SCALARS = (  # the figures besides the counters
     "tcp_incomplete",
     "reload_ok",  # 1 if the worker's last configuration load succeeded
     "pid",
+    "generation",  # of the index the worker serves (the primary's numbering)
 )
 SLOT = sum(length for _, length in _LISTS) + len(_SUMS) + len(SCALARS)
 
@@ -110,6 +125,46 @@ class StatsFile:
         if remove:
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
+
+
+NO_CHANGES = Changes((0, 0, 0), ([], [], []))
+
+
+def snapshot_place() -> str:
+    """Where the primary writes its workers' snapshot: a directory of its own (mode 0700) in the
+    temporary directory (under systemd, PrivateTmp=), not /dev/shm: at a million domains the
+    snapshot is some 60 MiB, over Docker's default /dev/shm of 64 MiB."""
+    return os.path.join(tempfile.mkdtemp(prefix="srvd-"), "index")
+
+
+def write_snapshot(path: str, generation: int, built: Built) -> None:
+    """The index the primary serves, for its workers: written aside, then renamed into place
+    (a worker never reads half a file). Worker thread or before the reactor runs."""
+    light = Built(built.config, built.index, NO_CHANGES, 0.0)
+    temporary = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            pickle.dump((generation, light), handle, pickle.HIGHEST_PROTOCOL)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def read_snapshot(path: str) -> tuple[int, Built]:
+    """A worker's side: the primary's generation and index (written by ``write_snapshot``; only
+    the primary, the same program and user, writes the file: mode 0600, its own directory)."""
+    with open(path, "rb") as handle:
+        generation, built = pickle.load(handle)
+    assert isinstance(generation, int) and isinstance(built, Built)
+    return generation, built
+
+
+def restart_delay(failures: int) -> float:
+    """Seconds before a worker is started again after ``failures`` quick deaths in a row."""
+    return float(min(RESTART_AFTER * 2 ** max(failures - 1, 0), RESTART_AT_MOST))
 
 
 class Publisher(Service):
@@ -169,12 +224,24 @@ class _Worker(protocol.ProcessProtocol):
 class WorkerPool(Service):
     """The primary's side: start, restart, signal and stop the other workers."""
 
-    def __init__(self, count: int, argv: Sequence[str], stats: StatsFile, reactor: Any) -> None:
+    def __init__(
+        self,
+        count: int,
+        argv: Sequence[str],
+        stats: StatsFile,
+        reactor: Any,
+        snapshot: str = "",
+    ) -> None:
         self.count = count  # workers besides the primary
         self.argv = list(argv)
         self.stats = stats
+        self.snapshot = snapshot  # the primary's index for the workers (write_snapshot)
         self.reactor = reactor
         self.processes: dict[int, Any] = {}
+        self.started: dict[int, float] = {}  # reactor time each worker was started
+        self.failures: dict[int, int] = {}  # quick deaths in a row, per slot
+        self.restarts: dict[int, Any] = {}  # pending restarts (IDelayedCall), per slot
+        self.restarted = 0  # workers started again after they died
         self.stopping = False
         self.all_ended: defer.Deferred[None] | None = None
         # SIGHUP for workers still starting (no handler yet: it would kill them), sent when ready
@@ -185,10 +252,13 @@ class WorkerPool(Service):
     def spawn(self, slot: int) -> None:
         argv = [sys.executable, "-m", "srvd", *self.argv, "--worker-slot", str(slot)]
         argv += ["--stats-file", self.stats.path]
+        if self.snapshot:
+            argv += ["--snapshot", self.snapshot]
         env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
         self.processes[slot] = self.reactor.spawnProcess(
             _Worker(self, slot), sys.executable, argv, env=env, childFDs={0: "w", 1: 1, 2: "r"}
         )
+        self.started[slot] = self.reactor.seconds()
         log.info("worker {slot} started (pid {pid})", slot=slot, pid=self.processes[slot].pid)
 
     def ended(self, slot: int, reason: Failure) -> None:
@@ -197,11 +267,23 @@ class WorkerPool(Service):
             if not self.processes and self.all_ended is not None:
                 self.all_ended.callback(None)
             return
-        log.warn("worker {slot} ended ({reason}); restarting it", slot=slot, reason=reason.value)
-        self.reactor.callLater(RESTART_AFTER, self._respawn, slot)
+        lived = self.reactor.seconds() - self.started.get(slot, 0.0)
+        failures = 1 if lived >= STEADY_AFTER else self.failures.get(slot, 0) + 1
+        self.failures[slot] = failures
+        delay = restart_delay(failures)
+        log.warn(
+            "worker {slot} ended ({reason}) after {lived:.1f} s; restarting it in {delay:g} s",
+            slot=slot,
+            reason=reason.value,
+            lived=lived,
+            delay=delay,
+        )
+        self.restarts[slot] = self.reactor.callLater(delay, self._respawn, slot)
 
     def _respawn(self, slot: int) -> None:
+        self.restarts.pop(slot, None)
         if not self.stopping and slot not in self.processes:
+            self.restarted += 1
             self.spawn(slot)
 
     def ready(self, slot: int) -> bool:
@@ -226,6 +308,14 @@ class WorkerPool(Service):
                 with contextlib.suppress(ProcessExitedAlready, OSError):
                     self.processes[slot].signalProcess(signal.SIGHUP)
 
+    def close(self) -> None:
+        self.stats.close(remove=True)
+        if self.snapshot:
+            with contextlib.suppress(OSError):
+                os.unlink(self.snapshot)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(self.snapshot))
+
     def worker_stats(self) -> list[tuple[Counters, dict[str, int]]]:
         return [self.stats.read(slot) for slot in range(1, self.count + 1)]
 
@@ -238,10 +328,14 @@ class WorkerPool(Service):
     def stopService(self) -> defer.Deferred[None] | None:
         super().stopService()
         self.stopping = True
+        for call in self.restarts.values():
+            if call.active():
+                call.cancel()
+        self.restarts = {}
         if self.holding.running:
             self.holding.stop()
         if not self.processes:
-            self.stats.close(remove=True)
+            self.close()
             return None
         self.all_ended = defer.Deferred()
         self.signal_all(signal.SIGTERM)
@@ -250,7 +344,7 @@ class WorkerPool(Service):
         def done(_: object) -> None:
             if kill.active():
                 kill.cancel()
-            self.stats.close(remove=True)
+            self.close()
 
         self.all_ended.addCallback(done)
         return self.all_ended

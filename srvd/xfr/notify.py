@@ -11,7 +11,9 @@ and port with the ID and question of the NOTIFY (and, for a keyed target, a TSIG
 over one of its sends). A zone queued again before it went out is sent once; one queued again
 while in flight replaces the older NOTIFY. Results are counted (``srvd_notify_sent_total{result}``).
 
-Added zones are not notified: secondaries learn about them from the catalog.
+Added zones are not notified: secondaries learn about them from the catalog. After a start, the
+catalog and the zones whose serial differs from the state file's are queued
+(srvd.xfr.transfer.Transfers.notify_start).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ import fcntl
 import struct
 import termios
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -198,6 +198,8 @@ class Transfers:
         if not name:
             index.catalog = None
             return None
+        if index.catalog is not None and index.catalog.apex == to_wire(name):
+            return index.catalog  # it came with the index: a worker's snapshot of the primary's
         previous = self.responder.index.catalog if self.responder.index is not index else None
         index.catalog = next_catalog(previous, to_wire(name), index, delta, now)
         return index.catalog
@@ -224,6 +226,24 @@ class Transfers:
             apexes.extend(index.zones)
         if apexes or first:  # the catalog ahead of what an earlier reload still has queued
             self.notify.enqueue(apexes, first=first)
+
+    def notify_start(self, known: Mapping[bytes, tuple[int, bytes]]) -> int:
+        """After a start (reactor thread): NOTIFY the catalog (its serial is not kept across
+        restarts, and the member set may have changed while srvd was down) and every zone whose
+        serial differs from the one the state file recorded (``known``). How many zones."""
+        if self.notify is None:
+            return 0
+        index = self.responder.index
+        zones = index.zones
+        changed = [
+            apex
+            for apex, (serial, _) in known.items()
+            if (zone := zones.get(apex)) is not None and zone.serial != serial
+        ]
+        first = [index.catalog.apex] if index.catalog is not None else []
+        if changed or first:
+            self.notify.enqueue(changed, first=first)
+        return len(changed)
 
     # -- the transports
 
