@@ -563,3 +563,26 @@ def test_an_http_key_after_the_domains_is_read_in_order(tmp_path: Path) -> None:
 
     built = load_aside(str(path))
     assert to_wire("_ua-auto-config.example.com") in built.index.zones
+
+
+def test_username_local(docs: Documents, loaded: tuple[Config, Index]) -> None:
+    from dataclasses import replace
+
+    local = replace(settings(loaded), username="local")
+    found = docs.table("example.com")
+    assert found is not None
+    facts = found[0]
+    root = ET.fromstring(documents.complete(documents.autoconfig(facts, local), "example.com"))
+    assert {u.text for u in root.iter("username")} == {"%EMAILLOCALPART%"}
+    android_read(
+        documents.complete(documents.autoconfig(facts, local), "example.com"), "example.com"
+    )
+    pox = ET.fromstring(documents.complete(documents.pox(facts, local, "a<&>b"), "example.com"))
+    names = {e.text for e in pox.iter(f"{{{documents.POX_OUTLOOK_NS}}}LoginName")}
+    assert names == {"a<&>b"}
+    profile = plistlib.loads(documents.mobileconfig(facts, local, "example.com", "bob@example.com"))
+    assert profile["PayloadContent"][0]["IncomingMailServerUsername"] == "bob"
+    assert (
+        documents.pacc(facts, local) is None
+        or "imap" not in json.loads(documents.pacc(facts, local) or b"{}")["protocols"]
+    )

@@ -295,5 +295,6 @@ def _host(host: str, domain: str) -> str:
 def every(facts: Facts, settings: HttpSettings) -> Iterable[tuple[str, bytes | None]]:
     """The skeletons of one Table, by kind (what srvd.server.web keeps per Table)."""
     yield "autoconfig", autoconfig(facts, settings)
+    yield "pox", pox(facts, settings)  # without LoginName (username: email)
     yield "autodiscover.json", autodiscover_json(facts)
     yield "pacc", pacc(facts, settings) if settings.pacc else None

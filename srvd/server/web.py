@@ -341,12 +341,13 @@ class DiscoveryResource(Resource):
             address = pox_address(request.content.read())
         except BadRequest as exc:
             raise _Refused(400, str(exc)) from None
-        domain, facts, _ = self.domain(request, address)
+        domain, facts, skeletons = self.domain(request, address)
         settings = self.documents.settings
-        login = None
-        if settings.username == "local" and address is not None:
-            login = address.rpartition("@")[0]
-        body = documents.complete(documents.pox(facts, settings, login), domain)
+        if settings.username == "local" and address is not None:  # the local part, escaped
+            skeleton = documents.pox(facts, settings, address.rpartition("@")[0])
+        else:
+            skeleton = skeletons["pox"]
+        body = documents.complete(skeleton, domain)
         _type(request, b"application/xml; charset=utf-8", public=False)
         return body
 
