@@ -586,3 +586,19 @@ def test_username_local(docs: Documents, loaded: tuple[Config, Index]) -> None:
         documents.pacc(facts, local) is None
         or "imap" not in json.loads(documents.pacc(facts, local) or b"{}")["protocols"]
     )
+
+
+def test_documents_kept_are_bounded(
+    loaded: tuple[Config, Index], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import srvd.server.web
+
+    monkeypatch.setattr(srvd.server.web, "MAX_TABLES", 2)
+    config, index = loaded
+    assert config.http is not None
+    bounded = Documents(index, config.http)
+    fresh = Documents(index, config.http)
+    for _ in range(2):
+        for domain in DOMAINS:  # three distinct Tables: full, the override, branded
+            assert bounded.pacc(domain) == fresh.pacc(domain)
+            assert len(bounded.tables) <= 2

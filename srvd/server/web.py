@@ -19,10 +19,11 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IDelayedCall, IListeningPort
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -69,9 +70,14 @@ SECURITY_HEADERS = (
 )
 
 
+MAX_TABLES = 10_000  # Tables whose documents are kept at once (a few KiB each)
+
+
 class Documents:
     """The documents of one index generation: each Table's facts and skeletons, made when first
-    asked for (a domain costs nothing until a client asks for it)."""
+    asked for (a domain costs nothing until a client asks for it). Domains on a profile share
+    its Table; a domain whose override has content of its own has a Table of its own, so at
+    most MAX_TABLES are kept (the oldest made is dropped first, and made again if asked)."""
 
     def __init__(self, index: Index, settings: HttpSettings) -> None:
         self.index = index
@@ -91,6 +97,8 @@ class Documents:
         if known is None or known[0] is not zone.table:
             facts = table_facts(zone.table)
             skeletons = dict(documents.every(facts, self.settings))
+            if len(self.tables) >= MAX_TABLES:
+                del self.tables[next(iter(self.tables))]
             known = self.tables[id(zone.table)] = (zone.table, facts, skeletons)
         if known[1].empty:
             return None
@@ -437,8 +445,6 @@ def _checked(value: str | None) -> str | None:
 class HttpService(Service):
     """The HTTP front on every ``http.listen`` address, on srvd's reactor."""
 
-    counts_type: ClassVar[type[Counts]] = Counts
-
     def __init__(self, settings: HttpSettings, index: Index, reactor: Any) -> None:
         self.reactor = reactor
         self.counts = Counts()
@@ -478,7 +484,5 @@ class HttpService(Service):
 
     def stopService(self) -> Any:
         super().stopService()
-        from twisted.internet import defer
-
         ports, self.ports = self.ports, []
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
