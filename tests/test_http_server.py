@@ -18,6 +18,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import dns.message
 import dns.query
@@ -360,7 +361,7 @@ def test_odd_host_headers_and_paths(front: Front) -> None:
     assert front.raw(
         b"GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.example.com\r\n"
         b"Host: other\r\nConnection: close\r\n\r\n"
-    ).startswith(b"HTTP/1.1 ")
+    ).startswith(b"HTTP/1.1 400")
     for path in (
         "/mail/../mail/config-v1.1.xml",
         "/mail/%2e%2e/etc/passwd",
@@ -462,3 +463,30 @@ def test_nothing_of_a_request_is_logged(front: Front) -> None:
     log = front.server.log()
     for secret in ("c2VjcmV0LXBhc3N3b3Jk", "secret-person", "another-secret", "Authorization"):
         assert secret not in log
+
+
+def test_a_declared_oversized_body_is_refused_once_before_it_is_read(tmp_path: Path) -> None:
+    """In memory: one 413 for a Content-Length over http.max_body, whether the body follows in
+    the same segment or never comes, counted once, and the connection closed."""
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from srvd.config import load_config
+    from srvd.index.build import build_index
+    from srvd.server.web import HttpService
+
+    config_path = tmp_path / "srvd.yaml"
+    config_path.write_text(CONFIG)
+    config = load_config(config_path)
+    assert config.http is not None
+    reactor: Any = MemoryReactorClock
+    service = HttpService(config.http, build_index(config), reactor())
+    head = b"POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: example.com\r\n"
+    for body in (b"", b"x" * 3000):
+        protocol: Any = cast(Any, service.site).buildProtocol(None)
+        transport: Any = cast(Any, StringTransport)()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(head + b"Content-Length: 3000\r\n\r\n" + body)
+        assert transport.value().count(b"HTTP/1.1 ") == 1
+        assert transport.value().startswith(b"HTTP/1.1 413")
+        assert transport.disconnecting
+    assert service.counts.cells[("autodiscover_xml", 413)] == 2

@@ -61,6 +61,7 @@ WELL_KNOWN = {
     b"/.well-known/jmap": "jmap",  # RFC 8620 §2.2
 }
 PACC_PATH = b"/.well-known/user-agent-configuration.json"
+POX_PATH = b"/autodiscover/autodiscover.xml"  # matched without case
 JSON_PREFIX = b"/autodiscover/autodiscover.json"
 SECURITY_HEADERS = (
     (b"X-Content-Type-Options", b"nosniff"),
@@ -167,9 +168,22 @@ class _LimitedRequest(Request):
     received = 0
 
     def gotLength(self, length: int | None) -> None:
-        limit = _site(self).settings.max_body
-        if length is not None and length > limit:
+        site = _site(self)
+        if length is not None and length > site.settings.max_body:
+            # refused before a single octet of it is read: 413, and the connection closed
             self.too_large = True
+            path = getattr(self.channel, "_path", b"").partition(b"?")[0].lower()
+            site.counts.add("autodiscover_xml" if path == POX_PATH else "other", 413)
+            channel = cast(Any, self.channel)
+            body = b"request body too large\n"
+            channel.transport.write(
+                b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\n"
+                b"Content-Type: text/plain; charset=utf-8\r\n"
+                b"X-Content-Type-Options: nosniff\r\nServer: srvd\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            channel.loseConnection()
             length = 0
         super().gotLength(length)
 
@@ -298,7 +312,7 @@ class DiscoveryResource(Resource):
         read = (b"GET", b"HEAD")
         if path in AUTOCONFIG_PATHS:
             return "autoconfig", read, 200, self.autoconfig
-        if lower == b"/autodiscover/autodiscover.xml":
+        if lower == POX_PATH:
             return "autodiscover_xml", (b"POST",), 200, self.pox
         if lower == JSON_PREFIX or lower.startswith(JSON_PREFIX + b"/"):
             return "autodiscover_json", read, 200, self.autodiscover_json
@@ -314,7 +328,10 @@ class DiscoveryResource(Resource):
     def domain(self, request: Request, address: str | None) -> tuple[str, Facts, dict[str, Any]]:
         """The customer domain of a request, its facts and skeletons; 404 when not served."""
         candidates = []
-        host = request.getHeader(b"host")
+        hosts = request.requestHeaders.getRawHeaders(b"host") or []
+        if len(hosts) > 1:  # RFC 9112 §3.2: a request with more than one Host is refused
+            raise _Refused(400, "more than one Host header")
+        host = hosts[0] if hosts else None
         if host is not None:
             raw = host.encode("latin-1", "replace") if isinstance(host, str) else host
             if not _HOST.match(raw):
