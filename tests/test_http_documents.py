@@ -18,6 +18,9 @@ from pathlib import Path
 import dns.message
 import dns.rdatatype
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from srvd.config import Config, load_config
 from srvd.config.model import HttpSettings
@@ -602,3 +605,35 @@ def test_documents_kept_are_bounded(
         for domain in DOMAINS:  # three distinct Tables: full, the override, branded
             assert bounded.pacc(domain) == fresh.pacc(domain)
             assert len(bounded.tables) <= 2
+
+
+@settings_(max_examples=60, deadline=None)
+@given(
+    name=st.text(
+        st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\ufffe\uffff"),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_any_display_name_survives_every_format(docs: Documents, name: str) -> None:
+    """Whatever the operator writes (but control characters, which srvd check refuses), every
+    client reads back exactly that name."""
+    from dataclasses import replace
+
+    if not name.strip():
+        return
+    chosen = replace(docs.settings, display_name=name)
+    found = docs.table("example.com")
+    assert found is not None
+    facts = found[0]
+    want = name.replace("{domain}", "example.com")
+    xml = documents.complete(documents.autoconfig(facts, chosen), "example.com")
+    assert ET.fromstring(xml).findtext("emailProvider/displayName") == want
+    pox = documents.complete(documents.pox(facts, chosen), "example.com")
+    found_name = ET.fromstring(pox).findtext(f".//{{{documents.POX_OUTLOOK_NS}}}DisplayName")
+    assert found_name == want
+    pacc = documents.pacc(facts, chosen)
+    assert pacc is not None
+    assert json.loads(documents.complete(pacc, "example.com"))["info"]["provider"]["name"] == want
+    profile = plistlib.loads(documents.mobileconfig(facts, chosen, "example.com", None))
+    assert profile["PayloadDisplayName"] == want

@@ -75,9 +75,15 @@ def _switch(reader: _Reader, value: Any, path: KeyPath) -> bool:
 
 def _name(reader: _Reader, value: Any, path: KeyPath) -> str:
     text = reader.text(value, path)
-    if not text.strip() or len(text) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if not text.strip() or len(text) > 200 or any(_unprintable(c) for c in text):
         reader.fail(path, "expected a name of 1 to 200 printable characters")
     return text
+
+
+def _unprintable(char: str) -> bool:
+    """Control characters, and what XML 1.0 cannot hold at all (surrogates, U+FFFE, U+FFFF)."""
+    code = ord(char)
+    return code < 32 or 127 <= code < 160 or 0xD800 <= code < 0xE000 or code in (0xFFFE, 0xFFFF)
 
 
 def _choice(reader: _Reader, value: Any, path: KeyPath, choices: tuple[str, ...]) -> str:
