@@ -372,6 +372,11 @@ def test_odd_host_headers_and_paths(front: Front) -> None:
         )
         assert answer.startswith(b"HTTP/1.1 404"), path
     assert front.raw(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
+    many = "&".join(f"p{i}=x" for i in range(30))
+    assert front.get(f"/mail/config-v1.1.xml?{many}", "example.com")[0] == 400
+    # undecodable octets in the local part are decoded leniently: the domain is what counts
+    assert front.get("/mail/config-v1.1.xml?emailaddress=%ff%fe@example.com", "x.example")[0] == 200
+    assert front.get("/mail/config-v1.1.xml?emailaddress=%00@example.com", "x.example")[0] == 400
     assert front.request("DELETE", "/mail/config-v1.1.xml", "example.com")[0] == 405
 
 

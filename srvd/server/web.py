@@ -442,7 +442,11 @@ def _query(request: Request) -> dict[str, str]:
     out: dict[str, str] = {}
     uri = request.uri.decode("latin-1")
     _, _, query = uri.partition("?")
-    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True, max_num_fields=20):
+    try:
+        fields = urllib.parse.parse_qsl(query, keep_blank_values=True, max_num_fields=20)
+    except ValueError:
+        raise _Refused(400, "too many query parameters") from None
+    for name, value in fields:
         out.setdefault(name.lower(), value)
     return out
 
