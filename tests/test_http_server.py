@@ -23,6 +23,10 @@ from typing import Any, cast
 import dns.message
 import dns.query
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.protocol import connectionDone
+from twisted.internet.testing import StringTransport
 
 from conftest import RunningServer, free_port, require_tool, start_srvd
 
@@ -495,3 +499,76 @@ def test_a_declared_oversized_body_is_refused_once_before_it_is_read(tmp_path: P
         assert transport.value().startswith(b"HTTP/1.1 413")
         assert transport.disconnecting
     assert service.counts.cells[("autodiscover_xml", 413)] == 2
+
+
+PATHS = (
+    "/mail/config-v1.1.xml",
+    "/.well-known/autoconfig/mail/config-v1.1.xml",
+    "/autodiscover/autodiscover.xml",
+    "/autodiscover/autodiscover.json",
+    "/autodiscover/autodiscover.json/v1.0/",
+    "/email.mobileconfig",
+    "/.well-known/caldav",
+    "/.well-known/user-agent-configuration.json",
+    "/",
+)
+
+
+@pytest.fixture(scope="module")
+def memory_front(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from srvd.config import load_config
+    from srvd.index.build import build_index
+    from srvd.server.web import HttpService
+
+    path = tmp_path_factory.mktemp("memory") / "srvd.yaml"
+    path.write_text(CONFIG)
+    config = load_config(path)
+    assert config.http is not None
+    reactor: Any = MemoryReactorClock
+    return HttpService(config.http, build_index(config), reactor())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "get", "OPTIONS"]),
+    path=st.sampled_from(PATHS),
+    tail=st.text(max_size=30),
+    host=st.one_of(
+        st.none(),
+        st.text(max_size=40),
+        st.sampled_from(["example.com", "autodiscover.shop.example"]),
+    ),
+    query=st.text(max_size=60),
+    body=st.one_of(st.binary(max_size=300), st.sampled_from([POX % b"a@example.com", POX % b"%s"])),
+)
+def test_no_request_makes_a_500(
+    memory_front: Any, method: str, path: str, tail: str, host: str | None, query: str, body: bytes
+) -> None:
+    """Whatever arrives, the answer is a clean status (never an internal error)."""
+    from urllib.parse import quote
+
+    target = quote(path + tail, safe="/@%") + ("?" + quote(query, safe="=&@%") if query else "")
+    lines = [f"{method} {target} HTTP/1.1"]
+    if host is not None:
+        lines.append(
+            "Host: "
+            + host.encode("latin-1", "replace")
+            .decode("latin-1")
+            .replace("\r", "")
+            .replace("\n", "")
+        )
+    lines.append(f"Content-Length: {len(body)}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
+    protocol: Any = cast(Any, memory_front.site).buildProtocol(None)
+    transport: Any = cast(Any, StringTransportClass)()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(request)
+    status = transport.value()[:12]
+    assert status[:9] == b"HTTP/1.1 ", transport.value()[:200]
+    assert int(status[9:12]) in (200, 301, 400, 404, 405, 413), transport.value()[:300]
+    protocol.connectionLost(connectionDone)
+
+
+StringTransportClass: Any = StringTransport
