@@ -637,3 +637,63 @@ def test_any_display_name_survives_every_format(docs: Documents, name: str) -> N
     assert json.loads(documents.complete(pacc, "example.com"))["info"]["provider"]["name"] == want
     profile = plistlib.loads(documents.mobileconfig(facts, chosen, "example.com", None))
     assert profile["PayloadDisplayName"] == want
+
+
+# ---------------------------------------------------------------------------------------------
+# http.profiles: what DNS cannot say, per profile
+
+PROFILES = CONFIG.replace(
+    "  display_name: 'Acme & \"Sons\" <{domain}>'\n",
+    "  display_name: 'Acme & \"Sons\" <{domain}>'\n"
+    "  profiles:\n"
+    "    branded: {display_name: 'Brand {domain}', authentication: OAuth2}\n"
+    "    full: {username: local}\n",
+)
+
+
+@pytest.mark.parametrize("how", ["build process", "build_index"])
+def test_each_profile_has_its_own_hints(tmp_path: Path, how: str) -> None:
+    from srvd.server.loading import load_aside
+
+    path = tmp_path / "srvd.yaml"
+    path.write_text(PROFILES)
+    if how == "build process":
+        built = load_aside(str(path))
+        config, index = built.config, built.index
+    else:
+        config = load_config(path)
+        index = build_index(config, None, deriver(config.http))
+    assert config.http is not None
+    docs = Documents(index, config.http)
+    shop = ET.fromstring(autoconfig(docs, "shop.example"))
+    assert shop.findtext("emailProvider/displayName") == "Brand shop.example"
+    assert {a.text for a in shop.iter("authentication")} == {"OAuth2"}
+    assert {u.text for u in shop.iter("username")} == {"%EMAILADDRESS%"}
+    for domain in ("example.com", "example.org"):  # the profile, and an override of it
+        root = ET.fromstring(autoconfig(docs, domain))
+        assert root.findtext("emailProvider/displayName") == f'Acme & "Sons" <{domain}>'
+        assert {u.text for u in root.iter("username")} == {"%EMAILLOCALPART%"}
+    # PACC follows the hints too, and DNS still vouches for exactly what HTTP serves
+    for domain in ("shop.example", "xn--bcher-kva.example"):
+        body = docs.pacc(domain)
+        assert body is not None and json.loads(body)["authentication"] == {"password": False}
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        assert dns_txt(index, f"_ua-auto-config.{domain}") == [f"v=UAAC1; a=sha256; d={digest}"]
+    assert docs.pacc("example.com") is None  # username: local: nothing PACC can say
+    assert dns_txt(index, "_ua-auto-config.example.com") == []
+
+
+def test_http_profiles_must_name_profiles(tmp_path: Path) -> None:
+    from srvd.config import ConfigError
+
+    path = tmp_path / "srvd.yaml"
+    path.write_text(PROFILES.replace("    branded: {display_name", "    brandd: {display_name"))
+    with pytest.raises(
+        ConfigError, match=r"http\.profiles\.brandd: unknown profile 'brandd'.*branded"
+    ):
+        load_config(path)
+    path.write_text(PROFILES.replace("{username: local}", "{username: uid, colour: red}"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    rendered = "\n".join(p.render() for p in caught.value.problems)
+    assert "http.profiles.full.username:" in rendered and "http.profiles.full.colour:" in rendered

@@ -83,10 +83,11 @@ class Documents:
     def __init__(self, index: Index, settings: HttpSettings) -> None:
         self.index = index
         self.settings = settings
-        self.tables: dict[int, tuple[Table, Facts, dict[str, bytes | None]]] = {}
+        self.tables: dict[int, tuple[Table, Facts, dict[str, bytes | None], HttpSettings]] = {}
 
-    def table(self, domain: str) -> tuple[Facts, dict[str, bytes | None]] | None:
-        """The facts and skeletons of a served domain, or None."""
+    def table(self, domain: str) -> tuple[Facts, dict[str, bytes | None], HttpSettings] | None:
+        """The facts, skeletons and settings (with its profile's ``http.profiles`` entry) of a
+        served domain, or None."""
         try:
             apex = _TCP + to_wire(domain)
         except (UnicodeError, ValueError):
@@ -97,13 +98,14 @@ class Documents:
         known = self.tables.get(id(zone.table))
         if known is None or known[0] is not zone.table:
             facts = table_facts(zone.table)
-            skeletons = dict(documents.every(facts, self.settings))
+            chosen = self.settings.of(self.index.table_profiles.get(zone.table.digest))
+            skeletons = dict(documents.every(facts, chosen))
             if len(self.tables) >= MAX_TABLES:
                 del self.tables[next(iter(self.tables))]
-            known = self.tables[id(zone.table)] = (zone.table, facts, skeletons)
+            known = self.tables[id(zone.table)] = (zone.table, facts, skeletons, chosen)
         if known[1].empty:
             return None
-        return known[1], known[2]
+        return known[1], known[2], known[3]
 
     def pacc(self, domain: str) -> bytes | None:
         """The PACC document of a domain (what its ``_ua-auto-config`` TXT vouches for)."""
@@ -325,8 +327,11 @@ class DiscoveryResource(Resource):
             return "pacc", read, 200, self.pacc
         return "other", (b"GET", b"HEAD", b"POST"), 404, _not_found
 
-    def domain(self, request: Request, address: str | None) -> tuple[str, Facts, dict[str, Any]]:
-        """The customer domain of a request, its facts and skeletons; 404 when not served."""
+    def domain(
+        self, request: Request, address: str | None
+    ) -> tuple[str, Facts, dict[str, Any], HttpSettings]:
+        """The customer domain of a request, its facts, skeletons and settings; 404 when not
+        served."""
         candidates = []
         hosts = request.requestHeaders.getRawHeaders(b"host") or []
         if len(hosts) > 1:  # RFC 9112 §3.2: a request with more than one Host is refused
@@ -347,14 +352,14 @@ class DiscoveryResource(Resource):
         for name in candidates:
             found = self.documents.table(name)
             if found is not None:
-                return name, found[0], found[1]
+                return name, *found
         raise _Refused(404, "no such domain")
 
     # -- documents
 
     def autoconfig(self, request: Request) -> bytes:
         address = _query_address(request)
-        domain, _facts, skeletons = self.domain(request, address)
+        domain, _facts, skeletons, _ = self.domain(request, address)
         _type(request, b"application/xml; charset=utf-8", public=True)
         return documents.complete(skeletons["autoconfig"], domain)
 
@@ -366,8 +371,7 @@ class DiscoveryResource(Resource):
             address = pox_address(request.content.read())
         except BadRequest as exc:
             raise _Refused(400, str(exc)) from None
-        domain, facts, skeletons = self.domain(request, address)
-        settings = self.documents.settings
+        domain, facts, skeletons, settings = self.domain(request, address)
         if settings.username == "local" and address is not None:  # the local part, escaped
             skeleton = documents.pox(facts, settings, address.rpartition("@")[0])
         else:
@@ -390,7 +394,7 @@ class DiscoveryResource(Resource):
             _type(request, b"application/json", public=False)
             raise _Refused(400, "only Protocol=AutodiscoverV1 is served here")
         address = _checked(address) if address is not None else None
-        domain, _facts, skeletons = self.domain(request, address)
+        domain, _facts, skeletons, _ = self.domain(request, address)
         _type(request, b"application/json", public=True)
         body = skeletons["autodiscover.json"]
         assert body is not None
@@ -398,10 +402,10 @@ class DiscoveryResource(Resource):
 
     def mobileconfig(self, request: Request) -> bytes:
         address = _query_address(request)
-        domain, facts, _ = self.domain(request, address)
+        domain, facts, _, settings = self.domain(request, address)
         if address is not None and domain_of_address(address) != domain:
             address = None  # an address of another domain is not put in this domain's profile
-        body = documents.mobileconfig(facts, self.documents.settings, domain, address)
+        body = documents.mobileconfig(facts, settings, domain, address)
         _type(request, documents.MOBILECONFIG_TYPE.encode(), public=False)
         request.setHeader(
             b"Content-Disposition", f'attachment; filename="{domain}.mobileconfig"'.encode()
@@ -409,7 +413,7 @@ class DiscoveryResource(Resource):
         return body
 
     def redirect(self, request: Request, kind: str) -> bytes:
-        domain, facts, _ = self.domain(request, None)
+        domain, facts, _, _ = self.domain(request, None)
         web = {"caldav": facts.caldav, "carddav": facts.carddav, "jmap": facts.jmap}[kind]
         if web is None:
             raise _Refused(404, f"{kind} is not offered for this domain")
@@ -419,7 +423,7 @@ class DiscoveryResource(Resource):
         return url + b"\n"
 
     def pacc(self, request: Request) -> bytes:
-        domain, _facts, _ = self.domain(request, None)
+        domain, _facts, _, _ = self.domain(request, None)
         body = self.documents.pacc(domain)
         if body is None:
             raise _Refused(404, "no PACC configuration for this domain")
