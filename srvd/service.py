@@ -566,7 +566,9 @@ class SrvdService(MultiService):
             log.warn("listen addresses changed in the configuration: they take effect on restart")
         self.tcp.settings = config.tcp
         if self.http is not None:  # the same generation as DNS; turning http on or off: restart
-            settings = config.http or self.http.site.settings
+            # without http: the front goes on until a restart, but without PACC: DNS no longer
+            # publishes its digests
+            settings = config.http or replace(self.http.site.settings, pacc=False)
             if self.http_at:
                 settings = replace(settings, listen=(self.http_at,))
             self.http.publish(settings, index)

@@ -18,6 +18,9 @@ from pathlib import Path
 import dns.message
 import dns.rdatatype
 import pytest
+from hypothesis import given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from srvd.config import Config, load_config
 from srvd.config.model import HttpSettings
@@ -563,3 +566,134 @@ def test_an_http_key_after_the_domains_is_read_in_order(tmp_path: Path) -> None:
 
     built = load_aside(str(path))
     assert to_wire("_ua-auto-config.example.com") in built.index.zones
+
+
+def test_username_local(docs: Documents, loaded: tuple[Config, Index]) -> None:
+    from dataclasses import replace
+
+    local = replace(settings(loaded), username="local")
+    found = docs.table("example.com")
+    assert found is not None
+    facts = found[0]
+    root = ET.fromstring(documents.complete(documents.autoconfig(facts, local), "example.com"))
+    assert {u.text for u in root.iter("username")} == {"%EMAILLOCALPART%"}
+    android_read(
+        documents.complete(documents.autoconfig(facts, local), "example.com"), "example.com"
+    )
+    pox = ET.fromstring(documents.complete(documents.pox(facts, local, "a<&>b"), "example.com"))
+    names = {e.text for e in pox.iter(f"{{{documents.POX_OUTLOOK_NS}}}LoginName")}
+    assert names == {"a<&>b"}
+    profile = plistlib.loads(documents.mobileconfig(facts, local, "example.com", "bob@example.com"))
+    assert profile["PayloadContent"][0]["IncomingMailServerUsername"] == "bob"
+    assert (
+        documents.pacc(facts, local) is None
+        or "imap" not in json.loads(documents.pacc(facts, local) or b"{}")["protocols"]
+    )
+
+
+def test_documents_kept_are_bounded(
+    loaded: tuple[Config, Index], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import srvd.server.web
+
+    monkeypatch.setattr(srvd.server.web, "MAX_TABLES", 2)
+    config, index = loaded
+    assert config.http is not None
+    bounded = Documents(index, config.http)
+    fresh = Documents(index, config.http)
+    for _ in range(2):
+        for domain in DOMAINS:  # three distinct Tables: full, the override, branded
+            assert bounded.pacc(domain) == fresh.pacc(domain)
+            assert len(bounded.tables) <= 2
+
+
+@settings_(max_examples=60, deadline=None)
+@given(
+    name=st.text(
+        st.characters(blacklist_categories=("Cc", "Cs"), blacklist_characters="\ufffe\uffff"),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_any_display_name_survives_every_format(docs: Documents, name: str) -> None:
+    """Whatever the operator writes (but control characters, which srvd check refuses), every
+    client reads back exactly that name."""
+    from dataclasses import replace
+
+    if not name.strip():
+        return
+    chosen = replace(docs.settings, display_name=name)
+    found = docs.table("example.com")
+    assert found is not None
+    facts = found[0]
+    want = name.replace("{domain}", "example.com")
+    xml = documents.complete(documents.autoconfig(facts, chosen), "example.com")
+    assert ET.fromstring(xml).findtext("emailProvider/displayName") == want
+    pox = documents.complete(documents.pox(facts, chosen), "example.com")
+    found_name = ET.fromstring(pox).findtext(f".//{{{documents.POX_OUTLOOK_NS}}}DisplayName")
+    assert found_name == want
+    pacc = documents.pacc(facts, chosen)
+    assert pacc is not None
+    assert json.loads(documents.complete(pacc, "example.com"))["info"]["provider"]["name"] == want
+    profile = plistlib.loads(documents.mobileconfig(facts, chosen, "example.com", None))
+    assert profile["PayloadDisplayName"] == want
+
+
+# ---------------------------------------------------------------------------------------------
+# http.profiles: what DNS cannot say, per profile
+
+PROFILES = CONFIG.replace(
+    "  display_name: 'Acme & \"Sons\" <{domain}>'\n",
+    "  display_name: 'Acme & \"Sons\" <{domain}>'\n"
+    "  profiles:\n"
+    "    branded: {display_name: 'Brand {domain}', authentication: OAuth2}\n"
+    "    full: {username: local}\n",
+)
+
+
+@pytest.mark.parametrize("how", ["build process", "build_index"])
+def test_each_profile_has_its_own_hints(tmp_path: Path, how: str) -> None:
+    from srvd.server.loading import load_aside
+
+    path = tmp_path / "srvd.yaml"
+    path.write_text(PROFILES)
+    if how == "build process":
+        built = load_aside(str(path))
+        config, index = built.config, built.index
+    else:
+        config = load_config(path)
+        index = build_index(config, None, deriver(config.http))
+    assert config.http is not None
+    docs = Documents(index, config.http)
+    shop = ET.fromstring(autoconfig(docs, "shop.example"))
+    assert shop.findtext("emailProvider/displayName") == "Brand shop.example"
+    assert {a.text for a in shop.iter("authentication")} == {"OAuth2"}
+    assert {u.text for u in shop.iter("username")} == {"%EMAILADDRESS%"}
+    for domain in ("example.com", "example.org"):  # the profile, and an override of it
+        root = ET.fromstring(autoconfig(docs, domain))
+        assert root.findtext("emailProvider/displayName") == f'Acme & "Sons" <{domain}>'
+        assert {u.text for u in root.iter("username")} == {"%EMAILLOCALPART%"}
+    # PACC follows the hints too, and DNS still vouches for exactly what HTTP serves
+    for domain in ("shop.example", "xn--bcher-kva.example"):
+        body = docs.pacc(domain)
+        assert body is not None and json.loads(body)["authentication"] == {"password": False}
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        assert dns_txt(index, f"_ua-auto-config.{domain}") == [f"v=UAAC1; a=sha256; d={digest}"]
+    assert docs.pacc("example.com") is None  # username: local: nothing PACC can say
+    assert dns_txt(index, "_ua-auto-config.example.com") == []
+
+
+def test_http_profiles_must_name_profiles(tmp_path: Path) -> None:
+    from srvd.config import ConfigError
+
+    path = tmp_path / "srvd.yaml"
+    path.write_text(PROFILES.replace("    branded: {display_name", "    brandd: {display_name"))
+    with pytest.raises(
+        ConfigError, match=r"http\.profiles\.brandd: unknown profile 'brandd'.*branded"
+    ):
+        load_config(path)
+    path.write_text(PROFILES.replace("{username: local}", "{username: uid, colour: red}"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    rendered = "\n".join(p.render() for p in caught.value.problems)
+    assert "http.profiles.full.username:" in rendered and "http.profiles.full.colour:" in rendered

@@ -18,10 +18,15 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import dns.message
 import dns.query
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.protocol import connectionDone
+from twisted.internet.testing import StringTransport
 
 from conftest import RunningServer, free_port, require_tool, start_srvd
 
@@ -360,7 +365,7 @@ def test_odd_host_headers_and_paths(front: Front) -> None:
     assert front.raw(
         b"GET /mail/config-v1.1.xml HTTP/1.1\r\nHost: autoconfig.example.com\r\n"
         b"Host: other\r\nConnection: close\r\n\r\n"
-    ).startswith(b"HTTP/1.1 ")
+    ).startswith(b"HTTP/1.1 400")
     for path in (
         "/mail/../mail/config-v1.1.xml",
         "/mail/%2e%2e/etc/passwd",
@@ -371,6 +376,11 @@ def test_odd_host_headers_and_paths(front: Front) -> None:
         )
         assert answer.startswith(b"HTTP/1.1 404"), path
     assert front.raw(b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
+    many = "&".join(f"p{i}=x" for i in range(30))
+    assert front.get(f"/mail/config-v1.1.xml?{many}", "example.com")[0] == 400
+    # undecodable octets in the local part are decoded leniently: the domain is what counts
+    assert front.get("/mail/config-v1.1.xml?emailaddress=%ff%fe@example.com", "x.example")[0] == 200
+    assert front.get("/mail/config-v1.1.xml?emailaddress=%00@example.com", "x.example")[0] == 400
     assert front.request("DELETE", "/mail/config-v1.1.xml", "example.com")[0] == 405
 
 
@@ -462,3 +472,103 @@ def test_nothing_of_a_request_is_logged(front: Front) -> None:
     log = front.server.log()
     for secret in ("c2VjcmV0LXBhc3N3b3Jk", "secret-person", "another-secret", "Authorization"):
         assert secret not in log
+
+
+def test_a_declared_oversized_body_is_refused_once_before_it_is_read(tmp_path: Path) -> None:
+    """In memory: one 413 for a Content-Length over http.max_body, whether the body follows in
+    the same segment or never comes, counted once, and the connection closed."""
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from srvd.config import load_config
+    from srvd.index.build import build_index
+    from srvd.server.web import HttpService
+
+    config_path = tmp_path / "srvd.yaml"
+    config_path.write_text(CONFIG)
+    config = load_config(config_path)
+    assert config.http is not None
+    reactor: Any = MemoryReactorClock
+    service = HttpService(config.http, build_index(config), reactor())
+    head = b"POST /autodiscover/autodiscover.xml HTTP/1.1\r\nHost: example.com\r\n"
+    for body in (b"", b"x" * 3000):
+        protocol: Any = cast(Any, service.site).buildProtocol(None)
+        transport: Any = cast(Any, StringTransport)()
+        protocol.makeConnection(transport)
+        protocol.dataReceived(head + b"Content-Length: 3000\r\n\r\n" + body)
+        assert transport.value().count(b"HTTP/1.1 ") == 1
+        assert transport.value().startswith(b"HTTP/1.1 413")
+        assert transport.disconnecting
+    assert service.counts.cells[("autodiscover_xml", 413)] == 2
+
+
+PATHS = (
+    "/mail/config-v1.1.xml",
+    "/.well-known/autoconfig/mail/config-v1.1.xml",
+    "/autodiscover/autodiscover.xml",
+    "/autodiscover/autodiscover.json",
+    "/autodiscover/autodiscover.json/v1.0/",
+    "/email.mobileconfig",
+    "/.well-known/caldav",
+    "/.well-known/user-agent-configuration.json",
+    "/",
+)
+
+
+@pytest.fixture(scope="module")
+def memory_front(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from srvd.config import load_config
+    from srvd.index.build import build_index
+    from srvd.server.web import HttpService
+
+    path = tmp_path_factory.mktemp("memory") / "srvd.yaml"
+    path.write_text(CONFIG)
+    config = load_config(path)
+    assert config.http is not None
+    reactor: Any = MemoryReactorClock
+    return HttpService(config.http, build_index(config), reactor())
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "get", "OPTIONS"]),
+    path=st.sampled_from(PATHS),
+    tail=st.text(max_size=30),
+    host=st.one_of(
+        st.none(),
+        st.text(max_size=40),
+        st.sampled_from(["example.com", "autodiscover.shop.example"]),
+    ),
+    query=st.text(max_size=60),
+    body=st.one_of(st.binary(max_size=300), st.sampled_from([POX % b"a@example.com", POX % b"%s"])),
+)
+def test_no_request_makes_a_500(
+    memory_front: Any, method: str, path: str, tail: str, host: str | None, query: str, body: bytes
+) -> None:
+    """Whatever arrives, the answer is a clean status (never an internal error)."""
+    from urllib.parse import quote
+
+    target = quote(path + tail, safe="/@%") + ("?" + quote(query, safe="=&@%") if query else "")
+    lines = [f"{method} {target} HTTP/1.1"]
+    if host is not None:
+        lines.append(
+            "Host: "
+            + host.encode("latin-1", "replace")
+            .decode("latin-1")
+            .replace("\r", "")
+            .replace("\n", "")
+        )
+    lines.append(f"Content-Length: {len(body)}")
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1", "replace") + body
+    protocol: Any = cast(Any, memory_front.site).buildProtocol(None)
+    transport: Any = cast(Any, StringTransportClass)()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(request)
+    status = transport.value()[:12]
+    assert status[:9] == b"HTTP/1.1 ", transport.value()[:200]
+    assert int(status[9:12]) in (200, 301, 400, 404, 405, 413), transport.value()[:300]
+    protocol.connectionLost(connectionDone)
+
+
+StringTransportClass: Any = StringTransport

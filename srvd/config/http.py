@@ -10,6 +10,8 @@ http:
   max_body: 16384               # octets of a POST body
   max_connections: 1000
   idle_timeout: 30              # seconds
+  profiles:                     # per profile, what it says instead of the three above
+    branded: {display_name: "{domain}", username: local}
 ```
 """
 
@@ -17,7 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from srvd.config.model import HTTP_AUTHENTICATION, HTTP_USERNAMES, HttpSettings, KeyPath
+from srvd.config.model import (
+    HTTP_AUTHENTICATION,
+    HTTP_USERNAMES,
+    HttpProfile,
+    HttpSettings,
+    KeyPath,
+)
 from srvd.config.reader import _Fields, _kind, _Reader
 
 HTTP_KEYS = (
@@ -29,7 +37,9 @@ HTTP_KEYS = (
     "max_body",
     "max_connections",
     "idle_timeout",
+    "profiles",
 )
+PROFILE_HINTS = ("display_name", "username", "authentication")
 _ON = (True, "on", "yes", "true")
 _OFF = (False, "off", "no", "false")
 
@@ -61,8 +71,35 @@ def read_http(reader: _Reader, value: Any, path: KeyPath) -> HttpSettings | None
         kwargs["idle_timeout"] = fields(
             reader.seconds, raw["idle_timeout"], (*path, "idle_timeout")
         )
+    if raw.get("profiles") is not None:
+        kwargs["profiles"] = fields(_profiles, reader, raw["profiles"], (*path, "profiles"))
     fields.done()
     return HttpSettings(**kwargs)
+
+
+def _profiles(reader: _Reader, value: Any, path: KeyPath) -> tuple[tuple[str, HttpProfile], ...]:
+    """``http.profiles``: profile name → display_name, username, authentication (the names
+    are checked against the profiles by srvd.config.load, once every profile is read)."""
+    if not isinstance(value, dict):
+        reader.fail(path, f"expected a mapping of profile names, found {_kind(value)}")
+    fields = _Fields()
+    out = []
+    for name, body in value.items():
+        where = (*path, name)
+        raw = fields(reader.mapping, body, where, PROFILE_HINTS)
+        if raw is None:
+            continue
+        chosen: dict[str, Any] = {}
+        if "display_name" in raw:
+            chosen["display_name"] = fields(
+                _name, reader, raw["display_name"], (*where, "display_name")
+            )
+        for key, choices in (("username", HTTP_USERNAMES), ("authentication", HTTP_AUTHENTICATION)):
+            if key in raw:
+                chosen[key] = fields(_choice, reader, raw[key], (*where, key), choices)
+        out.append((str(name), HttpProfile(**chosen)))
+    fields.done()
+    return tuple(out)
 
 
 def _switch(reader: _Reader, value: Any, path: KeyPath) -> bool:
@@ -75,9 +112,15 @@ def _switch(reader: _Reader, value: Any, path: KeyPath) -> bool:
 
 def _name(reader: _Reader, value: Any, path: KeyPath) -> str:
     text = reader.text(value, path)
-    if not text.strip() or len(text) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if not text.strip() or len(text) > 200 or any(_unprintable(c) for c in text):
         reader.fail(path, "expected a name of 1 to 200 printable characters")
     return text
+
+
+def _unprintable(char: str) -> bool:
+    """Control characters, and what XML 1.0 cannot hold at all (surrogates, U+FFFE, U+FFFF)."""
+    code = ord(char)
+    return code < 32 or 127 <= code < 160 or 0xD800 <= code < 0xE000 or code in (0xFFFE, 0xFFFF)
 
 
 def _choice(reader: _Reader, value: Any, path: KeyPath, choices: tuple[str, ...]) -> str:

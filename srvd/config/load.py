@@ -284,6 +284,8 @@ def _load(reader: _Reader, main: str) -> Config:
     fields = _Fields()
     settings = _main_settings(reader, fields, top, main)
     all_profiles = _profiles(reader, sources)
+    reader.file = main
+    _http_profiles(reader, settings["http"], all_profiles)
     domains = _domains(reader, sources, all_profiles)
     profiles = {name: p for name, p in all_profiles.items() if p is not None}
     if reader.problems or not fields.ok:
@@ -340,6 +342,17 @@ def _main_settings(
         "catalog": catalog,
         "http": http,
     }
+
+
+def _http_profiles(
+    reader: _Reader, http: HttpSettings | None, profiles: Mapping[str, object]
+) -> None:
+    """Every profile ``http.profiles`` names must be defined."""
+    for name, _ in http.profiles if http is not None else ():
+        if name not in profiles:
+            reader.problem(
+                ("http", "profiles", name), f"unknown profile {name!r}{_suggest(name, profiles)}"
+            )
 
 
 def _primary(
@@ -600,6 +613,7 @@ class _Streamer:
         reader = self.reader
         reader.file = self.main
         settings = _main_settings(reader, _Fields(), self.top, self.main)
+        _http_profiles(reader, settings["http"], self.profiles)  # (a problem: the exact reader)
         if not self.begun:
             self.begin(settings["zone"])
         for file, name, key, value in self.waiting:

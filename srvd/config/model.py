@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeAlias
 
 from srvd.errors import SrvdError
@@ -296,6 +296,15 @@ HTTP_AUTHENTICATION = ("password-cleartext", "password-encrypted", "OAuth2")
 
 
 @dataclass(frozen=True, slots=True)
+class HttpProfile:
+    """What DNS cannot say, for the domains of one profile (None: the ``http:`` default)."""
+
+    display_name: str | None = None
+    username: str | None = None
+    authentication: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
     listen: tuple[Endpoint, ...] = ()
     pacc: bool = False  # /.well-known/user-agent-configuration.json (draft-ietf-mailmaint-pacc)
@@ -307,6 +316,21 @@ class HttpSettings:
     max_body: int = 16_384  # octets of a POST body
     max_connections: int = 1000
     idle_timeout: float = 30.0  # seconds a connection may wait for a complete request
+    # per profile: (profile name, what it says instead of the defaults above)
+    profiles: tuple[tuple[str, HttpProfile], ...] = ()
+
+    def of(self, profile: str | None) -> HttpSettings:
+        """The settings for the domains of a profile (its ``http.profiles`` entry applied)."""
+        for name, chosen in self.profiles:
+            if name == profile:
+                return replace(
+                    self,
+                    display_name=chosen.display_name or self.display_name,
+                    username=chosen.username or self.username,
+                    authentication=chosen.authentication or self.authentication,
+                    profiles=(),
+                )
+        return replace(self, profiles=()) if self.profiles else self
 
 
 def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:

@@ -187,14 +187,15 @@ def pacc(facts: Facts, settings: HttpSettings) -> bytes | None:
 
     PACC names one server per protocol, reached with implicit TLS on the protocol's standard
     port (IMAP 993, POP3 995, SMTP submission 465) and the full address as user name: the first
-    such server of each protocol is given; STARTTLS servers, other ports and ``username:
-    local`` are not expressible and left out (a profile with none gets no PACC document)."""
+    such server of each protocol is given, STARTTLS servers and other ports are left out. With
+    ``username: local`` (PACC's user name is always the address) there is no PACC document."""
+    if settings.username != "email":
+        return None
     protocols: dict[str, dict[str, str]] = {}
-    if settings.username == "email":
-        standard = {"imap": 993, "pop3": 995, "smtp": 465}
-        for server in (*facts.incoming, *facts.outgoing):
-            if server.tls and server.port == standard[server.protocol]:
-                protocols.setdefault(server.protocol, {"host": server.host})
+    standard = {"imap": 993, "pop3": 995, "smtp": 465}
+    for server in (*facts.incoming, *facts.outgoing):
+        if server.tls and server.port == standard[server.protocol]:
+            protocols.setdefault(server.protocol, {"host": server.host})
     for web in (facts.jmap, facts.caldav, facts.carddav):
         if web is not None and web.url.startswith("https://"):
             protocols[web.protocol] = {"url": web.url}
@@ -295,5 +296,6 @@ def _host(host: str, domain: str) -> str:
 def every(facts: Facts, settings: HttpSettings) -> Iterable[tuple[str, bytes | None]]:
     """The skeletons of one Table, by kind (what srvd.server.web keeps per Table)."""
     yield "autoconfig", autoconfig(facts, settings)
+    yield "pox", pox(facts, settings)  # without LoginName (username: email)
     yield "autodiscover.json", autodiscover_json(facts)
     yield "pacc", pacc(facts, settings) if settings.pacc else None

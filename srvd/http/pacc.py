@@ -14,7 +14,7 @@ from __future__ import annotations
 from srvd.config.model import HttpSettings, RRsetSpec
 from srvd.http import documents
 from srvd.http.facts import table_facts
-from srvd.index.build import Derive, DigestSpec, TableCache, TablePlan
+from srvd.index.build import DOCUMENTS_LABEL, Derive, DigestSpec, TableCache, TablePlan
 from srvd.index.model import pacc_txt
 from srvd.wire.discovery import TEMPLATE, TXT
 
@@ -25,15 +25,22 @@ def deriver(settings: HttpSettings | None) -> Derive | None:
     """The ``derive`` hook for a configuration's ``http:`` settings (None: PACC is off)."""
     if settings is None or not settings.pacc:
         return None
-    made: dict[bytes, tuple[RRsetSpec, ...]] = {}  # by the _tcp table's digest
+    # by the _tcp table's digest and the profile whose http.profiles entry applies
+    made: dict[tuple[bytes, str | None], tuple[RRsetSpec, ...]] = {}
 
-    def derive(cache: TableCache, plans: tuple[TablePlan, ...]) -> tuple[RRsetSpec, ...]:
+    def derive(
+        cache: TableCache, plans: tuple[TablePlan, ...], profile: str | None
+    ) -> tuple[RRsetSpec, ...]:
         for plan in plans:
-            if plan.label != "_tcp":
+            if plan.label != DOCUMENTS_LABEL:
                 continue
-            known = made.get(plan.digest)
+            # the documents of a table are those of the first profile planned with it (as on
+            # the HTTP side, srvd.server.web.Documents)
+            owner = cache.profile_of.get(plan.digest, profile)
+            known = made.get((plan.digest, owner))
             if known is None:
-                known = made[plan.digest] = _specs(cache, plan, settings)
+                chosen = settings.of(owner)
+                known = made[(plan.digest, owner)] = _specs(cache, plan, chosen)
             return known
         return ()
 

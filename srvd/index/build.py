@@ -92,8 +92,12 @@ def _spec_order(spec: RRsetSpec) -> tuple[str, bool]:
 
 
 # RRsets derived from a domain's planned tables (such as PACC's _ua-auto-config TXT, made from
-# its _tcp table by srvd.http.pacc): given the cache and the plans, the specs to add.
-Derive: TypeAlias = Callable[["TableCache", tuple["TablePlan", ...]], tuple[RRsetSpec, ...]]
+# its _tcp table by srvd.http.pacc): given the cache, the plans and the domain's profile (None
+# for an override without one), the specs to add.
+Derive: TypeAlias = Callable[
+    ["TableCache", tuple["TablePlan", ...], str | None], tuple[RRsetSpec, ...]
+]
+DOCUMENTS_LABEL = "_tcp"  # the zone whose records the discovery documents are made of
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +144,9 @@ class TableCache:
         self.node_ids: set[int] = {id(self.empty)}  # ids of the shared nodes
         self.owners: dict[str, tuple[bytes, tuple[bytes, ...]]] = {}
         self.tables: dict[bytes, Table] = {}  # by digest, with keep
+        # the profile of each _tcp table (the first profile planned with it): which
+        # http.profiles entry its documents take (srvd.http)
+        self.profile_of: dict[bytes, str] = {}
 
     def of(self, entry: str | DomainOverride) -> dict[str, Table]:
         """The tables of a domain given ``entry``, by apex label."""
@@ -154,19 +161,24 @@ class TableCache:
                 for rrsets in entries.values():
                     for spec in rrsets or ():
                         self.shared.setdefault(id(spec), (spec, repr(spec).encode()))
-                plans = self.by_profile[entry] = self._derived(_specs(entries))
+                plans = self.by_profile[entry] = self._derived(_specs(entries), entry)
             return plans
         merged: dict[str, tuple[RRsetSpec, ...] | None] = {}
         if entry.profile is not None:
             self.plans(entry.profile)  # its specs are shared
             merged.update(self.profiles[entry.profile].entries)
         merged.update(entry.entries)
-        return self._derived(_specs(merged))
+        return self._derived(_specs(merged), entry.profile)
 
-    def _derived(self, specs: list[RRsetSpec]) -> tuple[TablePlan, ...]:
-        """The plans of these specs, with what ``derive`` makes of them."""
+    def _derived(self, specs: list[RRsetSpec], profile: str | None) -> tuple[TablePlan, ...]:
+        """The plans of these specs, with what ``derive`` makes of them; the profile of their
+        _tcp table noted."""
         plans = self._plan(specs)
-        extra = self.derive(self, plans) if self.derive is not None else ()
+        if profile is not None:
+            for plan in plans:
+                if plan.label == DOCUMENTS_LABEL:
+                    self.profile_of.setdefault(plan.digest, profile)
+        extra = self.derive(self, plans, profile) if self.derive is not None else ()
         return self._plan([*specs, *extra]) if extra else plans
 
     def _plan(self, specs: Iterable[RRsetSpec]) -> tuple[TablePlan, ...]:
@@ -299,7 +311,9 @@ def build_index(
         records=records,
         profiles=len(config.profiles),
     )
-    return Index(settings, zones, stats)
+    index = Index(settings, zones, stats)
+    index.table_profiles = cache.profile_of
+    return index
 
 
 class Counter(DomainSink):

@@ -228,6 +228,9 @@ class Index:
         self.zones = zones
         self.stats = stats
         self.catalog: Catalog | None = None  # the RFC 9432 catalog zone, when configured
+        # the profile of each _tcp table, by digest (srvd.index.build.TableCache.profile_of):
+        # which http.profiles entry the discovery documents of its domains take
+        self.table_profiles: Mapping[bytes, str] = {}
         mname = to_wire(settings.nameservers[0])
         rname = label_wire(settings.hostmaster_local.encode()) + to_wire(settings.hostmaster_domain)
         names = mname + rname

@@ -210,7 +210,8 @@ class _Frames(DomainSink):
         stats = IndexStats(self.domains, self.zones, self.records, len(config.profiles))
         # the server needs none of the configuration's domains and profiles: the index has them
         light = replace(config, domains={}, profiles={})
-        self.send(("done", light, stats, seconds))
+        profiles = self.cache.profile_of if self.cache is not None else {}
+        self.send(("done", light, stats, seconds, profiles))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -475,9 +476,10 @@ def _receive(
         elif kind == "restart":
             assembler.start()
         elif kind == "done":
-            _, config, stats, seconds = frame
+            _, config, stats, seconds, profiles = frame
             zones, changes = assembler.finish(config.mtime)
             index = Index(config.zone, zones, stats)
+            index.table_profiles = profiles
             known = {table.digest: table for table in assembler.tables}
             every = frozenset(assembler.labels)
             return Built(config, index, changes, seconds, known, every)

@@ -19,10 +19,11 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, cast
+from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.interfaces import IAddress, IDelayedCall, IListeningPort
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
@@ -60,6 +61,7 @@ WELL_KNOWN = {
     b"/.well-known/jmap": "jmap",  # RFC 8620 §2.2
 }
 PACC_PATH = b"/.well-known/user-agent-configuration.json"
+POX_PATH = b"/autodiscover/autodiscover.xml"  # matched without case
 JSON_PREFIX = b"/autodiscover/autodiscover.json"
 SECURITY_HEADERS = (
     (b"X-Content-Type-Options", b"nosniff"),
@@ -69,17 +71,23 @@ SECURITY_HEADERS = (
 )
 
 
+MAX_TABLES = 10_000  # Tables whose documents are kept at once (a few KiB each)
+
+
 class Documents:
     """The documents of one index generation: each Table's facts and skeletons, made when first
-    asked for (a domain costs nothing until a client asks for it)."""
+    asked for (a domain costs nothing until a client asks for it). Domains on a profile share
+    its Table; a domain whose override has content of its own has a Table of its own, so at
+    most MAX_TABLES are kept (the oldest made is dropped first, and made again if asked)."""
 
     def __init__(self, index: Index, settings: HttpSettings) -> None:
         self.index = index
         self.settings = settings
-        self.tables: dict[int, tuple[Table, Facts, dict[str, bytes | None]]] = {}
+        self.tables: dict[int, tuple[Table, Facts, dict[str, bytes | None], HttpSettings]] = {}
 
-    def table(self, domain: str) -> tuple[Facts, dict[str, bytes | None]] | None:
-        """The facts and skeletons of a served domain, or None."""
+    def table(self, domain: str) -> tuple[Facts, dict[str, bytes | None], HttpSettings] | None:
+        """The facts, skeletons and settings (with its profile's ``http.profiles`` entry) of a
+        served domain, or None."""
         try:
             apex = _TCP + to_wire(domain)
         except (UnicodeError, ValueError):
@@ -90,11 +98,14 @@ class Documents:
         known = self.tables.get(id(zone.table))
         if known is None or known[0] is not zone.table:
             facts = table_facts(zone.table)
-            skeletons = dict(documents.every(facts, self.settings))
-            known = self.tables[id(zone.table)] = (zone.table, facts, skeletons)
+            chosen = self.settings.of(self.index.table_profiles.get(zone.table.digest))
+            skeletons = dict(documents.every(facts, chosen))
+            if len(self.tables) >= MAX_TABLES:
+                del self.tables[next(iter(self.tables))]
+            known = self.tables[id(zone.table)] = (zone.table, facts, skeletons, chosen)
         if known[1].empty:
             return None
-        return known[1], known[2]
+        return known[1], known[2], known[3]
 
     def pacc(self, domain: str) -> bytes | None:
         """The PACC document of a domain (what its ``_ua-auto-config`` TXT vouches for)."""
@@ -159,9 +170,22 @@ class _LimitedRequest(Request):
     received = 0
 
     def gotLength(self, length: int | None) -> None:
-        limit = _site(self).settings.max_body
-        if length is not None and length > limit:
+        site = _site(self)
+        if length is not None and length > site.settings.max_body:
+            # refused before a single octet of it is read: 413, and the connection closed
             self.too_large = True
+            path = getattr(self.channel, "_path", b"").partition(b"?")[0].lower()
+            site.counts.add("autodiscover_xml" if path == POX_PATH else "other", 413)
+            channel = cast(Any, self.channel)
+            body = b"request body too large\n"
+            channel.transport.write(
+                b"HTTP/1.1 413 Content Too Large\r\nConnection: close\r\n"
+                b"Content-Type: text/plain; charset=utf-8\r\n"
+                b"X-Content-Type-Options: nosniff\r\nServer: srvd\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            channel.loseConnection()
             length = 0
         super().gotLength(length)
 
@@ -290,7 +314,7 @@ class DiscoveryResource(Resource):
         read = (b"GET", b"HEAD")
         if path in AUTOCONFIG_PATHS:
             return "autoconfig", read, 200, self.autoconfig
-        if lower == b"/autodiscover/autodiscover.xml":
+        if lower == POX_PATH:
             return "autodiscover_xml", (b"POST",), 200, self.pox
         if lower == JSON_PREFIX or lower.startswith(JSON_PREFIX + b"/"):
             return "autodiscover_json", read, 200, self.autodiscover_json
@@ -303,10 +327,16 @@ class DiscoveryResource(Resource):
             return "pacc", read, 200, self.pacc
         return "other", (b"GET", b"HEAD", b"POST"), 404, _not_found
 
-    def domain(self, request: Request, address: str | None) -> tuple[str, Facts, dict[str, Any]]:
-        """The customer domain of a request, its facts and skeletons; 404 when not served."""
+    def domain(
+        self, request: Request, address: str | None
+    ) -> tuple[str, Facts, dict[str, Any], HttpSettings]:
+        """The customer domain of a request, its facts, skeletons and settings; 404 when not
+        served."""
         candidates = []
-        host = request.getHeader(b"host")
+        hosts = request.requestHeaders.getRawHeaders(b"host") or []
+        if len(hosts) > 1:  # RFC 9112 §3.2: a request with more than one Host is refused
+            raise _Refused(400, "more than one Host header")
+        host = hosts[0] if hosts else None
         if host is not None:
             raw = host.encode("latin-1", "replace") if isinstance(host, str) else host
             if not _HOST.match(raw):
@@ -322,14 +352,14 @@ class DiscoveryResource(Resource):
         for name in candidates:
             found = self.documents.table(name)
             if found is not None:
-                return name, found[0], found[1]
+                return name, *found
         raise _Refused(404, "no such domain")
 
     # -- documents
 
     def autoconfig(self, request: Request) -> bytes:
         address = _query_address(request)
-        domain, _facts, skeletons = self.domain(request, address)
+        domain, _facts, skeletons, _ = self.domain(request, address)
         _type(request, b"application/xml; charset=utf-8", public=True)
         return documents.complete(skeletons["autoconfig"], domain)
 
@@ -341,12 +371,12 @@ class DiscoveryResource(Resource):
             address = pox_address(request.content.read())
         except BadRequest as exc:
             raise _Refused(400, str(exc)) from None
-        domain, facts, _ = self.domain(request, address)
-        settings = self.documents.settings
-        login = None
-        if settings.username == "local" and address is not None:
-            login = address.rpartition("@")[0]
-        body = documents.complete(documents.pox(facts, settings, login), domain)
+        domain, facts, skeletons, settings = self.domain(request, address)
+        if settings.username == "local" and address is not None:  # the local part, escaped
+            skeleton = documents.pox(facts, settings, address.rpartition("@")[0])
+        else:
+            skeleton = skeletons["pox"]
+        body = documents.complete(skeleton, domain)
         _type(request, b"application/xml; charset=utf-8", public=False)
         return body
 
@@ -364,7 +394,7 @@ class DiscoveryResource(Resource):
             _type(request, b"application/json", public=False)
             raise _Refused(400, "only Protocol=AutodiscoverV1 is served here")
         address = _checked(address) if address is not None else None
-        domain, _facts, skeletons = self.domain(request, address)
+        domain, _facts, skeletons, _ = self.domain(request, address)
         _type(request, b"application/json", public=True)
         body = skeletons["autodiscover.json"]
         assert body is not None
@@ -372,10 +402,10 @@ class DiscoveryResource(Resource):
 
     def mobileconfig(self, request: Request) -> bytes:
         address = _query_address(request)
-        domain, facts, _ = self.domain(request, address)
+        domain, facts, _, settings = self.domain(request, address)
         if address is not None and domain_of_address(address) != domain:
             address = None  # an address of another domain is not put in this domain's profile
-        body = documents.mobileconfig(facts, self.documents.settings, domain, address)
+        body = documents.mobileconfig(facts, settings, domain, address)
         _type(request, documents.MOBILECONFIG_TYPE.encode(), public=False)
         request.setHeader(
             b"Content-Disposition", f'attachment; filename="{domain}.mobileconfig"'.encode()
@@ -383,7 +413,7 @@ class DiscoveryResource(Resource):
         return body
 
     def redirect(self, request: Request, kind: str) -> bytes:
-        domain, facts, _ = self.domain(request, None)
+        domain, facts, _, _ = self.domain(request, None)
         web = {"caldav": facts.caldav, "carddav": facts.carddav, "jmap": facts.jmap}[kind]
         if web is None:
             raise _Refused(404, f"{kind} is not offered for this domain")
@@ -393,7 +423,7 @@ class DiscoveryResource(Resource):
         return url + b"\n"
 
     def pacc(self, request: Request) -> bytes:
-        domain, _facts, _ = self.domain(request, None)
+        domain, _facts, _, _ = self.domain(request, None)
         body = self.documents.pacc(domain)
         if body is None:
             raise _Refused(404, "no PACC configuration for this domain")
@@ -416,7 +446,11 @@ def _query(request: Request) -> dict[str, str]:
     out: dict[str, str] = {}
     uri = request.uri.decode("latin-1")
     _, _, query = uri.partition("?")
-    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True, max_num_fields=20):
+    try:
+        fields = urllib.parse.parse_qsl(query, keep_blank_values=True, max_num_fields=20)
+    except ValueError:
+        raise _Refused(400, "too many query parameters") from None
+    for name, value in fields:
         out.setdefault(name.lower(), value)
     return out
 
@@ -435,8 +469,6 @@ def _checked(value: str | None) -> str | None:
 
 class HttpService(Service):
     """The HTTP front on every ``http.listen`` address, on srvd's reactor."""
-
-    counts_type: ClassVar[type[Counts]] = Counts
 
     def __init__(self, settings: HttpSettings, index: Index, reactor: Any) -> None:
         self.reactor = reactor
@@ -477,7 +509,5 @@ class HttpService(Service):
 
     def stopService(self) -> Any:
         super().stopService()
-        from twisted.internet import defer
-
         ports, self.ports = self.ports, []
         return defer.gatherResults([defer.maybeDeferred(p.stopListening) for p in ports])
