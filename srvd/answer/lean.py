@@ -32,6 +32,7 @@ from srvd.answer.outcome import (
     TCP_CELLS,
 )
 from srvd.index.model import NS, SOA, Index
+from srvd.wire.dnssec import DNSSEC_TYPES
 from srvd.wire.ordering import RandomSource
 
 # A lean reply, and where it counts: (reply, query cell, service cell, the zone's apex)
@@ -110,6 +111,13 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
     if zone is None:
         return None
     qtype = query[end + 1] << 8 | query[end + 2]
+    signing = index.dnssec
+    if signing is None:
+        serial = zone.serial
+    else:  # signed zones: DO=1 and the DNSSEC types are the full path's (srvd.answer.signed)
+        if opt is OPT_DO or qtype in DNSSEC_TYPES:
+            return None
+        serial = signing.serial(apex, zone.serial)
     row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
     table = zone.table
 
@@ -132,7 +140,7 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
             return None
         service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
         if node is not None:
-            reply = _negative(query, question_end, index, zone.serial, 12 + cut, 0, shape, opt)
+            reply = _negative(query, question_end, index, serial, 12 + cut, 0, shape, opt)
             if len(reply) > limit:
                 return None
             return reply, row + C_NOERROR, service + NODATA, apex
@@ -144,7 +152,7 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
             pos += length + 1
         if pos != cut:
             return None
-        reply = _negative(query, question_end, index, zone.serial, 12 + cut, _NXDOMAIN, shape, opt)
+        reply = _negative(query, question_end, index, serial, 12 + cut, _NXDOMAIN, shape, opt)
         if len(reply) > limit:
             return None
         return reply, row + C_NXDOMAIN, service + NXDOMAIN_RESULT, apex
@@ -153,14 +161,14 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
         return None
     service = AXIGEN_SERVICE if name.startswith(AXIGEN_LABEL) else OTHER_SERVICE
     if qtype == SOA:
-        records, count = index.soa(12, zone.serial, False), 1
+        records, count = index.soa(12, serial, False), 1
     elif qtype == NS:
         records, count = index.ns_records, index.ns_count
     else:
         node = table.apex
         rrset = node.rrsets.get(qtype) if node is not None else None
         if rrset is None:
-            reply = _negative(query, question_end, index, zone.serial, 12, 0, shape, opt)
+            reply = _negative(query, question_end, index, serial, 12, 0, shape, opt)
             if len(reply) > limit:
                 return None
             return reply, row + C_NOERROR, service + NODATA, apex

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, TypeAlias, cast
 
 import yaml
 
+from srvd.config.dnssec import read_dnssec
 from srvd.config.model import (
     Config,
     ConfigError,
@@ -75,6 +76,8 @@ TOP_KEYS = (
     # srvd as a hidden primary (srvd.config.transfer)
     "transfer",
     "catalog",
+    # DNSSEC online signing (srvd.config.dnssec)
+    "dnssec",
 )
 INCLUDE_KEYS = ("profiles", "domains", "include")
 
@@ -305,7 +308,11 @@ def _main_settings(
     if isinstance(state_dir, str):
         state_dir = os.path.join(os.path.dirname(main), os.path.expanduser(state_dir))
     transfer, catalog = _primary(reader, fields, top, main)
+    dnssec = None
+    if top.get("dnssec") is not None:
+        dnssec = fields(read_dnssec, reader, top["dnssec"], ("dnssec",), os.path.dirname(main))
     return {
+        "dnssec": dnssec,
         "listen": listen,
         "zone": zone,
         "tcp": tcp,

@@ -195,6 +195,8 @@ class Config:
     # srvd as a hidden primary (srvd.config.transfer): peers, keys, NOTIFY; the catalog zone
     transfer: TransferSettings | None = None
     catalog: str | None = None
+    # DNSSEC online signing (srvd.config.dnssec); None: zones are served unsigned
+    dnssec: DnssecSettings | None = None
 
     def entries_of(self, domain: str) -> dict[str, tuple[RRsetSpec, ...] | None]:
         """The merged profile keys of one domain (profile, then its overrides)."""
@@ -278,3 +280,30 @@ def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:
     if not 0 <= port <= 65535:
         raise ValueError(f"{text!r}: port out of range")
     return Endpoint(str(address), port)
+
+
+# ---------------------------------------------------------------------------------------------
+# DNSSEC online signing: the ``dnssec:`` key (read by srvd.config.dnssec)
+
+DNSSEC_LIFETIME = 14 * 86400  # seconds a signature is valid
+DNSSEC_REFRESH = 7 * 86400  # a new validity window this often (per zone, staggered)
+DNSSEC_BACKDATE = 3600  # inception this far before the window starts (clock skew)
+DNSSEC_CACHE = 100_000  # signatures kept, at most
+
+
+@dataclass(frozen=True, slots=True)
+class DnssecKey:
+    """A private key file: its path and contents (PEM or BIND K*.private)."""
+
+    path: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DnssecSettings:
+    key: DnssecKey  # signs every zone (a combined signing key)
+    publish: tuple[DnssecKey, ...] = ()  # also in the DNSKEY RRset, signing nothing (rollover)
+    lifetime: int = DNSSEC_LIFETIME
+    refresh: int = DNSSEC_REFRESH
+    backdate: int = DNSSEC_BACKDATE
+    cache_size: int = DNSSEC_CACHE

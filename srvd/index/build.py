@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from srvd.config import Config, DomainOverride, Profile, RRsetSpec, SrvRecord, ZoneSettings
 from srvd.config.load import DomainSink
+from srvd.index.dnssec import attach
 from srvd.index.model import (
     ANSWER_OWNER,
     CLASS_IN,
@@ -266,7 +267,7 @@ def build_index(config: Config, serial_of: SerialSource | None = None) -> Index:
         records=records,
         profiles=len(config.profiles),
     )
-    return Index(settings, zones, stats)
+    return attach(Index(settings, zones, stats), config.dnssec)
 
 
 class Counter(DomainSink):

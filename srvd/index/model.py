@@ -16,6 +16,7 @@ import hashlib
 import struct
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from srvd.config import ZoneSettings
 from srvd.wire.discovery import SRV, TEMPLATE, TXT
@@ -197,6 +198,12 @@ class IndexStats:
     profiles: int
 
 
+class Signing(Protocol):
+    """What the index needs of its signer (srvd.index.dnssec.ZoneSigner)."""
+
+    def serial(self, apex: bytes, serial: int) -> int: ...
+
+
 class Index:
     """Everything an answer needs, immutable once built."""
 
@@ -205,6 +212,8 @@ class Index:
         self.zones = zones
         self.stats = stats
         self.catalog: Catalog | None = None  # the RFC 9432 catalog zone, when configured
+        # the signer of every zone (srvd.index.dnssec), when DNSSEC is configured
+        self.dnssec: Signing | None = None
         mname = to_wire(settings.nameservers[0])
         rname = label_wire(settings.hostmaster_local.encode()) + to_wire(settings.hostmaster_domain)
         names = mname + rname
@@ -226,6 +235,12 @@ class Index:
             )
         self.ns_records = ns
         self.ns_count = len(settings.nameservers)
+
+    def serial(self, apex: bytes, zone: Zone) -> int:
+        """The SOA serial a zone is served with: its content's, moved by the signatures'
+        validity window when the zones are signed (srvd.index.dnssec)."""
+        signing = self.dnssec
+        return zone.serial if signing is None else signing.serial(apex, zone.serial)
 
     def soa(self, pointer: int, serial: int, negative: bool) -> bytes:
         """The zone's SOA record, its owner a compression pointer into the question."""

@@ -40,6 +40,7 @@ import srvd
 from srvd.config import Config, ConfigError, Profile, ZoneSettings
 from srvd.config.load import DomainSink, Entry, read_config
 from srvd.index.build import TableCache, TablePlan
+from srvd.index.dnssec import attach
 from srvd.index.model import Index, IndexStats, Node, Table, Zone, ZoneDelta
 from srvd.index.serials import SerialState, next_serial
 from srvd.wire.names import label_wire, to_wire, wire_to_text
@@ -467,7 +468,7 @@ def _receive(
         elif kind == "done":
             _, config, stats, seconds = frame
             zones, changes = assembler.finish(config.mtime)
-            index = Index(config.zone, zones, stats)
+            index = attach(Index(config.zone, zones, stats), config.dnssec)
             known = {table.digest: table for table in assembler.tables}
             every = frozenset(assembler.labels)
             return Built(config, index, changes, seconds, known, every)
