@@ -188,6 +188,9 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_RETRIES,
         help=f"attempts after the first when no reply comes (default {DEFAULT_RETRIES})",
     )
+    from srvd.signing import add_commands
+
+    add_commands(commands, config_help)  # srvd dnssec keygen | ds
     return parser
 
 
@@ -378,6 +381,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return zone(args.domain, args.config)
     if args.command == "health":
         return health(args.config, args.server, args.name, args.type, args.timeout, args.retries)
+    if args.command == "dnssec":
+        from srvd import signing
+
+        if args.dnssec_command == "keygen":
+            return signing.keygen(args.algorithm, args.output)
+        config = _load(args.config)
+        return 1 if config is None else signing.ds(config, args.domains, args.all)
     if args.command == "reload":
         return reload(args.config, args.pidfile, not args.no_check)
     return serve(

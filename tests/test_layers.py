@@ -20,7 +20,7 @@ LAYERS = (
     ("srvd.ops",),
     ("srvd.server",),
     ("srvd.xfr",),
-    ("srvd.cli", "srvd.service", "srvd.export", "srvd.__main__"),
+    ("srvd.cli", "srvd.service", "srvd.export", "srvd.signing", "srvd.__main__"),
 )
 
 
