@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import random
 import struct
+from pathlib import Path
 
 import pytest
+from dnssec_oracle import signed_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from srvd.answer.full import answer_outcome
 from srvd.answer.lean import lean_answer
+from srvd.config import load_config
+from srvd.index.build import build_index
 from srvd.index.model import Index
 from srvd.wire.names import wire_to_text
 
@@ -201,3 +205,24 @@ def test_labels_the_index_does_not_vouch_for_are_walked(before: bytes) -> None:
         assert not same_as_full(index, query, tcp)  # declined...
         reply = answer_outcome(query, index, random.Random(0), tcp)[0] or b""
         assert reply[3] & 0x0F == 1  # ...and the full parser answers FORMERR
+
+
+def test_signed_zones_leave_do1_and_dnssec_types_to_the_full_parser(tmp_path: Path) -> None:
+    """With DNSSEC on, a DO=1 query (or one for DNSKEY, CDS, CDNSKEY, NSEC, RRSIG) is the full
+    parser's (srvd.answer.signed signs it); DO=0 queries stay here, with the full parser's
+    octets, the SOA serial moved by the signatures' window included."""
+    config = load_config(str(signed_config(tmp_path)))
+    index = build_index(config)
+    assert index.dnssec is not None
+    rng = random.Random(1)
+    for name in owner_names(index, domains=4):
+        for qtype in (33, 16, 6, 1, 2):
+            query = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 1) + wire_name(name)
+            query += struct.pack("!HH", qtype, 1)
+            assert lean_answer(query + opt(1232, True, b""), index, rng, False) is None
+            assert same_as_full(index, query + opt(1232, False, b""), False)
+        for qtype in (48, 59, 60, 47, 46):
+            query = struct.pack("!HHHHHH", 7, 0, 1, 0, 0, 0) + wire_name(name)
+            assert lean_answer(query + struct.pack("!HH", qtype, 1), index, rng, False) is None
+    plain = struct.pack("!HHHHHH", 7, 0, 1, 0, 0, 0) + wire_name("_imaps._tcp.example.com")
+    assert lean_answer(plain + b"\x00\x21\x00\x01", index, rng, False) is not None
