@@ -26,6 +26,11 @@ EXTRA_DOMAINS = "".join(
     "    profile: branded\n"
     "    imaps: {target: imap.over.example, port: 993}\n"
     "  xn--bcher-kva.example: standard\n"
+    "  ent.example:\n"
+    "    profile: standard\n"
+    "    srv:\n"
+    "      _a._b._tcp: [{target: deep.example.net, port: 1}]\n"
+    "  bad.example: standard\n"
 )
 
 
