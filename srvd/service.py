@@ -36,6 +36,7 @@ from srvd.config import (
 from srvd.index.build import build_index
 from srvd.index.model import Index
 from srvd.index.serials import SerialState
+from srvd.ops.dnssec import DnssecCollector
 from srvd.ops.metrics import Counters, MetricsService, Snapshot, registry_for
 from srvd.ops.systemd import Notifier
 from srvd.server.loading import Built, load_aside
@@ -314,6 +315,7 @@ class SrvdService(MultiService):
             registry = registry_for(self.snapshot)
             if self.primary is not None:
                 registry.register(TransferCollector(self.primary))
+            registry.register(DnssecCollector(lambda: self.responder.index))
             self.metrics = MetricsService(metrics, registry, reactor)
             self.metrics.setServiceParent(self)
         self.pool: WorkerPool | None = None

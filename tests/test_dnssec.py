@@ -433,7 +433,9 @@ def test_the_signature_cache_is_bounded_and_counted(
     for _ in range(5):
         ask(index, "_imaps._tcp.example.com", "SRV")
     assert STATS.signatures - made > 16 and STATS.hits - hits >= 4
-    assert signer.earliest > NOW + 7 * 86400  # the gauge of the earliest expiry
+    soonest = signer.take_soonest()  # the gauge of the earliest expiry
+    assert soonest is not None and soonest >= NOW + 7 * 86400
+    assert signer.take_soonest() is None  # nothing sent since
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,3 +520,32 @@ def test_the_signed_export_verifies(configs: dict[int, Path], tmp_path: Path) ->
         zone = dns.zone.from_file(str(path), origin, relativize=False)
         assert zone.get_rdataset(dns.name.from_text(origin), "DNSKEY") is not None
         assert zone.get_rdataset(dns.name.from_text(origin), "NSEC") is not None
+
+
+def test_the_metrics_count_signatures_and_show_the_earliest_expiry(
+    configs: dict[int, Path],
+) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from srvd.ops.dnssec import DnssecCollector
+
+    index = _index(configs[13])  # a signer of its own: an empty cache
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DnssecCollector(lambda: index))
+    before = STATS.signatures
+    ask(index, "_imaps._tcp.example.com", "SRV")
+    ask(index, "_imaps._tcp.example.com", "SRV")
+    text = generate_latest(registry).decode()
+    values = {
+        line.split()[0]: float(line.split()[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["srvd_dnssec_enabled"] == 1
+    assert values["srvd_dnssec_signatures_total"] == STATS.signatures >= before + 1
+    assert values["srvd_dnssec_cache_hits_total"] >= 1
+    assert values["srvd_dnssec_cache_entries"] == 1
+    signer = index.dnssec
+    assert isinstance(signer, ZoneSigner)
+    window = signer.window(to_wire("_tcp.example.com"))
+    assert values["srvd_dnssec_signature_expiry_earliest_seconds"] == window.expiration

@@ -43,6 +43,7 @@ from srvd.wire.dnssec import (
     type_bitmap,
 )
 
+NEVER = b"\xff\xff\xff\xff"
 CHAINS = 4096  # NSEC chains kept (one per distinct table in use)
 APEX_TYPES = (SOA, NS, RRSIG, NSEC, DNSKEY, CDS, CDNSKEY)
 NAME_TYPES = (RRSIG, NSEC)
@@ -135,7 +136,9 @@ class ZoneSigner:
         self.size = settings.cache_size
         self.cache: dict[tuple[bytes, int, int], bytes] = {}
         self.chains: dict[int, tuple[Table, Chain]] = {}
-        self.earliest = 0  # the earliest expiration of a signature made (0: none yet)
+        # the earliest expiration (RRSIG field, big-endian) of a signature sent since the metrics
+        # last read it (srvd.ops.dnssec); compared as octets, the cost of one slice per answer
+        self.soonest = NEVER
 
     # -- windows and serials
 
@@ -181,6 +184,8 @@ class ZoneSigner:
         stats = self.stats
         if found is not None:
             stats.hits += 1
+            if found[8:12] < self.soonest:
+                self.soonest = found[8:12]
             return struct.unpack_from("!I", found, 4)[0], found
         stats.misses += 1
         ttl, rdatas = records()
@@ -188,13 +193,18 @@ class ZoneSigner:
             self.key, owner, rtype, ttl, rdatas, window.inception, window.expiration, apex
         )
         stats.signatures += 1
-        if not self.earliest or window.expiration < self.earliest:
-            self.earliest = window.expiration
+        if rdata[8:12] < self.soonest:
+            self.soonest = rdata[8:12]
         if len(cache) >= self.size:
             del cache[next(iter(cache))]
             stats.evictions += 1
         cache[key] = rdata
         return ttl, rdata
+
+    def take_soonest(self) -> int | None:
+        """The earliest expiration of the signatures sent since the last call (None: none)."""
+        soonest, self.soonest = self.soonest, NEVER
+        return None if soonest == NEVER else int.from_bytes(soonest, "big")
 
     # -- the apex's DNSSEC records
 
