@@ -210,6 +210,7 @@ def test_unusable_keys_are_refused(tmp_path: Path) -> None:
 
 
 def test_check_names_bad_dnssec_settings(tmp_path: Path) -> None:
+    signed_config(tmp_path, 15)
     good = signed_config(tmp_path)
     base = good.read_text()
     (tmp_path / "rsa.pem").write_text(
@@ -224,6 +225,7 @@ def test_check_names_bad_dnssec_settings(tmp_path: Path) -> None:
         f"dnssec:\n  key: {tmp_path / 'csk13.pem'}\n  lifetime: 2x\n": "dnssec.lifetime: expected",
         f"dnssec:\n  key: {tmp_path / 'csk13.pem'}\n  cach_size: 10\n": "did you mean",
         f"dnssec:\n  key: {key}\n  publish: [{key}]\n": "twice",
+        f"dnssec:\n  key: {key}\n  publish: [{tmp_path / 'csk15.pem'}]\n": "algorithm rollover",
     }
     for section, message in cases.items():
         path = tmp_path / "bad.yaml"

@@ -94,7 +94,7 @@ def signed_answer(
     chain = signer.chain(table)
 
     def sign(owner: bytes, rtype: int, make: Callable[[], tuple[int, list[bytes]]]) -> bytes:
-        """The RRSIG record over an RRset (its owner a pointer to the question)."""
+        """The RRSIG record over an RRset, without its owner."""
         ttl, rdata = signer.rrsig(owner, rtype, apex, window, make)
         return _RR.pack(RRSIG, 1, ttl, len(rdata)) + rdata
 
@@ -130,8 +130,11 @@ def signed_answer(
         rtype, records, count, ordered = found
         signature = b""
         if do:
-            signature = _QUESTION + sign(qname, rtype, lambda: _parsed(records))
-            count += 1
+            sigs = signer.rrsigs(qname, rtype, apex, window, lambda: _parsed(records))
+            signature = b"".join(
+                _QUESTION + _RR.pack(RRSIG, 1, ttl, len(rdata)) + rdata for ttl, rdata in sigs
+            )
+            count += len(sigs)
         if 12 + len(question) + len(records) + len(signature) + len(opt) > limit:
             head = _HEAD.pack(_QR | _AA | _TC | rd, 1, 0, 0, additional) + question + opt
             return head, None, b"", b"", row + C_NOERROR_TC, service + ANSWER
@@ -217,8 +220,8 @@ def _rrsigs(
     for owner, rtype, ttl, rdatas in signer.zone_rrsets(index, apex, table):
         if owner != qname:
             continue
-        sig_ttl, rdata = signer.rrsig(owner, rtype, apex, window, fixed(ttl, rdatas))
-        out.append(_QUESTION + _RR.pack(RRSIG, 1, sig_ttl, len(rdata)) + rdata)
+        for sig_ttl, rdata in signer.rrsigs(owner, rtype, apex, window, fixed(ttl, rdatas)):
+            out.append(_QUESTION + _RR.pack(RRSIG, 1, sig_ttl, len(rdata)) + rdata)
     records = b"".join(out)
     additional = 1 if opt else 0
     if 12 + len(question) + len(records) + len(opt) > limit:

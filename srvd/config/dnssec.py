@@ -77,6 +77,13 @@ def read_dnssec(reader: _Reader, value: Any, path: KeyPath, base: str) -> Dnssec
             "must be at most half the lifetime, so that signatures are renewed well before "
             "they expire",
         )
+    algorithms = {load_key(k.data).algorithm for k in (key, *keys)}
+    if len(algorithms) > 1:
+        reader.fail(
+            (*path, "publish"),
+            "a published key must have the signing key's algorithm (srvd signs with one key: "
+            "an algorithm rollover would need every RRset signed with both)",
+        )
     tags = [_tag(k) for k in (key, *keys)]
     if len(set(tags)) != len(tags):
         reader.fail((*path, "publish"), "a key is listed twice (or two keys share a key tag)")

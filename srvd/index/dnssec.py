@@ -43,6 +43,7 @@ from srvd.wire.dnssec import (
     type_bitmap,
 )
 
+KEY_SET = frozenset({DNSKEY, CDS, CDNSKEY})
 NEVER = b"\xff\xff\xff\xff"
 CHAINS = 4096  # NSEC chains kept (one per distinct table in use)
 APEX_TYPES = (SOA, NS, RRSIG, NSEC, DNSKEY, CDS, CDNSKEY)
@@ -125,7 +126,8 @@ class ZoneSigner:
         self.settings = settings
         self.key: SigningKey = load_key(settings.key.data)
         self.published = tuple(load_key(k.data) for k in settings.publish)
-        self.dnskeys = [self.key.dnskey, *(k.dnskey for k in self.published)]
+        self.keys = (self.key, *self.published)
+        self.dnskeys = [k.dnskey for k in self.keys]
         self.clock = clock
         self.stats = stats if stats is not None else STATS
         self.ttl = zone.ttl
@@ -134,7 +136,7 @@ class ZoneSigner:
         self.refresh = settings.refresh
         self.backdate = settings.backdate
         self.size = settings.cache_size
-        self.cache: dict[tuple[bytes, int, int], bytes] = {}
+        self.cache: dict[tuple[bytes, int, int, int], bytes] = {}
         self.chains: dict[int, tuple[Table, Chain]] = {}
         # the earliest expiration (RRSIG field, big-endian) of a signature sent since the metrics
         # last read it (srvd.ops.dnssec); compared as octets, the cost of one slice per answer
@@ -175,12 +177,15 @@ class ZoneSigner:
         apex: bytes,
         window: Window,
         records: Callable[[], tuple[int, list[bytes]]],
+        key: SigningKey | None = None,
     ) -> tuple[int, bytes]:
         """(TTL, RRSIG rdata) over the RRset ``rtype`` at ``owner`` (lower-case wire names);
-        ``records`` gives its TTL and rdatas when a signature must be made."""
-        key = (owner, rtype, window.start)
+        ``records`` gives its TTL and rdatas when a signature must be made. ``key``: another
+        key than the signing key (the key set's extra signatures, ``rrsigs``)."""
+        key = key or self.key
+        cache_key = (owner, rtype, window.start, key.tag)
         cache = self.cache
-        found = cache.get(key)
+        found = cache.get(cache_key)
         stats = self.stats
         if found is not None:
             stats.hits += 1
@@ -190,7 +195,7 @@ class ZoneSigner:
         stats.misses += 1
         ttl, rdatas = records()
         rdata = sign_rrset(
-            self.key, owner, rtype, ttl, rdatas, window.inception, window.expiration, apex
+            key, owner, rtype, ttl, rdatas, window.inception, window.expiration, apex
         )
         stats.signatures += 1
         if rdata[8:12] < self.soonest:
@@ -198,8 +203,23 @@ class ZoneSigner:
         if len(cache) >= self.size:
             del cache[next(iter(cache))]
             stats.evictions += 1
-        cache[key] = rdata
+        cache[cache_key] = rdata
         return ttl, rdata
+
+    def rrsigs(
+        self,
+        owner: bytes,
+        rtype: int,
+        apex: bytes,
+        window: Window,
+        records: Callable[[], tuple[int, list[bytes]]],
+    ) -> list[tuple[int, bytes]]:
+        """The RRSIGs an RRset gets: one by the signing key; the key set (DNSKEY, CDS, CDNSKEY)
+        one by every key it holds, so that during a rollover a resolver that knows the DS of
+        either key trusts the key set (docs/dnssec.md)."""
+        if rtype not in KEY_SET or not self.published:
+            return [self.rrsig(owner, rtype, apex, window, records)]
+        return [self.rrsig(owner, rtype, apex, window, records, key) for key in self.keys]
 
     def take_soonest(self) -> int | None:
         """The earliest expiration of the signatures sent since the last call (None: none)."""
@@ -252,8 +272,8 @@ class ZoneSigner:
         out: list[tuple[bytes, int, int, bytes]] = []
         for owner, rtype, ttl, rdatas in self.zone_rrsets(index, apex, table):
             out.extend((owner, rtype, ttl, rdata) for rdata in rdatas)
-            sig_ttl, sig = self.rrsig(owner, rtype, apex, window, fixed(ttl, rdatas))
-            out.append((owner, RRSIG, sig_ttl, sig))
+            for sig_ttl, sig in self.rrsigs(owner, rtype, apex, window, fixed(ttl, rdatas)):
+                out.append((owner, RRSIG, sig_ttl, sig))
         return out
 
 
