@@ -139,6 +139,13 @@ def signed_answer(
             head = _HEAD.pack(_QR | _AA | _TC | rd, 1, 0, 0, additional) + question + opt
             return head, None, b"", b"", row + C_NOERROR_TC, service + ANSWER
         head = _HEAD.pack(_QR | _AA | rd, 1, count, 0, additional) + question
+        if do and qtype != ANY:  # the lean path's next reply to this question
+            body = signature if ordered is not None else records + signature
+            signer.keep_reply(
+                qname + struct.pack("!H", qtype),
+                window,
+                (_heads(0, count, 0), ordered, domain, body, C_NOERROR, service + ANSWER),
+            )
         if ordered is not None:
             return head, ordered, domain, signature + opt, row + C_NOERROR, service + ANSWER
         return head + records + signature + opt, None, b"", b"", row + C_NOERROR, service + ANSWER
@@ -169,7 +176,21 @@ def signed_answer(
         return head, None, b"", b"", row + cell, service + result
     head = _HEAD.pack(_QR | _AA | rd | rcode, 1, 0, len(authority), additional)
     cell, result = (C_NOERROR, NODATA) if rcode == 0 else (C_NXDOMAIN, NXDOMAIN_RESULT)
+    if do and rcode == 0 and qtype != ANY:  # NODATA: bounded by the names and types asked
+        signer.keep_reply(
+            qname + struct.pack("!H", qtype),
+            window,
+            (_heads(0, 0, len(authority)), None, b"", records, C_NOERROR, service + NODATA),
+        )
     return head + question + records + opt, None, b"", b"", row + cell, service + result
+
+
+def _heads(rcode: int, answers: int, authority: int) -> tuple[bytes, bytes]:
+    """The header after the ID of a DO=1 reply (one question, the OPT), for RD 0 and 1."""
+    return (
+        _HEAD.pack(_QR | _AA | rcode, 1, answers, authority, 1),
+        _HEAD.pack(_QR | _AA | 0x0100 | rcode, 1, answers, authority, 1),
+    )
 
 
 def _negative_ttl(rrsig: bytes, signer: ZoneSigner) -> bytes:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from srvd.config.model import DnssecSettings, ZoneSettings
-from srvd.index.model import NS, SOA, Index, Table
+from srvd.index.model import NS, SOA, Index, RRset, Table
 from srvd.wire.dnssec import (
     CDNSKEY,
     CDS,
@@ -48,6 +48,14 @@ NEVER = b"\xff\xff\xff\xff"
 CHAINS = 4096  # NSEC chains kept (one per distinct table in use)
 APEX_TYPES = (SOA, NS, RRSIG, NSEC, DNSKEY, CDS, CDNSKEY)
 NAME_TYPES = (RRSIG, NSEC)
+
+
+# a DO=1 reply in pieces (ZoneSigner.replies): the headers after the ID by RD, the RRset to order
+# or None, the customer domain, the octets after the question (after the ordered records) but the
+# OPT, the column of the query cell, the service cell; Reply is the same with the time it is
+# valid until first
+ReplyParts = tuple[tuple[bytes, bytes], "RRset | None", bytes, bytes, int, int]
+Reply = tuple[int, tuple[bytes, bytes], "RRset | None", bytes, bytes, int, int]
 
 
 class SigningStats:
@@ -138,6 +146,13 @@ class ZoneSigner:
         self.size = settings.cache_size
         self.cache: dict[tuple[bytes, int, int, int], bytes] = {}
         self.chains: dict[int, tuple[Table, Chain]] = {}
+        # DO=1 replies the lean path sends again (srvd.answer.lean): the lower-case question name
+        # and type → (valid until, the headers by RD, the RRset to order or None, the domain,
+        # the octets after the question or after the ordered records but the OPT, the query
+        # cell's column, the service cell); positive answers and NODATA only (the names that
+        # exist), at most a quarter of cache_size
+        self.replies: dict[bytes, Reply] = {}
+        self.replies_size = max(16, settings.cache_size // 4)
         # the earliest expiration (RRSIG field, big-endian) of a signature sent since the metrics
         # last read it (srvd.ops.dnssec); compared as octets, the cost of one slice per answer
         self.soonest = NEVER
@@ -220,6 +235,13 @@ class ZoneSigner:
         if rtype not in KEY_SET or not self.published:
             return [self.rrsig(owner, rtype, apex, window, records)]
         return [self.rrsig(owner, rtype, apex, window, records, key) for key in self.keys]
+
+    def keep_reply(self, key: bytes, window: Window, reply: ReplyParts) -> None:
+        """Keep a DO=1 reply's pieces for the lean path until the zone's window moves."""
+        replies = self.replies
+        if len(replies) >= self.replies_size:
+            del replies[next(iter(replies))]
+        replies[key] = (window.start + self.refresh, *reply)
 
     def take_soonest(self) -> int | None:
         """The earliest expiration of the signatures sent since the last call (None: none)."""

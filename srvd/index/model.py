@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from srvd.config import ZoneSettings
 from srvd.wire.discovery import SRV, TEMPLATE, TXT
@@ -199,7 +199,14 @@ class IndexStats:
 
 
 class Signing(Protocol):
-    """What the index needs of its signer (srvd.index.dnssec.ZoneSigner)."""
+    """What the index and the lean path need of its signer (srvd.index.dnssec.ZoneSigner)."""
+
+    @property
+    def replies(self) -> Mapping[bytes, tuple[Any, ...]]:
+        """DO=1 replies in pieces, by lower-case question name and type (keep_reply)."""
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
 
     def serial(self, apex: bytes, serial: int) -> int: ...
 

@@ -44,15 +44,13 @@ class SigningKey:
     private: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
     public: bytes  # the DNSKEY public key field
     flags: int = CSK_FLAGS
+    dnskey: bytes = b""  # the DNSKEY rdata: flags, protocol 3, algorithm, public key
+    tag: int = 0  # its key tag
 
-    @property
-    def dnskey(self) -> bytes:
-        """The DNSKEY rdata: flags, protocol 3, algorithm, public key."""
-        return struct.pack("!HBB", self.flags, 3, self.algorithm) + self.public
-
-    @property
-    def tag(self) -> int:
-        return key_tag(self.dnskey)
+    def __post_init__(self) -> None:
+        dnskey = struct.pack("!HBB", self.flags, 3, self.algorithm) + self.public
+        object.__setattr__(self, "dnskey", dnskey)
+        object.__setattr__(self, "tag", key_tag(dnskey))
 
     def sign(self, data: bytes) -> bytes:
         """The signature field of an RRSIG over ``data`` (RFC 6605 §4: r || s; RFC 8080)."""
