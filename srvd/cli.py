@@ -221,6 +221,10 @@ def check(path: str | None) -> int:
         f"records, {stats.profiles} profiles, from {files} file{'s' if files != 1 else ''}; "
         f"listening on {', '.join(str(e) for e in config.listen)}"
     )
+    if config.dnssec is not None:
+        from srvd.signing import summary
+
+        print(summary(config.dnssec))
     return 0
 
 

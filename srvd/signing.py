@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable
 
 from srvd.config import Config
+from srvd.config.model import DnssecSettings
 from srvd.index.build import build_index
 from srvd.index.zonefile import domain_zones
 from srvd.wire.dnssec import (
@@ -47,6 +48,17 @@ def add_commands(
     ds.add_argument("domains", nargs="*", metavar="DOMAIN")
     ds.add_argument("-c", "--config", help=config_help)
     ds.add_argument("--all", action="store_true", help="every configured domain")
+
+
+def summary(settings: DnssecSettings) -> str:
+    """What ``srvd check`` says of the dnssec: section."""
+    key = load_key(settings.key.data)
+    published = [load_key(k.data) for k in settings.publish]
+    text = f"DNSSEC: every zone signed with key tag {key.tag} (algorithm {key.algorithm})"
+    if published:
+        text += "; published too: " + ", ".join(f"key tag {k.tag}" for k in published)
+    days = settings.lifetime / 86400, settings.refresh / 86400
+    return text + f"; signatures valid {days[0]:g} d, renewed every {days[1]:g} d"
 
 
 def keygen(algorithm: int, output: str) -> int:

@@ -209,7 +209,9 @@ def test_unusable_keys_are_refused(tmp_path: Path) -> None:
 # configuration and commands
 
 
-def test_check_names_bad_dnssec_settings(tmp_path: Path) -> None:
+def test_check_names_bad_dnssec_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     signed_config(tmp_path, 15)
     good = signed_config(tmp_path)
     base = good.read_text()
@@ -238,6 +240,8 @@ def test_check_names_bad_dnssec_settings(tmp_path: Path) -> None:
     assert config.dnssec is not None and config.dnssec.lifetime == 14 * 86400
     assert config.dnssec.refresh == 7 * 86400 and config.dnssec.backdate == 3600
     assert main(["check", "-c", str(good)]) == 0
+    tag = load_key((tmp_path / "csk13.pem").read_bytes()).tag
+    assert f"DNSSEC: every zone signed with key tag {tag} (algorithm 13)" in capsys.readouterr().out
 
 
 def test_keygen_writes_a_private_key_once(
