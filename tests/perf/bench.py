@@ -1567,6 +1567,12 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="only what signing costs (tests/perf/dnssec_bench.py): ready time and RSS signed, "
         "repeated DO=1 vs unsigned, a DO=1 random-name flood; srvd alone",
     )
+    parser.add_argument(
+        "--dnssec-cache",
+        type=int,
+        default=None,
+        help="with --dnssec: dnssec.cache_size of the signed server (default: srvd's, 100000)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", help="keep the generated data and dnsperf outputs here")
     parser.add_argument("--keep", action="store_true", help="do not delete the temporary data")

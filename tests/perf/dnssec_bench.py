@@ -135,7 +135,8 @@ def one_size(size: int, args: argparse.Namespace, work: Path, rng: random.Random
     key.write_bytes(generate_key(13))
     key.chmod(0o600)
     signed_config = data.directory / "srvd-json-signed.yaml"
-    signed_config.write_text(plain.read_text() + f"dnssec:\n  key: {key}\n")
+    cache = f"  cache_size: {args.dnssec_cache}\n" if args.dnssec_cache else ""
+    signed_config.write_text(plain.read_text() + f"dnssec:\n  key: {key}\n{cache}")
     repeated = work / f"dnssec-repeated-{label}.txt"
     queries = write_queries(size, args.queries, repeated, rng)
     repeated.write_text("".join(f"{name.lower()} {qtype}\n" for name, qtype in queries))
