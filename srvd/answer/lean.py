@@ -31,7 +31,7 @@ from srvd.answer.outcome import (
     SERVICE_OF,
     TCP_CELLS,
 )
-from srvd.index.model import NS, SOA, Index
+from srvd.index.model import NS, SOA, Index, Zone
 from srvd.wire.dnssec import DNSSEC_TYPES
 from srvd.wire.ordering import RandomSource
 
@@ -112,9 +112,9 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
         return None
     qtype = query[end + 1] << 8 | query[end + 2]
     signing = index.dnssec
-    if signing is None:
-        serial = zone.serial
-    else:  # signed zones: DO=1 replies made once by srvd.answer.signed, and sent again here
+    if (
+        signing is not None
+    ):  # signed zones: DO=1 replies made once by srvd.answer.signed, and sent again here
         if opt is OPT_DO:
             if qtype in _FULL_TYPES:
                 return None
@@ -131,7 +131,6 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
             return reply, row + column, service, apex
         if qtype in DNSSEC_TYPES:
             return None
-        serial = signing.serial(apex, zone.serial)
     row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
     table = zone.table
 
@@ -154,7 +153,9 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
             return None
         service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
         if node is not None:
-            reply = _negative(query, question_end, index, serial, 12 + cut, 0, shape, opt)
+            reply = _negative(
+                query, question_end, index, _serial(index, zone, apex), 12 + cut, 0, shape, opt
+            )
             if len(reply) > limit:
                 return None
             return reply, row + C_NOERROR, service + NODATA, apex
@@ -166,7 +167,9 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
             pos += length + 1
         if pos != cut:
             return None
-        reply = _negative(query, question_end, index, serial, 12 + cut, _NXDOMAIN, shape, opt)
+        reply = _negative(
+            query, question_end, index, _serial(index, zone, apex), 12 + cut, _NXDOMAIN, shape, opt
+        )
         if len(reply) > limit:
             return None
         return reply, row + C_NXDOMAIN, service + NXDOMAIN_RESULT, apex
@@ -175,14 +178,16 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
         return None
     service = AXIGEN_SERVICE if name.startswith(AXIGEN_LABEL) else OTHER_SERVICE
     if qtype == SOA:
-        records, count = index.soa(12, serial, False), 1
+        records, count = index.soa(12, _serial(index, zone, apex), False), 1
     elif qtype == NS:
         records, count = index.ns_records, index.ns_count
     else:
         node = table.apex
         rrset = node.rrsets.get(qtype) if node is not None else None
         if rrset is None:
-            reply = _negative(query, question_end, index, serial, 12, 0, shape, opt)
+            reply = _negative(
+                query, question_end, index, _serial(index, zone, apex), 12, 0, shape, opt
+            )
             if len(reply) > limit:
                 return None
             return reply, row + C_NOERROR, service + NODATA, apex
@@ -194,6 +199,12 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
     if len(reply) > limit:
         return None
     return reply, row + C_NOERROR, service + ANSWER, apex
+
+
+def _serial(index: Index, zone: Zone, apex: bytes) -> int:
+    """The zone's SOA serial: moved by the signatures' window when signed (Index.serial)."""
+    signing = index.dnssec
+    return zone.serial if signing is None else signing.serial(apex, zone.serial)
 
 
 def _negative(
