@@ -11,6 +11,10 @@ the zone's apex starts at the name's last "_" (customer domains have none), so t
 ``name[cut:]`` and the owner below it ``name[:cut]``. A hit in ``Index.zones`` proves the apex
 part well formed (every key is a valid wire name), a hit in the zone's table proves the rest; only
 a name the table lacks (NXDOMAIN) has its remaining labels walked, since they come from the query.
+
+Signed zones (docs/dnssec.md): a DO=1 question that the full path answered (and signed) before is
+answered from the pieces it left in the signer (srvd.answer.signed); other DO=1 questions and the
+DNSSEC types are the full path's.
 """
 
 from __future__ import annotations
@@ -112,9 +116,9 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
         return None
     qtype = query[end + 1] << 8 | query[end + 2]
     signing = index.dnssec
-    if (
-        signing is not None
-    ):  # signed zones: DO=1 replies made once by srvd.answer.signed, and sent again here
+    if signing is not None:
+        # signed zones: DO=1 replies are made (signed) once by the full path, srvd.answer.signed,
+        # which leaves their pieces in the signer; the same question again is answered here
         if opt is OPT_DO:
             if qtype in _FULL_TYPES:
                 return None

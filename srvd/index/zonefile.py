@@ -7,6 +7,7 @@ import struct
 import time
 
 from srvd.config import Config
+from srvd.index.dnssec import ZoneSigner
 from srvd.index.model import NS, SOA, Index, Piece, Zone
 from srvd.wire.discovery import SRV, TXT
 from srvd.wire.names import master_name, to_wire
@@ -38,14 +39,18 @@ def _txt_text(rdata: bytes) -> str:
     return " ".join(strings)
 
 
+def _srv_text(rdata: bytes) -> str:
+    priority, weight, port = struct.unpack_from("!HHH", rdata)
+    target, _ = _read_name(rdata, 6)
+    return f"{priority} {weight} {port} {master_name(target)}"
+
+
 def record_text(owner: str, piece: bytes) -> str:
     """One answer record (owner pointer + fixed fields + RDATA) as a master-file line."""
     rtype, _rclass, ttl, rdlength = struct.unpack_from("!HHIH", piece, 2)
     rdata = piece[12 : 12 + rdlength]
     if rtype == SRV:
-        priority, weight, port = struct.unpack_from("!HHH", rdata)
-        target, _ = _read_name(rdata, 6)
-        return f"{owner}\t{ttl}\tIN\tSRV\t{priority} {weight} {port} {master_name(target)}"
+        return f"{owner}\t{ttl}\tIN\tSRV\t{_srv_text(rdata)}"
     if rtype == TXT:
         return f"{owner}\t{ttl}\tIN\tTXT\t{_txt_text(rdata)}"
     raise ValueError(f"no master-file form for type {rtype}")  # pragma: no cover
@@ -83,8 +88,6 @@ def zone_text(index: Index, apex: bytes, zone: Zone) -> str:
 
 def signed_text(index: Index, apex: bytes, zone: Zone) -> str:
     """A signed zone (srvd.index.dnssec), every record of it."""
-    from srvd.index.dnssec import ZoneSigner
-
     signer = index.dnssec
     assert isinstance(signer, ZoneSigner)
     lines = [f"$ORIGIN {master_name(apex)}"]
@@ -118,9 +121,7 @@ def type_text(rtype: int) -> str:
 def rdata_text(rtype: int, rdata: bytes) -> str:
     """The master-file text of one record's rdata (the types a signed srvd zone holds)."""
     if rtype == SRV:
-        return record_text(
-            "x", b"\xc0\x0c" + struct.pack("!HHIH", SRV, 1, 0, len(rdata)) + rdata
-        ).split("\t", 4)[4]
+        return _srv_text(rdata)
     if rtype == TXT:
         return _txt_text(rdata)
     if rtype == NS:
