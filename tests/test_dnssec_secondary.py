@@ -4,6 +4,7 @@ secondary that transfers srvd's signed zones (catalog-driven, TSIG) serves answe
 
 from __future__ import annotations
 
+import socket
 import time
 from pathlib import Path
 
@@ -118,4 +119,26 @@ def test_knot_serves_the_signed_zones_and_its_answers_validate(tmp_path: Path) -
     finally:
         if knot is not None:
             knot.stop()
+        srvd.stop()
+
+
+def test_workers_send_the_same_signed_octets(tmp_path: Path) -> None:
+    """With ``--workers 2`` each process signs for itself: deterministic signatures make their
+    replies identical. 60 queries from 60 source ports reach both workers (SO_REUSEPORT hashes
+    the source port) all but with probability 2**-59."""
+    srvd = start_srvd(signed_primary(tmp_path, []), "--workers", "2")
+    try:
+        query = dns.message.make_query(f"_caldavs._tcp.{DOMAINS[0]}", "TXT", want_dnssec=True)
+        query.id = 1
+        time.sleep(2.0)  # the workers start after the primary answers
+        replies: set[bytes] = set()
+        for _ in range(60):
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(3)
+                sock.sendto(query.to_wire(), ("127.0.0.1", srvd.port))
+                replies.add(sock.recv(4096))
+        assert len(replies) == 1
+        reply = dns.message.from_wire(next(iter(replies)))
+        assert any(r.rdtype == dns.rdatatype.RRSIG for r in reply.answer)
+    finally:
         srvd.stop()
