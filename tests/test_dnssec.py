@@ -555,3 +555,30 @@ def test_the_metrics_count_signatures_and_show_the_earliest_expiry(
     assert isinstance(signer, ZoneSigner)
     window = signer.window(to_wire("_tcp.example.com"))
     assert values["srvd_dnssec_signature_expiry_earliest_seconds"] == window.expiration
+
+
+def test_the_served_serial_never_goes_back_when_signing_stops(
+    configs: dict[int, Path], tmp_path: Path
+) -> None:
+    """The serial a signed zone is served with (moved by its window) is what the state file and
+    the next index start from: turning signing off (restart, or an index built from the running
+    one) keeps it rather than falling back to the older content serial."""
+    from srvd.index.serials import SerialState, from_index, serial_source
+
+    old_content = NOW - 30 * 86400  # the configuration's file time, before any window
+    config = load_config(str(configs[13]))
+    signed = attach(
+        build_index(config, lambda apex, digest: old_content), config.dnssec, lambda: NOW
+    )
+    apex = to_wire("_tcp.example.com")
+    moved = signed.serial(apex, signed.zones[apex])
+    assert moved > old_content
+    state = SerialState(str(tmp_path))
+    state.write(signed)
+    unsigned_config = load_config(str(unsigned_twin(configs[13])))
+    restarted = build_index(unsigned_config, state.source(None, old_content))
+    assert restarted.serial(apex, restarted.zones[apex]) == moved
+    reloaded = build_index(unsigned_config, serial_source(from_index(signed), old_content))
+    assert reloaded.serial(apex, reloaded.zones[apex]) == moved
+    # distinct serials stay few: windows are staggered by the hour
+    assert len({signed.serial(a, z) for a, z in signed.zones.items()}) <= 7 * 24

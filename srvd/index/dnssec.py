@@ -161,7 +161,9 @@ class ZoneSigner:
 
     def window(self, apex: bytes, now: float | None = None) -> Window:
         refresh = self.refresh
-        offset = zlib.crc32(apex.lower()) % refresh
+        # staggered by the hour: zones renew spread over the refresh period, and the few distinct
+        # serials they get (srvd.index.serials) keep their Zone objects shared
+        offset = zlib.crc32(apex.lower()) % max(1, refresh // 3600) * 3600
         t = int(self.clock() if now is None else now)
         start = t - (t - offset) % refresh
         return Window(start, start - self.backdate, start + self.lifetime)
