@@ -39,6 +39,7 @@ from srvd.config import ConfigError, load_config
 from srvd.index.build import build_index
 from srvd.index.dnssec import STATS, ZoneSigner, attach
 from srvd.index.model import Index
+from srvd.server.loading import load_aside
 from srvd.server.responder import Responder
 from srvd.wire.dnssec import (
     DnssecKeyError,
@@ -561,8 +562,8 @@ def test_the_served_serial_never_goes_back_when_signing_stops(
     configs: dict[int, Path], tmp_path: Path
 ) -> None:
     """The serial a signed zone is served with (moved by its window) is what the state file and
-    the next index start from: turning signing off (restart, or an index built from the running
-    one) keeps it rather than falling back to the older content serial."""
+    the next index start from: turning signing off (restart or reload) keeps it rather than
+    falling back to the older content serial."""
     from srvd.index.serials import SerialState, from_index, serial_source
 
     old_content = NOW - 30 * 86400  # the configuration's file time, before any window
@@ -580,5 +581,11 @@ def test_the_served_serial_never_goes_back_when_signing_stops(
     assert restarted.serial(apex, restarted.zones[apex]) == moved
     reloaded = build_index(unsigned_config, serial_source(from_index(signed), old_content))
     assert reloaded.serial(apex, reloaded.zones[apex]) == moved
+    # the server's reload (srvd.server.reload): the build process, the running zones' served
+    # serials (a content serial would go back)
+    labels = frozenset(a[: a[0] + 1] for a in signed.zones)
+    served = load_aside(str(unsigned_twin(configs[13])), signed.zones, {}, labels, signed.serial)
+    assert served.index.dnssec is None
+    assert served.index.serial(apex, served.index.zones[apex]) == moved
     # distinct serials stay few: windows are staggered by the hour
     assert len({signed.serial(a, z) for a, z in signed.zones.items()}) <= 7 * 24
