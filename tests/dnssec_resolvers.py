@@ -177,5 +177,75 @@ def _apex(name: str) -> str:
     return name
 
 
+def dnsviz_main() -> int:
+    """``unshare -nm python3 tests/dnssec_resolvers.py dnsviz CONFIG WORKDIR ZONE NAME...``:
+    srvd on 127.0.0.1:53 (a namespace of our own), /etc/resolv.conf bind-mounted to point there,
+    ``dnsviz probe`` of the zone's names against srvd (delegation given, so the parent is not
+    asked), ``dnsviz print`` with srvd's DNSKEY as trusted key; prints what dnsviz printed."""
+    config, work, zone, names = sys.argv[2], Path(sys.argv[3]), sys.argv[4], sys.argv[5:]
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    resolv = work / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\n")
+    subprocess.run(["mount", "--bind", str(resolv), "/etc/resolv.conf"], check=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = open(work / "srvd-dnsviz.log", "wb")  # noqa: SIM115 - lives as long as srvd
+    srvd = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "srvd",
+            "serve",
+            "-c",
+            config,
+            "--listen",
+            "127.0.0.1:53",
+            "--metrics",
+            "off",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        wait(53)
+        keys = dns.query.tcp(
+            dns.message.make_query(zone, "DNSKEY", want_dnssec=True), "127.0.0.1", timeout=5
+        )
+        (work / "trusted").write_text("".join(r.to_text() + "\n" for r in keys.answer[:1]))
+        servers = "ns1.discovery.example.net=127.0.0.1,ns2.discovery.example.net=127.0.0.1"
+        probe = subprocess.run(
+            [
+                "dnsviz",
+                "probe",
+                "-A",
+                "-a",
+                zone,
+                "-N",
+                f"{zone}:{servers}",
+                "-x",
+                f"{zone}:{servers}",
+                zone,
+                *names,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        printed = subprocess.run(
+            ["dnsviz", "print", "-t", str(work / "trusted")],
+            input=probe.stdout,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        print(printed.stdout + printed.stderr)
+        return probe.returncode or printed.returncode
+    finally:
+        srvd.terminate()
+        srvd.wait(10)
+        log.close()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(dnsviz_main() if sys.argv[1] == "dnsviz" else main())

@@ -1,7 +1,8 @@
 """Real validators on loopback: Unbound (trusting the DS records ``srvd dnssec ds`` prints) and
 ``delv`` validate srvd's signed answers across domains and profiles, templated targets included;
-a corrupted signature gives SERVFAIL. Everything runs inside ``unshare -n`` (tests/
-dnssec_resolvers.py), so no packet can leave the machine."""
+a corrupted signature gives SERVFAIL; ``dnsviz probe``/``print`` finds every proof secure and no
+error. Everything runs inside ``unshare -n`` (tests/dnssec_resolvers.py), so no packet can leave
+the machine."""
 
 from __future__ import annotations
 
@@ -107,3 +108,44 @@ def test_delv_says_fully_validated(results: dict[tuple[str, str], dict[str, obje
             assert "; fully validated" in text, (name, rtype, text)
         else:  # delv reports proven negative answers as such
             assert "; negative response, fully validated" in text, (name, rtype, text)
+
+
+def test_dnsviz_finds_no_dnssec_errors(tmp_path: Path) -> None:
+    """``dnsviz probe`` (delegation given, srvd's DNSKEY trusted) and ``dnsviz print``: every
+    RRset, NODATA and NXDOMAIN proof secure ("[.]"), nothing bogus, no error or warning."""
+    require_tool("dnsviz")
+    require_tool("named")  # dnsviz serves the delegation it is given (-N) with it
+    unshare = require_tool("unshare")
+    config = signed_config(tmp_path)
+    zone = "_tcp.shop.example"
+    names = [f"_imaps.{zone}", f"_caldavs.{zone}", f"_nope.{zone}"]
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
+    done = subprocess.run(
+        [
+            unshare,
+            "-nm",
+            sys.executable,
+            str(HERE / "dnssec_resolvers.py"),
+            "dnsviz",
+            str(config),
+            str(tmp_path),
+            zone,
+            *names,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    if done.returncode != 0 and "unshare failed" in done.stderr:
+        pytest.skip(f"no namespaces here: {done.stderr.strip()}")
+    text = done.stdout
+    assert done.returncode == 0, text + done.stderr
+    lines = text.splitlines()
+    assert lines[0].startswith(f"{zone} [.]"), text  # the zone is secure (its DS is not asked)
+    statuses = [line for line in lines[1:] if line.strip().startswith("[")]
+    assert len(statuses) > 20, text
+    assert all(line.strip().startswith("[.]") for line in statuses), text
+    assert not any(line.strip().startswith(("E:", "W:")) for line in lines), text
+    for expected in ("SRV:", "NXDOMAIN", "NODATA", "NSEC:", "DNSKEY:"):
+        assert expected in text, (expected, text)
