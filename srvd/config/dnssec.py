@@ -97,6 +97,11 @@ def read_dnssec(reader: _Reader, value: Any, path: KeyPath, base: str) -> Dnssec
     )
 
 
+def key_tags(settings: DnssecSettings) -> tuple[int, ...]:
+    """The key tags of the DNSKEY RRset (ZoneSettings.dnssec_keys), signing key first."""
+    return tuple(_tag(k) for k in (settings.key, *settings.publish))
+
+
 def _tag(key: DnssecKey) -> int:
     return load_key(key.data).tag
 

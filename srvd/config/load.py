@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, TypeAlias, cast
 
 import yaml
 
-from srvd.config.dnssec import read_dnssec
+from srvd.config.dnssec import key_tags, read_dnssec
 from srvd.config.model import (
     Config,
     ConfigError,
@@ -311,6 +311,8 @@ def _main_settings(
     dnssec = None
     if top.get("dnssec") is not None:
         dnssec = fields(read_dnssec, reader, top["dnssec"], ("dnssec",), os.path.dirname(main))
+        if dnssec is not None and zone is not None:
+            zone = replace(zone, dnssec_keys=key_tags(dnssec))
     return {
         "dnssec": dnssec,
         "listen": listen,

@@ -109,6 +109,9 @@ class ZoneSettings:
     retry: int = 600
     expire: int = 1209600
     minimum: int = 300
+    # the key tags of the DNSKEY RRset when the zones are signed (srvd.config.dnssec): part of
+    # every zone's content, so that a key change or turning signing on or off moves the serials
+    dnssec_keys: tuple[int, ...] = ()
 
     @property
     def hostmaster(self) -> str:
