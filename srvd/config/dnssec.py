@@ -7,7 +7,7 @@ dnssec:
   lifetime: 14d                # how long a signature is valid (seconds, or with s/m/h/d)
   refresh: 7d                  # a new validity window this often, per zone (< lifetime)
   backdate: 1h                 # inception this far before the window (clock skew)
-  cache_size: 100000           # signatures kept in memory, at most
+  cache_size: 1000000          # signatures kept in memory, at most (about 260 MB)
 ```
 
 Key files are read (and parsed: algorithm, curve) when the configuration is, so ``srvd check``

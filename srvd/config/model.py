@@ -291,7 +291,7 @@ def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:
 DNSSEC_LIFETIME = 14 * 86400  # seconds a signature is valid
 DNSSEC_REFRESH = 7 * 86400  # a new validity window this often (per zone, staggered)
 DNSSEC_BACKDATE = 3600  # inception this far before the window starts (clock skew)
-DNSSEC_CACHE = 100_000  # signatures kept, at most
+DNSSEC_CACHE = 1_000_000  # signatures kept, at most (about 260 octets each)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1571,7 +1571,7 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--dnssec-cache",
         type=int,
         default=None,
-        help="with --dnssec: dnssec.cache_size of the signed server (default: srvd's, 100000)",
+        help="with --dnssec: dnssec.cache_size of the signed server (default: srvd's, 1000000)",
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", help="keep the generated data and dnsperf outputs here")
