@@ -48,6 +48,7 @@ _NXDOMAIN = 3
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
 _ONE_QUESTION_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # and one additional record
 _ROOT_OPT = b"\x00\x00\x29"  # owner "." and type OPT
+_QUESTION = b"\xc0\x0c"  # a compression pointer to the question's name
 _LAST_NAME_END = 12 + 255 - 1  # where the root label of the longest name lies
 # qtypes left to the full path: IXFR, AXFR, ANY
 _FULL_TYPES = frozenset({251, 252, 255})
@@ -122,6 +123,26 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
         if opt is OPT_DO:
             if qtype in _FULL_TYPES:
                 return None
+            if cut:  # an RRset below the apex: the records and their cached signature
+                node = zone.table.names.get(name[:cut])
+                rrset = node.rrsets.get(qtype) if node is not None else None
+                if rrset is not None:
+                    signature = signing.cached_rrsig(name, qtype, apex)
+                    if signature is None:
+                        return None
+                    static = rrset.static
+                    if static is None:
+                        static = rrset.wire(rng, name[cut + 1 + name[cut] :])
+                    head = _HEAD.pack(_QR | _AA | (shape >> 1 << 8), 1, rrset.count + 1, 0, 1)
+                    reply = b"".join(
+                        (query[:2], head, query[12:question_end], static, _QUESTION, signature, opt)
+                    )
+                    if len(reply) > limit:
+                        return None
+                    row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
+                    service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
+                    return reply, row + C_NOERROR, service + ANSWER, apex
+            # the apex's answers and NODATA: the pieces the full path left
             hit = signing.replies.get(name + query[end + 1 : end + 3])
             if hit is None or hit[0] <= signing.clock():
                 return None

@@ -139,7 +139,8 @@ def signed_answer(
             head = _HEAD.pack(_QR | _AA | _TC | rd, 1, 0, 0, additional) + question + opt
             return head, None, b"", b"", row + C_NOERROR_TC, service + ANSWER
         head = _HEAD.pack(_QR | _AA | rd, 1, count, 0, additional) + question
-        if do and qtype != ANY:  # the lean path's next reply to this question
+        if do and not cut and qtype != ANY:  # the lean path's next reply (below the apex, the
+            # lean path takes the RRset and its cached signature itself)
             body = signature if ordered is not None else records + signature
             signer.keep_reply(
                 qname + struct.pack("!H", qtype),

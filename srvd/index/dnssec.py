@@ -46,6 +46,7 @@ from srvd.wire.dnssec import (
 KEY_SET = frozenset({DNSKEY, CDS, CDNSKEY})
 REPLIES = 100_000  # DO=1 replies kept for the lean path, at most
 _CACHE_KEY = struct.Struct("!HIH")
+_RRSIG_CLASS = struct.pack("!HH", RRSIG, 1)
 NEVER = b"\xff\xff\xff\xff"
 CHAINS = 4096  # NSEC chains kept (one per distinct table in use)
 APEX_TYPES = (SOA, NS, RRSIG, NSEC, DNSKEY, CDS, CDNSKEY)
@@ -144,6 +145,7 @@ class ZoneSigner:
         self.negative_ttl = zone.negative_ttl  # NSEC TTL: min(SOA minimum, SOA TTL), RFC 9077
         self.lifetime = settings.lifetime
         self.refresh = settings.refresh
+        self.slots = max(1, settings.refresh // 3600)  # window starts: one an hour
         self.backdate = settings.backdate
         self.size = settings.cache_size
         self.cache: dict[bytes, bytes] = {}  # owner, type, window start, key tag → RRSIG rdata
@@ -162,13 +164,30 @@ class ZoneSigner:
     # -- windows and serials
 
     def window(self, apex: bytes, now: float | None = None) -> Window:
+        start = self.start(apex, now)
+        return Window(start, start - self.backdate, start + self.lifetime)
+
+    def start(self, apex: bytes, now: float | None = None) -> int:
+        """When the zone's current window started (Unix time)."""
         refresh = self.refresh
         # staggered by the hour: zones renew spread over the refresh period, and the few distinct
         # serials they get (srvd.index.serials) keep their Zone objects shared
-        offset = zlib.crc32(apex.lower()) % max(1, refresh // 3600) * 3600
+        offset = zlib.crc32(apex.lower()) % self.slots * 3600
         t = int(self.clock() if now is None else now)
-        start = t - (t - offset) % refresh
-        return Window(start, start - self.backdate, start + self.lifetime)
+        return t - (t - offset) % refresh
+
+    def cached_rrsig(self, owner: bytes, rtype: int, apex: bytes) -> bytes | None:
+        """The RRSIG record (without its owner) over an RRset whose signature is cached, with
+        the RRset's TTL, or None (the full path signs it): the lean path's way to sign from
+        ready pieces (srvd.answer.lean). Not for the key set (DNSKEY, CDS, CDNSKEY)."""
+        start = self.start(apex)
+        rdata = self.cache.get(owner + _CACHE_KEY.pack(rtype, start & 0xFFFFFFFF, self.key.tag))
+        if rdata is None:
+            return None
+        self.stats.hits += 1
+        if rdata[8:12] < self.soonest:
+            self.soonest = rdata[8:12]
+        return _RRSIG_CLASS + rdata[4:8] + len(rdata).to_bytes(2, "big") + rdata
 
     def serial(self, apex: bytes, serial: int) -> int:
         """The SOA serial of a zone whose content has ``serial``: moved by the window."""

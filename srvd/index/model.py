@@ -210,6 +210,8 @@ class Signing(Protocol):
 
     def serial(self, apex: bytes, serial: int) -> int: ...
 
+    def cached_rrsig(self, owner: bytes, rtype: int, apex: bytes) -> bytes | None: ...
+
 
 class Index:
     """Everything an answer needs, immutable once built."""
