@@ -13,8 +13,9 @@ part well formed (every key is a valid wire name), a hit in the zone's table pro
 a name the table lacks (NXDOMAIN) has its remaining labels walked, since they come from the query.
 
 Signed zones (docs/dnssec.md): a DO=1 question that the full path answered (and signed) before is
-answered from the pieces it left in the signer (srvd.answer.signed); other DO=1 questions and the
-DNSSEC types are the full path's.
+answered from ready pieces: the RRset and its cached signature, or the pieces of an apex answer
+or NODATA that srvd.answer.signed left in the signer; NXDOMAIN and the DNSSEC types are the full
+path's.
 """
 
 from __future__ import annotations
