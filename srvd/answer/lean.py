@@ -14,7 +14,7 @@ a name the table lacks (NXDOMAIN) has its remaining labels walked, since they co
 
 Signed zones (docs/dnssec.md): a DO=1 question that the full path answered (and signed) before is
 answered from ready pieces: the RRset and its cached signature, or the pieces of an apex answer
-or NODATA that srvd.answer.signed left in the signer; NXDOMAIN and the DNSSEC types are the full
+NODATA or NXDOMAIN that srvd.answer.signed left in the signer; the DNSSEC types are the full
 path's.
 """
 
@@ -143,8 +143,11 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
                     row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
                     service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
                     return reply, row + C_NOERROR, service + ANSWER, apex
-            # the apex's answers and NODATA: the pieces the full path left
-            hit = signing.replies.get(name + query[end + 1 : end + 3])
+            # the apex's answers, NODATA and NXDOMAIN: the pieces the full path left
+            key = name + query[end + 1 : end + 3]
+            hit = signing.replies.get(key)
+            if hit is None:
+                hit = signing.denials.get(key)
             if hit is None or hit[0] <= signing.clock():
                 return None
             _until, heads, ordered, domain, body, column, service = hit

@@ -177,11 +177,12 @@ def signed_answer(
         return head, None, b"", b"", row + cell, service + result
     head = _HEAD.pack(_QR | _AA | rd | rcode, 1, 0, len(authority), additional)
     cell, result = (C_NOERROR, NODATA) if rcode == 0 else (C_NXDOMAIN, NXDOMAIN_RESULT)
-    if do and rcode == 0 and qtype != ANY:  # NODATA: bounded by the names and types asked
+    if do and qtype != ANY:  # NODATA; NXDOMAIN in a cache of its own (names without bound)
         signer.keep_reply(
             qname + struct.pack("!H", qtype),
             window,
-            (_heads(0, 0, len(authority)), None, b"", records, C_NOERROR, service + NODATA),
+            (_heads(rcode, 0, len(authority)), None, b"", records, cell, service + result),
+            nxdomain=rcode != 0,
         )
     return head + question + records + opt, None, b"", b"", row + cell, service + result
 

@@ -157,6 +157,9 @@ class ZoneSigner:
         # exist), at most an eighth of cache_size and REPLIES
         self.replies: dict[bytes, Reply] = {}
         self.replies_size = max(16, min(settings.cache_size // 8, REPLIES))
+        # NXDOMAIN replies apart, in a smaller cache: a random-name flood churns only this one
+        self.denials: dict[bytes, Reply] = {}
+        self.denials_size = max(16, self.replies_size // 4)
         # the earliest expiration (RRSIG field, big-endian) of a signature sent since the metrics
         # last read it (srvd.ops.dnssec); compared as octets, the cost of one slice per answer
         self.soonest = NEVER
@@ -260,10 +263,19 @@ class ZoneSigner:
             return [self.rrsig(owner, rtype, apex, window, records)]
         return [self.rrsig(owner, rtype, apex, window, records, key) for key in self.keys]
 
-    def keep_reply(self, key: bytes, window: Window, reply: ReplyParts) -> None:
+    def keep_reply(
+        self, key: bytes, window: Window, reply: ReplyParts, nxdomain: bool = False
+    ) -> None:
         """Keep a DO=1 reply's pieces for the lean path until the zone's window moves."""
-        replies = self.replies
-        if len(replies) >= self.replies_size:
+        replies, size = (
+            (self.denials, self.denials_size)
+            if nxdomain
+            else (
+                self.replies,
+                self.replies_size,
+            )
+        )
+        if len(replies) >= size:
             del replies[next(iter(replies))]
         replies[key] = (window.start + self.refresh, *reply)
 

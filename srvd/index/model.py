@@ -206,6 +206,10 @@ class Signing(Protocol):
         """DO=1 replies in pieces, by lower-case question name and type (keep_reply)."""
 
     @property
+    def denials(self) -> Mapping[bytes, tuple[Any, ...]]:
+        """The same for NXDOMAIN replies, in a cache of their own."""
+
+    @property
     def clock(self) -> Callable[[], float]: ...
 
     def serial(self, apex: bytes, serial: int) -> int: ...
