@@ -11,8 +11,10 @@ key). Figures:
   /proc/PID/stat) and the ratio (target <= 1.3x); the signed server gets a warm-up pass first, so
   its signature cache holds what the mix asks;
 - flood: random new names (bench.py's new-names mix: NXDOMAIN under every zone) with DO=1 to the
-  signed server: CPU per answer (target <= 40 us), the RSS before and its peak during the run
-  (sampled every 5 ms: bounded by dnssec.cache_size), and srvd's signature counters;
+  signed server, twice with different names: the first run makes the zones' denial signatures,
+  the second finds them cached (as a long flood would): CPU per answer of each (target <= 40
+  us), the RSS before and its peak during both (sampled every 5 ms: bounded by
+  dnssec.cache_size), and srvd's signature counters;
 - every run's answers are sampled before and after and checked to carry RRSIGs (DO=1).
 
 Printed as a report on stdout; progress on stderr. Exit 0 whatever the figures.
@@ -140,8 +142,10 @@ def one_size(size: int, args: argparse.Namespace, work: Path, rng: random.Random
     repeated = work / f"dnssec-repeated-{label}.txt"
     queries = write_queries(size, args.queries, repeated, rng)
     repeated.write_text("".join(f"{name.lower()} {qtype}\n" for name, qtype in queries))
-    flood = work / f"dnssec-flood-{label}.txt"
+    flood = work / f"dnssec-flood-{label}.txt"  # the first flood: signatures made anew
     write_lines(flood, new_names(size, args.fresh, rng))
+    again = work / f"dnssec-flood-again-{label}.txt"  # more new names: the zones' denial
+    write_lines(again, new_names(size, args.fresh, rng))  # signatures in the cache by then
     sample = rng.sample(queries, min(20, len(queries)))
 
     lines = [f"## DNSSEC at {label} domains"]
@@ -178,6 +182,9 @@ def one_size(size: int, args: argparse.Namespace, work: Path, rng: random.Random
             sampler = rb.PeakSampler(pid)
             sampler.start()
             loads["flood"] = dnsperf(server.port, flood, args.seconds, True, pid, "flood")
+            loads["flood-again"] = dnsperf(
+                server.port, again, args.seconds, True, pid, "flood-again"
+            )
             peak = sampler.stop()
             after = counters(metrics)
             made = after.get("srvd_dnssec_signatures_total", 0) - counted.get(
@@ -204,11 +211,12 @@ def one_size(size: int, args: argparse.Namespace, work: Path, rng: random.Random
             f"- repeated DO=1 / unsigned CPU per answer: {ratio:.2f}x "
             f"(target <= {REPEATED_RATIO}x: {'met' if ratio <= REPEATED_RATIO else 'MISSED'})"
         )
-        flood_us = loads["flood"].us_per_answer
-        lines.append(
-            f"- random-name DO=1 flood: {flood_us:.1f} us CPU per answer "
-            f"(target <= {FLOOD_US:g} us: {'met' if flood_us <= FLOOD_US else 'MISSED'})"
-        )
+        for name, what in (("flood", "first"), ("flood-again", "second, new names")):
+            flood_us = loads[name].us_per_answer
+            lines.append(
+                f"- random-name DO=1 flood ({what}): {flood_us:.1f} us CPU per answer "
+                f"(target <= {FLOOD_US:g} us: {'met' if flood_us <= FLOOD_US else 'MISSED'})"
+            )
         return lines
     finally:
         for server in servers:
