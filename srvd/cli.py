@@ -270,6 +270,9 @@ def _parser() -> argparse.ArgumentParser:
     from srvd.migrate.commands import add_parsers
 
     add_parsers(commands, config_help)  # srvd import, delegation, verify-delegation
+    from srvd.signing import add_commands
+
+    add_commands(commands, config_help)  # srvd dnssec keygen | ds
     return parser
 
 
@@ -308,6 +311,10 @@ def check(path: str | None, strict: bool = False) -> int:
         f"{plural(stats.zones, 'zone')}, {plural(stats.records, 'record')}, "
         f"{plural(stats.profiles, 'profile')}, from {plural(len(config.files), 'file')}"
     )
+    if config.dnssec is not None:
+        from srvd.signing import summary
+
+        print(summary(config.dnssec))
     return 1 if warnings and strict else 0
 
 
@@ -500,6 +507,13 @@ def _run(args: argparse.Namespace) -> int:
         return zone(args.domain, args.config)
     if args.command == "health":
         return health(args.config, args.server, args.name, args.type, args.timeout, args.retries)
+    if args.command == "dnssec":
+        from srvd import signing
+
+        if args.dnssec_command == "keygen":
+            return signing.keygen(args.algorithm, args.output)
+        config = _load(args.config)
+        return 1 if config is None else signing.ds(config, args.domains, args.all)
     if args.command == "reload" and args.pidfile:
         return reload_signal(args.pidfile, not args.no_check)
     if args.command in ("status", "reload", "show", "list", "diff"):

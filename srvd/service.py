@@ -40,6 +40,7 @@ from srvd.http.pacc import deriver
 from srvd.index.build import build_index
 from srvd.index.model import Index
 from srvd.index.serials import SerialState
+from srvd.ops.dnssec import DnssecCollector
 from srvd.ops.metrics import Counters, MetricsService, Snapshot, WorkerFigures, registry_for
 from srvd.ops.systemd import Notifier
 from srvd.server.control import ControlService
@@ -373,6 +374,7 @@ class SrvdService(MultiService):
                 registry.register(TransferCollector(self.primary))
             if self.http is not None:
                 registry.register(HttpCollector(self.http.counts))
+            registry.register(DnssecCollector(lambda: self.responder.index))
             self.metrics = MetricsService(metrics, registry, reactor)
             self.metrics.setServiceParent(self)
         # the control socket (srvd status, reload, show, list, diff): the primary's alone

@@ -22,7 +22,7 @@ LAYERS = (
     ("srvd.server",),
     ("srvd.xfr",),
     ("srvd.migrate",),
-    ("srvd.cli", "srvd.service", "srvd.export", "srvd.__main__"),
+    ("srvd.cli", "srvd.service", "srvd.export", "srvd.signing", "srvd.__main__"),
 )
 
 

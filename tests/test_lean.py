@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import random
 import struct
+from pathlib import Path
 
 import pytest
+from dnssec_oracle import signed_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from srvd.answer.full import answer_outcome
 from srvd.answer.lean import lean_answer
+from srvd.config import load_config
+from srvd.index.build import build_index
 from srvd.index.model import Index
 from srvd.wire.names import wire_to_text
 
@@ -201,3 +205,41 @@ def test_labels_the_index_does_not_vouch_for_are_walked(before: bytes) -> None:
         assert not same_as_full(index, query, tcp)  # declined...
         reply = answer_outcome(query, index, random.Random(0), tcp)[0] or b""
         assert reply[3] & 0x0F == 1  # ...and the full parser answers FORMERR
+
+
+def test_signed_zones_sign_on_the_full_path_and_resend_on_the_lean_one(tmp_path: Path) -> None:
+    """With DNSSEC on, a DO=1 question is answered (signed) first by the full parser
+    (srvd.answer.signed), which caches the signature (and leaves the pieces of apex answers and
+    NODATA and NXDOMAIN): the same question again, in any letter case, gets the full parser's
+    octets from the lean path (the SRV order drawn anew). NSEC questions below the apex stay on
+    the full path, and so do DO=0 queries for the DNSSEC types; DO=0 queries are answered here
+    as without DNSSEC."""
+    config = load_config(str(signed_config(tmp_path)))
+    index = build_index(config)
+    assert index.dnssec is not None
+    rng = random.Random(1)
+    answered = declined = 0
+    for name in owner_names(index, domains=4):
+        for qtype in (33, 16, 6, 2, 1, 48, 47):
+            query = struct.pack("!HHHHHH", 7, 0x0100, 1, 0, 0, 1) + wire_name(name)
+            query += struct.pack("!HH", qtype, 1)
+            signed = query + opt(1232, True, cookie(b"12345678"))
+            answer_outcome(signed, index, random.Random(SEED), False)  # signs; keeps the pieces
+            for tcp in (False, True):
+                if same_as_full(index, signed, tcp):  # (asserts the octets are the full's)
+                    answered += 1
+                else:
+                    declined += 1
+                    reply = answer_outcome(signed, index, random.Random(SEED), tcp)[0]
+                    assert reply is not None and qtype == 47, (name, qtype)  # NSEC below the apex
+            same_as_full(index, query + opt(1232, False, b""), False)
+        for qtype in (48, 59, 60, 47, 46):
+            query = struct.pack("!HHHHHH", 7, 0, 1, 0, 0, 0) + wire_name(name)
+            assert lean_answer(query + struct.pack("!HH", qtype, 1), index, rng, False) is None
+    assert answered > 100 and declined > 10
+    upper = struct.pack("!HHHHHH", 7, 0, 1, 0, 0, 1) + wire_name("_IMAPS._TCP.EXAMPLE.COM")
+    upper += b"\x00\x21\x00\x01" + opt(1232, True, b"")
+    lower = upper[:12] + upper[12:].lower()
+    assert lean_answer(lower, index, rng, False) is None  # not asked yet: the full path's
+    answer_outcome(lower, index, random.Random(SEED), False)
+    assert same_as_full(index, upper, False)  # the pieces serve any letter case

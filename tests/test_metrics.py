@@ -778,7 +778,7 @@ def test_promtool_accepts_the_alert_rules() -> None:
     )
     output = result.stdout.decode() + result.stderr.decode()
     assert result.returncode == 0, output
-    assert "SUCCESS: 7 rules found" in output
+    assert "SUCCESS: 8 rules found" in output
 
 
 # ---------------------------------------------------------------------------------------------

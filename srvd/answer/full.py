@@ -45,7 +45,9 @@ from srvd.answer.outcome import (
     TCP_CELLS,
     UNKNOWN_ROW,
 )
+from srvd.answer.signed import signed_answer
 from srvd.index.model import NS, SOA, Index, RRset
+from srvd.wire.dnssec import DNSSEC_TYPES
 from srvd.wire.names import MessageFormatError, read_name, skip_name
 from srvd.wire.ordering import RandomSource
 
@@ -333,19 +335,31 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
 
     aa = AA if qclass == CLASS_IN else 0
     table = zone.table
+    signing = index.dnssec
+    if signing is None:
+        serial = zone.serial
+    else:  # a signed zone (srvd.answer.signed): its serial moves with the signatures' window
+        if qclass == CLASS_IN and (do or qtype in DNSSEC_TYPES):
+            return Raw(
+                *signed_answer(
+                    *(index, zone, qname, last_underscore, qtype, rd),
+                    *(question, opt, do, limit, row),
+                )
+            )
+        serial = signing.serial(qname[last_underscore:], zone.serial)
     rrset: RRset | None
     if last_underscore == 0:  # the apex
         service = AXIGEN_SERVICE if qname.startswith(AXIGEN_LABEL) else OTHER_SERVICE
         domain = qname[qname[0] + 1 :]
         if qtype in (SOA, ANY):
-            records, count, rrset = index.soa(12, zone.serial, False), 1, None
+            records, count, rrset = index.soa(12, serial, False), 1, None
         elif qtype == NS:
             records, count, rrset = index.ns_records, index.ns_count, None
         else:
             node = table.apex
             rrset = node.rrsets.get(qtype) if node is not None else None
             if rrset is None:
-                head = _negative(index, rd, aa, question, zone.serial, 12, NOERROR, opt, limit)
+                head = _negative(index, rd, aa, question, serial, 12, NOERROR, opt, limit)
                 column = C_NOERROR_TC if head[0] & _TC_HIGH else C_NOERROR
                 return Raw(head, None, b"", b"", row + column, service + NODATA)
             records, count = rrset.wire(_NO_ORDER, domain), rrset.count
@@ -355,13 +369,13 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
         node = table.names.get(relative)
         pointer = 12 + last_underscore
         if node is None:
-            head = _negative(index, rd, aa, question, zone.serial, pointer, NXDOMAIN, opt, limit)
+            head = _negative(index, rd, aa, question, serial, pointer, NXDOMAIN, opt, limit)
             return Raw(head, None, b"", b"", row + C_NXDOMAIN, service + NXDOMAIN_RESULT)
         rrset = node.rrsets.get(qtype)
         if rrset is None and qtype == ANY:
             rrset = node.any
         if rrset is None:
-            head = _negative(index, rd, aa, question, zone.serial, pointer, NOERROR, opt, limit)
+            head = _negative(index, rd, aa, question, serial, pointer, NOERROR, opt, limit)
             column = C_NOERROR_TC if head[0] & _TC_HIGH else C_NOERROR
             return Raw(head, None, b"", b"", row + column, service + NODATA)
         domain = qname[last_underscore + 1 + qname[last_underscore] :]

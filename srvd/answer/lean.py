@@ -11,6 +11,11 @@ the zone's apex starts at the name's last "_" (customer domains have none), so t
 ``name[cut:]`` and the owner below it ``name[:cut]``. A hit in ``Index.zones`` proves the apex
 part well formed (every key is a valid wire name), a hit in the zone's table proves the rest; only
 a name the table lacks (NXDOMAIN) has its remaining labels walked, since they come from the query.
+
+Signed zones (docs/dnssec.md): a DO=1 question that the full path answered (and signed) before is
+answered from ready pieces: the RRset and its cached signature, or the pieces of an apex answer
+NODATA or NXDOMAIN that srvd.answer.signed left in the signer; the DNSSEC types are the full
+path's.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from srvd.answer.outcome import (
     SERVICE_OF,
     TCP_CELLS,
 )
-from srvd.index.model import NS, SOA, Index
+from srvd.index.model import NS, SOA, Index, Zone
+from srvd.wire.dnssec import DNSSEC_TYPES
 from srvd.wire.ordering import RandomSource
 
 # A lean reply, and where it counts: (reply, query cell, service cell, the zone's apex)
@@ -43,6 +49,7 @@ _NXDOMAIN = 3
 _ONE_QUESTION = b"\x00\x01\x00\x00\x00\x00\x00\x00"  # QDCOUNT 1, no other records
 _ONE_QUESTION_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # and one additional record
 _ROOT_OPT = b"\x00\x00\x29"  # owner "." and type OPT
+_QUESTION = b"\xc0\x0c"  # a compression pointer to the question's name
 _LAST_NAME_END = 12 + 255 - 1  # where the root label of the longest name lies
 # qtypes left to the full path: IXFR, AXFR, ANY
 _FULL_TYPES = frozenset({251, 252, 255})
@@ -110,6 +117,49 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
     if zone is None:
         return None
     qtype = query[end + 1] << 8 | query[end + 2]
+    signing = index.dnssec
+    if signing is not None:
+        # signed zones: DO=1 replies are made (signed) once by the full path, srvd.answer.signed,
+        # which leaves their pieces in the signer; the same question again is answered here
+        if opt is OPT_DO:
+            if qtype in _FULL_TYPES:
+                return None
+            if cut:  # an RRset below the apex: the records and their cached signature
+                node = zone.table.names.get(name[:cut])
+                rrset = node.rrsets.get(qtype) if node is not None else None
+                if rrset is not None:
+                    signature = signing.cached_rrsig(name, qtype, apex)
+                    if signature is None:
+                        return None
+                    static = rrset.static
+                    if static is None:
+                        static = rrset.wire(rng, name[cut + 1 + name[cut] :])
+                    head = _HEAD.pack(_QR | _AA | (shape >> 1 << 8), 1, rrset.count + 1, 0, 1)
+                    reply = b"".join(
+                        (query[:2], head, query[12:question_end], static, _QUESTION, signature, opt)
+                    )
+                    if len(reply) > limit:
+                        return None
+                    row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
+                    service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
+                    return reply, row + C_NOERROR, service + ANSWER, apex
+            # the apex's answers, NODATA and NXDOMAIN: the pieces the full path left
+            key = name + query[end + 1 : end + 3]
+            hit = signing.replies.get(key)
+            if hit is None:
+                hit = signing.denials.get(key)
+            if hit is None or hit[0] <= signing.clock():
+                return None
+            _until, heads, ordered, domain, body, column, service = hit
+            if ordered is not None:
+                body = ordered.wire(rng, domain) + body
+            reply = b"".join((query[:2], heads[shape >> 1], query[12:question_end], body, opt))
+            if len(reply) > limit:
+                return None
+            row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
+            return reply, row + column, service, apex
+        if qtype in DNSSEC_TYPES:
+            return None
     row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
     table = zone.table
 
@@ -132,7 +182,9 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
             return None
         service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
         if node is not None:
-            reply = _negative(query, question_end, index, zone.serial, 12 + cut, 0, shape, opt)
+            reply = _negative(
+                query, question_end, index, _serial(index, zone, apex), 12 + cut, 0, shape, opt
+            )
             if len(reply) > limit:
                 return None
             return reply, row + C_NOERROR, service + NODATA, apex
@@ -144,7 +196,9 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
             pos += length + 1
         if pos != cut:
             return None
-        reply = _negative(query, question_end, index, zone.serial, 12 + cut, _NXDOMAIN, shape, opt)
+        reply = _negative(
+            query, question_end, index, _serial(index, zone, apex), 12 + cut, _NXDOMAIN, shape, opt
+        )
         if len(reply) > limit:
             return None
         return reply, row + C_NXDOMAIN, service + NXDOMAIN_RESULT, apex
@@ -153,14 +207,16 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
         return None
     service = AXIGEN_SERVICE if name.startswith(AXIGEN_LABEL) else OTHER_SERVICE
     if qtype == SOA:
-        records, count = index.soa(12, zone.serial, False), 1
+        records, count = index.soa(12, _serial(index, zone, apex), False), 1
     elif qtype == NS:
         records, count = index.ns_records, index.ns_count
     else:
         node = table.apex
         rrset = node.rrsets.get(qtype) if node is not None else None
         if rrset is None:
-            reply = _negative(query, question_end, index, zone.serial, 12, 0, shape, opt)
+            reply = _negative(
+                query, question_end, index, _serial(index, zone, apex), 12, 0, shape, opt
+            )
             if len(reply) > limit:
                 return None
             return reply, row + C_NOERROR, service + NODATA, apex
@@ -172,6 +228,12 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
     if len(reply) > limit:
         return None
     return reply, row + C_NOERROR, service + ANSWER, apex
+
+
+def _serial(index: Index, zone: Zone, apex: bytes) -> int:
+    """The zone's SOA serial: moved by the signatures' window when signed (Index.serial)."""
+    signing = index.dnssec
+    return zone.serial if signing is None else signing.serial(apex, zone.serial)
 
 
 def _negative(

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, TypeAlias, cast
 
 import yaml
 
+from srvd.config.dnssec import key_tags, read_dnssec
 from srvd.config.http import read_http
 from srvd.config.model import (
     Config,
@@ -84,6 +85,8 @@ TOP_KEYS = (
     # operations (srvd.config.ops)
     "reload",
     "control",
+    # DNSSEC online signing (srvd.config.dnssec)
+    "dnssec",
 )
 INCLUDE_KEYS = ("profiles", "domains", "include")
 
@@ -327,7 +330,13 @@ def _main_settings(
     reload = fields(read_reload, reader, top.get("reload"), ("reload",))
     base = os.path.dirname(main)
     control = fields(read_control, reader, top.get("control"), ("control",), base)
+    dnssec = None
+    if top.get("dnssec") is not None:
+        dnssec = fields(read_dnssec, reader, top["dnssec"], ("dnssec",), base)
+        if dnssec is not None and zone is not None:
+            zone = replace(zone, dnssec_keys=key_tags(dnssec))
     return {
+        "dnssec": dnssec,
         "reload": reload,
         "control": control,
         "listen": listen,

@@ -110,6 +110,9 @@ class ZoneSettings:
     retry: int = 600
     expire: int = 1209600
     minimum: int = 300
+    # the key tags of the DNSKEY RRset when the zones are signed (srvd.config.dnssec): part of
+    # every zone's content, so that a key change or turning signing on or off moves the serials
+    dnssec_keys: tuple[int, ...] = ()
 
     @property
     def hostmaster(self) -> str:
@@ -201,6 +204,8 @@ class Config:
     # operations (srvd.config.ops): the guard on mass removal, the control socket (None: off)
     reload: ReloadSettings = field(default_factory=lambda: ReloadSettings())
     control: str | None = DEFAULT_CONTROL
+    # DNSSEC online signing (srvd.config.dnssec); None: zones are served unsigned
+    dnssec: DnssecSettings | None = None
 
     def entries_of(self, domain: str) -> dict[str, tuple[RRsetSpec, ...] | None]:
         """The merged profile keys of one domain (profile, then its overrides)."""
@@ -359,3 +364,30 @@ def parse_endpoint(text: str, default_port: int = 53) -> Endpoint:
     if not 0 <= port <= 65535:
         raise ValueError(f"{text!r}: port out of range")
     return Endpoint(str(address), port)
+
+
+# ---------------------------------------------------------------------------------------------
+# DNSSEC online signing: the ``dnssec:`` key (read by srvd.config.dnssec)
+
+DNSSEC_LIFETIME = 14 * 86400  # seconds a signature is valid
+DNSSEC_REFRESH = 7 * 86400  # a new validity window this often (per zone, staggered)
+DNSSEC_BACKDATE = 3600  # inception this far before the window starts (clock skew)
+DNSSEC_CACHE = 1_000_000  # signatures kept, at most (about 260 octets each)
+
+
+@dataclass(frozen=True, slots=True)
+class DnssecKey:
+    """A private key file: its path and contents (PEM or BIND K*.private)."""
+
+    path: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DnssecSettings:
+    key: DnssecKey  # signs every zone (a combined signing key)
+    publish: tuple[DnssecKey, ...] = ()  # also in the DNSKEY RRset, signing nothing (rollover)
+    lifetime: int = DNSSEC_LIFETIME
+    refresh: int = DNSSEC_REFRESH
+    backdate: int = DNSSEC_BACKDATE
+    cache_size: int = DNSSEC_CACHE

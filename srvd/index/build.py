@@ -20,6 +20,7 @@ from typing import TypeAlias
 from srvd.config import Config, DomainOverride, Profile, RRsetSpec, SrvRecord, ZoneSettings
 from srvd.config.load import DomainSink
 from srvd.config.model import HttpSettings
+from srvd.index.dnssec import attach
 from srvd.index.model import (
     ANSWER_OWNER,
     CLASS_IN,
@@ -311,7 +312,7 @@ def build_index(
         records=records,
         profiles=len(config.profiles),
     )
-    index = Index(settings, zones, stats)
+    index = attach(Index(settings, zones, stats), config.dnssec)
     index.table_profiles = cache.profile_of
     return index
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from srvd.config import ZoneSettings
 from srvd.wire.discovery import SRV, TEMPLATE, TXT
@@ -220,6 +221,25 @@ class IndexStats:
     profiles: int
 
 
+class Signing(Protocol):
+    """What the index and the lean path need of its signer (srvd.index.dnssec.ZoneSigner)."""
+
+    @property
+    def replies(self) -> Mapping[bytes, tuple[Any, ...]]:
+        """DO=1 replies in pieces, by lower-case question name and type (keep_reply)."""
+
+    @property
+    def denials(self) -> Mapping[bytes, tuple[Any, ...]]:
+        """The same for NXDOMAIN replies, in a cache of their own."""
+
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+    def serial(self, apex: bytes, serial: int) -> int: ...
+
+    def cached_rrsig(self, owner: bytes, rtype: int, apex: bytes) -> bytes | None: ...
+
+
 class Index:
     """Everything an answer needs, immutable once built."""
 
@@ -231,6 +251,8 @@ class Index:
         # the profile of each _tcp table, by digest (srvd.index.build.TableCache.profile_of):
         # which http.profiles entry the discovery documents of its domains take
         self.table_profiles: Mapping[bytes, str] = {}
+        # the signer of every zone (srvd.index.dnssec), when DNSSEC is configured
+        self.dnssec: Signing | None = None
         mname = to_wire(settings.nameservers[0])
         rname = label_wire(settings.hostmaster_local.encode()) + to_wire(settings.hostmaster_domain)
         names = mname + rname
@@ -252,6 +274,12 @@ class Index:
             )
         self.ns_records = ns
         self.ns_count = len(settings.nameservers)
+
+    def serial(self, apex: bytes, zone: Zone) -> int:
+        """The SOA serial a zone is served with: its content's, moved by the signatures'
+        validity window when the zones are signed (srvd.index.dnssec)."""
+        signing = self.dnssec
+        return zone.serial if signing is None else signing.serial(apex, zone.serial)
 
     def soa(self, pointer: int, serial: int, negative: bool) -> bytes:
         """The zone's SOA record, its owner a compression pointer into the question."""

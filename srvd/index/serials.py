@@ -52,7 +52,9 @@ def from_index(index: Index) -> Callable[[bytes], tuple[int, bytes] | None]:
 
     def previous(apex: bytes) -> tuple[int, bytes] | None:
         zone = zones.get(apex)
-        return None if zone is None else (zone.serial, zone.table.digest)
+        # the serial served: a signed zone's moves with its signatures' window (srvd.index.dnssec),
+        # and never goes back, not even when signing is turned off
+        return None if zone is None else (index.serial(apex, zone), zone.table.digest)
 
     return previous
 
@@ -102,7 +104,8 @@ class SerialState:
         try:
             with os.fdopen(fd, "w", encoding="ascii") as handle:
                 for apex, zone in index.zones.items():
-                    handle.write(f"{wire_to_text(apex)} {zone.serial} {zone.table.digest.hex()}\n")
+                    serial = index.serial(apex, zone)  # as served (signed: moved by the window)
+                    handle.write(f"{wire_to_text(apex)} {serial} {zone.table.digest.hex()}\n")
             os.replace(temporary, self.path)
         except BaseException:
             os.unlink(temporary)

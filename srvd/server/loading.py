@@ -32,7 +32,7 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import IO, BinaryIO
 
@@ -42,6 +42,7 @@ from srvd.config.load import DomainSink, Entry, read_config
 from srvd.config.model import HttpSettings
 from srvd.http.pacc import deriver
 from srvd.index.build import Derive, TableCache, TablePlan
+from srvd.index.dnssec import attach
 from srvd.index.model import Index, IndexStats, Node, Table, Zone, ZoneDelta
 from srvd.index.serials import SerialState, next_serial
 from srvd.wire.names import label_wire, to_wire, wire_to_text
@@ -242,15 +243,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 Previous = Mapping[bytes, Zone]
+# (apex, running Zone) -> the serial it is served with: a signed zone's moves with its
+# signatures' window (Index.serial), and the next index starts from it, signed or not
+Served = Callable[[bytes, Zone], int]
 
 
 class _Assembler:
     """The new zones, from the build process's frames, against the running index's."""
 
     def __init__(
-        self, previous: Previous, tables: Mapping[bytes, Table], labels: frozenset[bytes]
+        self,
+        previous: Previous,
+        tables: Mapping[bytes, Table],
+        labels: frozenset[bytes],
+        served: Served | None = None,
     ) -> None:
         self.previous = previous
+        self.served = served  # the serials the running zones are served with, when not theirs
         self.known = tables  # the running index's tables by digest: the same content, reused
         self.old_labels = labels
         self.start()
@@ -314,10 +323,12 @@ class _Assembler:
                     added += 1
                     self._delta(0, apex)
                 elif old.table.digest == table.digest:
-                    zones[apex] = self._kept(old.table, old.serial)
+                    serial = old.serial if self.served is None else self.served(apex, old)
+                    zones[apex] = self._kept(old.table, serial)
                     self.seen += 1
                 else:
-                    zones[apex] = self._zone(table, old.serial)
+                    serial = old.serial if self.served is None else self.served(apex, old)
+                    zones[apex] = self._zone(table, serial)
                     changed += 1
                     self.seen += 1
                     self._delta(2, apex)
@@ -416,6 +427,7 @@ def load_aside(
     previous: Previous | None = None,
     tables: Mapping[bytes, Table] | None = None,
     labels: frozenset[bytes] = frozenset(),
+    served: Served | None = None,
 ) -> Built:
     """Load a configuration in a build process and assemble its index (on a worker thread, or
     before the server starts). ``previous``: the zones of the running index, with the tables and
@@ -445,7 +457,7 @@ def load_aside(
         with process.stdin as digests:  # the tables it need not send
             pickle.dump(list(tables or ()), digests, pickle.HIGHEST_PROTOCOL)
         with process.stdout as pipe:
-            built = _receive(pipe, previous or {}, tables or {}, labels)
+            built = _receive(pipe, previous or {}, tables or {}, labels, served)
         if previous is None and built.config.state_dir is not None:
             known = SerialState(built.config.state_dir).read()
             _restate(built.index.zones, known, built.config.mtime)
@@ -460,9 +472,13 @@ def load_aside(
 
 
 def _receive(
-    pipe: IO[bytes], previous: Previous, tables: Mapping[bytes, Table], labels: frozenset[bytes]
+    pipe: IO[bytes],
+    previous: Previous,
+    tables: Mapping[bytes, Table],
+    labels: frozenset[bytes],
+    served: Served | None = None,
 ) -> Built:
-    assembler = _Assembler(previous, tables, labels)
+    assembler = _Assembler(previous, tables, labels, served)
     while True:
         try:
             frame = pickle.load(pipe)
@@ -478,7 +494,7 @@ def _receive(
         elif kind == "done":
             _, config, stats, seconds, profiles = frame
             zones, changes = assembler.finish(config.mtime)
-            index = Index(config.zone, zones, stats)
+            index = attach(Index(config.zone, zones, stats), config.dnssec)
             index.table_profiles = profiles
             known = {table.digest: table for table in assembler.tables}
             every = frozenset(assembler.labels)

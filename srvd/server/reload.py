@@ -183,7 +183,8 @@ class Reloader:
         labels = self.labels
         if labels is None:  # the running index was built here: its zones' apex labels
             labels = frozenset(apex[: apex[0] + 1] for apex in current.zones)
-        built = load_aside(self.path, current.zones, self.tables, labels)
+        served = current.serial if current.dnssec is not None else None  # (signed: moved)
+        built = load_aside(self.path, current.zones, self.tables, labels, served)
         return replace(built, seconds=time.monotonic() - started)
 
     def _outcome(self, result: Built | Failure, started: float) -> None:

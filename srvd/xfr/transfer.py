@@ -36,11 +36,13 @@ from zope.interface import implementer
 from srvd.config import Config
 from srvd.config.model import TransferSettings
 from srvd.index.catalog import next_catalog
+from srvd.index.dnssec import ZoneSigner
 from srvd.index.model import Catalog, Index, Zone
 from srvd.ops.metrics import counter_by_label
 from srvd.server.loading import Built
 from srvd.server.protocols import TCPProtocol, UDPProtocol
 from srvd.server.responder import RateLimitedLog, Responder
+from srvd.wire.dnssec import rr
 from srvd.wire.names import MessageFormatError, wire_to_text
 from srvd.wire.tsig import (
     BADKEY,
@@ -122,6 +124,13 @@ def serial_newer(a: int, b: int) -> bool:
 def zone_records(index: Index, apex: bytes, zone: Zone) -> list[bytes]:
     """The records of an ordinary zone but its SOA, owners compressed to the question (the apex
     at offset 12)."""
+    signer = index.dnssec
+    if isinstance(signer, ZoneSigner):  # signed: DNSKEY, CDS, CDNSKEY, NSEC and RRSIGs too
+        start = len(apex)
+        return [
+            owner[: len(owner) - start] + b"\xc0\x0c" + rr(b"", rtype, ttl, rdata)
+            for owner, rtype, ttl, rdata in signer.signed_zone(index, apex, zone.table)[1:]
+        ]
     out = _each_record(index.ns_records)
     domain = apex[apex[0] + 1 :]
     for relative, node in zone.table.names.items():
@@ -367,7 +376,8 @@ class Transfers:
             serial, soa = catalog.serial, catalog.soa()
         else:
             assert zone is not None
-            serial, soa = zone.serial, index.soa(12, zone.serial, False)
+            serial = index.serial(request.qname, zone)
+            soa = index.soa(12, serial, False)
         client = request.ixfr_serial
         if request.qtype == IXFR and client is not None and not serial_newer(serial, client):
             self._count("uptodate", kind)

@@ -7,6 +7,7 @@ time and memory: srvd beside NSD 4.6.
     python3 tests/perf/bench.py --quick         # smoke run: 1k domains, 3 s runs (3-4 minutes)
     python3 tests/perf/bench.py --mixes repeated,edns-options   # some of the mixes only
     python3 tests/perf/bench.py --py-spy        # and a py-spy profile of srvd under load
+    python3 tests/perf/bench.py --dnssec --sizes 100k --million   # DNSSEC signing costs
 
 For each size N, the customer domains ``custNNNNNNN.example`` use the profile "standard" of the
 bundled example configuration: srvd reads them from a JSON include, NSD from two zone files per
@@ -1560,6 +1561,18 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--py-spy", action="store_true", help="profile srvd at the largest size")
     parser.add_argument("--py-spy-seconds", type=int, default=None, help="profile length (10)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for ready")
+    parser.add_argument(
+        "--dnssec",
+        action="store_true",
+        help="only what signing costs (tests/perf/dnssec_bench.py): ready time and RSS signed, "
+        "repeated DO=1 vs unsigned, a DO=1 random-name flood; srvd alone",
+    )
+    parser.add_argument(
+        "--dnssec-cache",
+        type=int,
+        default=None,
+        help="with --dnssec: dnssec.cache_size of the signed server (default: srvd's, 1000000)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", help="keep the generated data and dnsperf outputs here")
     parser.add_argument("--keep", action="store_true", help="do not delete the temporary data")
@@ -1615,6 +1628,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = arguments(argv)
     began = time.monotonic()
     rng = random.Random(args.seed)
+    if args.dnssec:  # srvd signed vs unsigned (docs/dnssec.md)
+        from perf import dnssec_bench
+
+        work = Path(args.workdir or tempfile.mkdtemp(prefix="srvd-dnssec-"))
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            return dnssec_bench.run(args, work)
+        finally:
+            if not args.keep and not args.workdir:
+                shutil.rmtree(work, ignore_errors=True)
     for name in ("dnsperf",) + (() if args.no_nsd else ("nsd", "nsd-control", "nsd-checkzone")):
         rb.tool(name)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="srvd-qps-"))

@@ -1,0 +1,254 @@
+"""Answers from a signed zone (srvd.index.dnssec): RRSIGs, DNSKEY/CDS/CDNSKEY, NSEC denial.
+
+The full parser (srvd.answer.full) hands a query here when the zones are signed and the query
+sets DO (RFC 3225), or asks for a DNSSEC type (DNSKEY, CDS, CDNSKEY, NSEC, RRSIG) that exists only
+in a signed zone; class IN only. What it gives:
+
+- a positive answer: the RRset and its RRSIG (the SRV order still drawn per reply: the signature
+  covers the canonical order, whatever order the records go in);
+- NODATA: the SOA and its RRSIG, the NSEC of the name (of the name before it, for an empty
+  non-terminal) and its RRSIG;
+- NXDOMAIN: the SOA and its RRSIG, the NSEC covering the name and the one covering the wildcard
+  at the closest encloser (one record when they are the same), with their RRSIGs;
+- without DO (a DNSSEC type asked for): the same records without RRSIGs and NSECs.
+
+A reply that does not fit the UDP limit gets TC=1, the question and the OPT (as the unsigned
+path does); TCP carries it whole. Owners compress to the question.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Mapping
+from typing import cast
+
+from srvd.answer.outcome import (
+    ANSWER,
+    AXIGEN_LABEL,
+    AXIGEN_SERVICE,
+    C_NOERROR,
+    C_NOERROR_TC,
+    C_NXDOMAIN,
+    NODATA,
+    NXDOMAIN_RESULT,
+    OTHER_SERVICE,
+    SERVICE_OF,
+)
+from srvd.index.dnssec import Chain, ZoneSigner, fixed
+from srvd.index.model import NS, SOA, Index, RRset, Zone
+from srvd.wire.dnssec import CDNSKEY, CDS, DNSKEY, NSEC, RRSIG, read_rdatas
+
+ANY = 255
+_HEAD = struct.Struct("!HHHHH")
+_RR = struct.Struct("!HHIH")
+_QR, _AA, _TC = 0x8000, 0x0400, 0x0200
+_NXDOMAIN = 3
+_QUESTION = b"\xc0\x0c"
+
+# (the reply after its ID up to the records to order, the RRset to order or None, the customer
+# domain, the octets after those records, query cell, service cell): srvd.answer.full.Raw
+Signed = tuple[bytes, RRset | None, bytes, bytes, int, int]
+
+
+class _FirstOrder:
+    def random(self) -> float:
+        return 0.0
+
+
+_NO_ORDER = _FirstOrder()
+
+
+def signer_of(index: Index) -> ZoneSigner:
+    return cast(ZoneSigner, index.dnssec)
+
+
+def signed_answer(
+    index: Index,
+    zone: Zone,
+    qname: bytes,
+    cut: int,
+    qtype: int,
+    rd: int,
+    question: bytes,
+    opt: bytes,
+    do: int,
+    limit: int,
+    row: int,
+) -> Signed:
+    """The reply to a class IN query for ``qname`` (lower case; its apex at offset ``cut``)."""
+    signer = signer_of(index)
+    apex = qname[cut:]
+    window = signer.window(apex)
+    serial = signer.serial(apex, zone.serial)
+    table = zone.table
+    relative = qname[:cut]
+    domain = apex[apex[0] + 1 :]
+    additional = 1 if opt else 0
+    apex_owner = struct.pack("!H", 0xC000 | (12 + cut))
+    if cut:
+        service = SERVICE_OF.get(qname[: cut + 5], OTHER_SERVICE)
+        node = table.names.get(relative)
+    else:
+        service = AXIGEN_SERVICE if qname.startswith(AXIGEN_LABEL) else OTHER_SERVICE
+        node = table.apex
+    chain = signer.chain(table)
+
+    def sign(owner: bytes, rtype: int, make: Callable[[], tuple[int, list[bytes]]]) -> bytes:
+        """The RRSIG record over an RRset, without its owner."""
+        ttl, rdata = signer.rrsig(owner, rtype, apex, window, make)
+        return _RR.pack(RRSIG, 1, ttl, len(rdata)) + rdata
+
+    # the RRset the answer holds, if any: (type, records, count, RRset to order)
+    found: tuple[int, bytes, int, RRset | None] | None = None
+    if not cut and qtype in (SOA, ANY):
+        found = SOA, index.soa(12, serial, False), 1, None
+    elif not cut and qtype == NS:
+        found = NS, index.ns_records, index.ns_count, None
+    elif not cut and qtype in (DNSKEY, CDS, CDNSKEY):
+        records = signer.apex_records(qtype, apex, _QUESTION)
+        found = qtype, records, len(signer.dnskeys), None
+    elif qtype == NSEC and relative in chain.at:
+        i = chain.at[relative]
+        rdata = chain.rdata(i, apex)
+        found = (
+            NSEC,
+            _QUESTION + _RR.pack(NSEC, 1, signer.negative_ttl, len(rdata)) + rdata,
+            1,
+            None,
+        )
+    elif qtype == RRSIG and relative in chain.at:
+        return _rrsigs(index, signer, zone, qname, cut, rd, question, opt, limit, row, service)
+    elif node is not None:
+        rrset = node.rrsets.get(qtype)
+        if rrset is None and qtype == ANY:
+            rrset = node.any
+        if rrset is not None:
+            records = rrset.wire(_NO_ORDER, domain)
+            found = rrset.rtype, records, rrset.count, rrset if rrset.ordered else None
+
+    if found is not None:
+        rtype, records, count, ordered = found
+        signature = b""
+        if do:
+            sigs = signer.rrsigs(qname, rtype, apex, window, lambda: _parsed(records))
+            signature = b"".join(
+                _QUESTION + _RR.pack(RRSIG, 1, ttl, len(rdata)) + rdata for ttl, rdata in sigs
+            )
+            count += len(sigs)
+        if 12 + len(question) + len(records) + len(signature) + len(opt) > limit:
+            head = _HEAD.pack(_QR | _AA | _TC | rd, 1, 0, 0, additional) + question + opt
+            return head, None, b"", b"", row + C_NOERROR_TC, service + ANSWER
+        head = _HEAD.pack(_QR | _AA | rd, 1, count, 0, additional) + question
+        if do and not cut and qtype != ANY:  # the lean path's next reply (below the apex, the
+            # lean path takes the RRset and its cached signature itself)
+            body = signature if ordered is not None else records + signature
+            signer.keep_reply(
+                qname + struct.pack("!H", qtype),
+                window,
+                (_heads(0, count, 0), ordered, domain, body, C_NOERROR, service + ANSWER),
+            )
+        if ordered is not None:
+            return head, ordered, domain, signature + opt, row + C_NOERROR, service + ANSWER
+        return head + records + signature + opt, None, b"", b"", row + C_NOERROR, service + ANSWER
+
+    # NODATA or NXDOMAIN
+    rcode = 0 if node is not None else _NXDOMAIN
+    soa = index.soa(12 + cut, serial, True)
+    authority = [soa]
+    if do:
+        settings = index.settings
+
+        def soa_rrset() -> tuple[int, list[bytes]]:
+            return settings.ttl, [soa[12:]]
+
+        authority.append(apex_owner + _negative_ttl(sign(apex, SOA, soa_rrset), signer))
+        ttl = signer.negative_ttl
+        for i in _denial(chain, relative, node is not None, table.names):
+            owner_relative = chain.owners[i]
+            rdata = chain.rdata(i, apex)
+            owner = owner_relative + apex_owner
+            authority.append(owner + _RR.pack(NSEC, 1, ttl, len(rdata)) + rdata)
+            authority.append(owner + sign(owner_relative + apex, NSEC, fixed(ttl, [rdata])))
+    records = b"".join(authority)
+    if 12 + len(question) + len(records) + len(opt) > limit:
+        head = _HEAD.pack(_QR | _AA | _TC | rd | rcode, 1, 0, 0, additional) + question + opt
+        cell = C_NOERROR_TC if rcode == 0 else C_NXDOMAIN
+        result = NODATA if rcode == 0 else NXDOMAIN_RESULT
+        return head, None, b"", b"", row + cell, service + result
+    head = _HEAD.pack(_QR | _AA | rd | rcode, 1, 0, len(authority), additional)
+    cell, result = (C_NOERROR, NODATA) if rcode == 0 else (C_NXDOMAIN, NXDOMAIN_RESULT)
+    if do and qtype != ANY:  # NODATA; NXDOMAIN in a cache of its own (names without bound)
+        signer.keep_reply(
+            qname + struct.pack("!H", qtype),
+            window,
+            (_heads(rcode, 0, len(authority)), None, b"", records, cell, service + result),
+            nxdomain=rcode != 0,
+        )
+    return head + question + records + opt, None, b"", b"", row + cell, service + result
+
+
+def _heads(rcode: int, answers: int, authority: int) -> tuple[bytes, bytes]:
+    """The header after the ID of a DO=1 reply (one question, the OPT), for RD 0 and 1."""
+    return (
+        _HEAD.pack(_QR | _AA | rcode, 1, answers, authority, 1),
+        _HEAD.pack(_QR | _AA | 0x0100 | rcode, 1, answers, authority, 1),
+    )
+
+
+def _negative_ttl(rrsig: bytes, signer: ZoneSigner) -> bytes:
+    """An RRSIG record over the SOA, sent with the SOA's negative TTL (RFC 9077)."""
+    return rrsig[:4] + struct.pack("!I", signer.negative_ttl) + rrsig[8:]
+
+
+def _parsed(records: bytes) -> tuple[int, list[bytes]]:
+    found = read_rdatas(records)
+    return found[0][1], [rdata for _, _, rdata in found]
+
+
+def _denial(
+    chain: Chain, relative: bytes, exists: bool, names: Mapping[bytes, object]
+) -> list[int]:
+    """The chain entries whose NSECs prove NODATA (``exists``) or NXDOMAIN for ``relative``."""
+    if exists:
+        at = chain.at.get(relative)
+        return [at if at is not None else chain.covering(relative)]  # (an empty non-terminal)
+    covering = chain.covering(relative)
+    encloser = relative
+    while encloser:  # the closest encloser: the longest existing ancestor
+        encloser = encloser[encloser[0] + 1 :]
+        if not encloser or encloser in names:
+            break
+    wildcard = chain.covering(b"\x01*" + encloser)
+    return [covering] if wildcard == covering else sorted((covering, wildcard))
+
+
+def _rrsigs(
+    index: Index,
+    signer: ZoneSigner,
+    zone: Zone,
+    qname: bytes,
+    cut: int,
+    rd: int,
+    question: bytes,
+    opt: bytes,
+    limit: int,
+    row: int,
+    service: int,
+) -> Signed:
+    """A query for type RRSIG: every RRSIG at the name (as Knot DNS answers it)."""
+    apex = qname[cut:]
+    table = zone.table
+    window = signer.window(apex)
+    out = []
+    for owner, rtype, ttl, rdatas in signer.zone_rrsets(index, apex, table):
+        if owner != qname:
+            continue
+        for sig_ttl, rdata in signer.rrsigs(owner, rtype, apex, window, fixed(ttl, rdatas)):
+            out.append(_QUESTION + _RR.pack(RRSIG, 1, sig_ttl, len(rdata)) + rdata)
+    records = b"".join(out)
+    additional = 1 if opt else 0
+    if 12 + len(question) + len(records) + len(opt) > limit:
+        head = _HEAD.pack(_QR | _AA | _TC | rd, 1, 0, 0, additional) + question + opt
+        return head, None, b"", b"", row + C_NOERROR_TC, service + ANSWER
+    head = _HEAD.pack(_QR | _AA | rd, 1, len(out), 0, additional) + question
+    return head + records + opt, None, b"", b"", row + C_NOERROR, service + ANSWER

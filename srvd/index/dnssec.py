@@ -1,0 +1,359 @@
+"""Online signing of the served zones: keys, validity windows, NSEC chains, the signature cache.
+
+One ``ZoneSigner`` belongs to one Index (``Index.dnssec``). Nothing is signed when the index is
+built: a signature is made the first time an answer (or a transfer, or an export) needs it, and
+kept in a bounded cache (first in, first out) keyed by owner, type and validity window. A
+million signed zones are thus ready as fast as unsigned ones, and a flood of random names costs
+at most the cache's memory.
+
+Validity windows (docs/dnssec.md): every zone gets a new window every ``refresh`` seconds,
+staggered by a hash of its apex so that zones do not all renew at once; a window starting at
+``start`` signs with inception ``start - backdate`` and expiration ``start + lifetime``. The
+window depends only on the apex and the clock, so every worker and every server holding the key
+makes the same octets. A zone's SOA serial is the larger (RFC 1982) of its content serial and
+its window's start: it moves when the window does, and secondaries transfer the new signatures.
+
+Authenticated denial is a plain NSEC chain (RFC 4034/4035) over the zone's names, which are all
+known at build time: the chain's shape (relative names and type bitmaps) is computed once per
+Table, shared by every domain on a profile, and rendered per domain by appending its apex.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+import zlib
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from srvd.config.model import DnssecSettings, ZoneSettings
+from srvd.index.model import NS, SOA, Index, RRset, Table
+from srvd.wire.dnssec import (
+    CDNSKEY,
+    CDS,
+    DNSKEY,
+    NSEC,
+    RRSIG,
+    SigningKey,
+    ds_rdata,
+    load_key,
+    read_rdatas,
+    sign_rrset,
+    type_bitmap,
+)
+
+KEY_SET = frozenset({DNSKEY, CDS, CDNSKEY})
+REPLIES = 100_000  # DO=1 replies kept for the lean path, at most
+_CACHE_KEY = struct.Struct("!HIH")
+_RRSIG_CLASS = struct.pack("!HH", RRSIG, 1)
+NEVER = b"\xff\xff\xff\xff"
+CHAINS = 4096  # NSEC chains kept (one per distinct table in use)
+APEX_TYPES = (SOA, NS, RRSIG, NSEC, DNSKEY, CDS, CDNSKEY)
+NAME_TYPES = (RRSIG, NSEC)
+
+
+# a DO=1 reply in pieces (ZoneSigner.replies): the headers after the ID by RD, the RRset to order
+# or None, the customer domain, the octets after the question (after the ordered records) but the
+# OPT, the column of the query cell, the service cell; Reply is the same with the time it is
+# valid until first
+ReplyParts = tuple[tuple[bytes, bytes], "RRset | None", bytes, bytes, int, int]
+Reply = tuple[int, tuple[bytes, bytes], "RRset | None", bytes, bytes, int, int]
+
+
+class SigningStats:
+    """What signing did in this process (read by the metrics at scrape time)."""
+
+    def __init__(self) -> None:
+        self.signatures = 0  # signatures made
+        self.hits = 0  # signatures found in the cache
+        self.misses = 0  # signatures not in the cache (then made)
+        self.evictions = 0
+
+
+STATS = SigningStats()  # one per process: signers come and go with reloads, the counts stay
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One zone's signature validity window."""
+
+    start: int
+    inception: int
+    expiration: int
+
+
+class Chain:
+    """The NSEC chain of one table: its names with data in canonical order, and their types."""
+
+    __slots__ = ("at", "bitmaps", "keys", "owners")
+
+    def __init__(self, table: Table) -> None:
+        entries = []
+        for relative, node in table.names.items():
+            if relative and not node.rrsets:
+                continue  # an empty non-terminal: no NSEC of its own (RFC 4035 §2.3)
+            types = set(node.rrsets) | set(APEX_TYPES if not relative else NAME_TYPES)
+            entries.append((relative_key(relative), relative, type_bitmap(types)))
+        if b"" not in table.names:
+            entries.append(((), b"", type_bitmap(APEX_TYPES)))
+        entries.sort()
+        self.keys = [key for key, _, _ in entries]
+        self.owners = [owner for _, owner, _ in entries]
+        self.bitmaps = [bitmap for _, _, bitmap in entries]
+        self.at = {owner: i for i, owner in enumerate(self.owners)}
+
+    def covering(self, relative: bytes) -> int:
+        """The entry whose NSEC covers (or matches) a name below the apex."""
+        return bisect_right(self.keys, relative_key(relative)) - 1
+
+    def rdata(self, i: int, apex: bytes) -> bytes:
+        """The NSEC rdata of entry ``i`` in the zone at ``apex`` (lower-case wire name)."""
+        following = self.owners[i + 1] if i + 1 < len(self.owners) else b""
+        return following + apex + self.bitmaps[i]
+
+
+def relative_key(relative: bytes) -> tuple[bytes, ...]:
+    """Canonical sort key of a name below the apex, from its lower-case labels (no root)."""
+    out = []
+    pos = 0
+    while pos < len(relative):
+        out.append(relative[pos + 1 : pos + 1 + relative[pos]].lower())
+        pos += relative[pos] + 1
+    out.reverse()
+    return tuple(out)
+
+
+class ZoneSigner:
+    """Signs the zones of one index (see the module's doc)."""
+
+    def __init__(
+        self,
+        settings: DnssecSettings,
+        zone: ZoneSettings,
+        clock: Callable[[], float] = time.time,
+        stats: SigningStats | None = None,
+    ) -> None:
+        self.settings = settings
+        self.key: SigningKey = load_key(settings.key.data)
+        self.published = tuple(load_key(k.data) for k in settings.publish)
+        self.keys = (self.key, *self.published)
+        self.dnskeys = [k.dnskey for k in self.keys]
+        self.clock = clock
+        self.stats = stats if stats is not None else STATS
+        self.ttl = zone.ttl
+        self.negative_ttl = zone.negative_ttl  # NSEC TTL: min(SOA minimum, SOA TTL), RFC 9077
+        self.lifetime = settings.lifetime
+        self.refresh = settings.refresh
+        self.slots = max(1, settings.refresh // 3600)  # window starts: one an hour
+        self.backdate = settings.backdate
+        self.size = settings.cache_size
+        self.cache: dict[bytes, bytes] = {}  # owner, type, window start, key tag → RRSIG rdata
+        self.chains: dict[int, tuple[Table, Chain]] = {}
+        # DO=1 replies the lean path sends again (srvd.answer.lean): the lower-case question name
+        # and type → (valid until, the headers by RD, the RRset to order or None, the domain,
+        # the octets after the question or after the ordered records but the OPT, the query
+        # cell's column, the service cell); positive answers and NODATA only (the names that
+        # exist), at most an eighth of cache_size and REPLIES
+        self.replies: dict[bytes, Reply] = {}
+        self.replies_size = max(16, min(settings.cache_size // 8, REPLIES))
+        # NXDOMAIN replies apart, in a smaller cache: a random-name flood churns only this one
+        self.denials: dict[bytes, Reply] = {}
+        self.denials_size = max(16, self.replies_size // 4)
+        # the earliest expiration (RRSIG field, big-endian) of a signature sent since the metrics
+        # last read it (srvd.ops.dnssec); compared as octets, the cost of one slice per answer
+        self.soonest = NEVER
+
+    # -- windows and serials
+
+    def window(self, apex: bytes, now: float | None = None) -> Window:
+        start = self.start(apex, now)
+        return Window(start, start - self.backdate, start + self.lifetime)
+
+    def start(self, apex: bytes, now: float | None = None) -> int:
+        """When the zone's current window started (Unix time)."""
+        refresh = self.refresh
+        # staggered by the hour: zones renew spread over the refresh period, and the few distinct
+        # serials they get (srvd.index.serials) keep their Zone objects shared
+        offset = zlib.crc32(apex.lower()) % self.slots * 3600
+        t = int(self.clock() if now is None else now)
+        return t - (t - offset) % refresh
+
+    def cached_rrsig(self, owner: bytes, rtype: int, apex: bytes) -> bytes | None:
+        """The RRSIG record (without its owner) over an RRset whose signature is cached, with
+        the RRset's TTL, or None (the full path signs it): the lean path's way to sign from
+        ready pieces (srvd.answer.lean). Not for the key set (DNSKEY, CDS, CDNSKEY)."""
+        start = self.start(apex)
+        rdata = self.cache.get(owner + _CACHE_KEY.pack(rtype, start & 0xFFFFFFFF, self.key.tag))
+        if rdata is None:
+            return None
+        self.stats.hits += 1
+        if rdata[8:12] < self.soonest:
+            self.soonest = rdata[8:12]
+        return _RRSIG_CLASS + rdata[4:8] + len(rdata).to_bytes(2, "big") + rdata
+
+    def serial(self, apex: bytes, serial: int) -> int:
+        """The SOA serial of a zone whose content has ``serial``: moved by the window."""
+        start = self.window(apex).start & 0xFFFFFFFF
+        return start if 0 < ((start - serial) & 0xFFFFFFFF) < 0x80000000 else serial
+
+    # -- NSEC chains
+
+    def chain(self, table: Table) -> Chain:
+        found = self.chains.get(id(table))
+        if found is not None and found[0] is table:
+            return found[1]
+        chain = Chain(table)
+        if len(self.chains) >= CHAINS:
+            del self.chains[next(iter(self.chains))]
+        self.chains[id(table)] = (table, chain)
+        return chain
+
+    # -- signatures
+
+    def rrsig(
+        self,
+        owner: bytes,
+        rtype: int,
+        apex: bytes,
+        window: Window,
+        records: Callable[[], tuple[int, list[bytes]]],
+        key: SigningKey | None = None,
+    ) -> tuple[int, bytes]:
+        """(TTL, RRSIG rdata) over the RRset ``rtype`` at ``owner`` (lower-case wire names);
+        ``records`` gives its TTL and rdatas when a signature must be made. ``key``: another
+        key than the signing key (the key set's extra signatures, ``rrsigs``)."""
+        key = key or self.key
+        # one bytes object: about 260 octets an entry with its value, 100 less than a tuple
+        cache_key = owner + _CACHE_KEY.pack(rtype, window.start & 0xFFFFFFFF, key.tag)
+        cache = self.cache
+        found = cache.get(cache_key)
+        stats = self.stats
+        if found is not None:
+            stats.hits += 1
+            if found[8:12] < self.soonest:
+                self.soonest = found[8:12]
+            return struct.unpack_from("!I", found, 4)[0], found
+        stats.misses += 1
+        ttl, rdatas = records()
+        rdata = sign_rrset(
+            key, owner, rtype, ttl, rdatas, window.inception, window.expiration, apex
+        )
+        stats.signatures += 1
+        if rdata[8:12] < self.soonest:
+            self.soonest = rdata[8:12]
+        if len(cache) >= self.size:
+            del cache[next(iter(cache))]
+            stats.evictions += 1
+        cache[cache_key] = rdata
+        return ttl, rdata
+
+    def rrsigs(
+        self,
+        owner: bytes,
+        rtype: int,
+        apex: bytes,
+        window: Window,
+        records: Callable[[], tuple[int, list[bytes]]],
+    ) -> list[tuple[int, bytes]]:
+        """The RRSIGs an RRset gets: one by the signing key; the key set (DNSKEY, CDS, CDNSKEY)
+        one by every key it holds, so that during a rollover a resolver that knows the DS of
+        either key trusts the key set (docs/dnssec.md)."""
+        if rtype not in KEY_SET or not self.published:
+            return [self.rrsig(owner, rtype, apex, window, records)]
+        return [self.rrsig(owner, rtype, apex, window, records, key) for key in self.keys]
+
+    def keep_reply(
+        self, key: bytes, window: Window, reply: ReplyParts, nxdomain: bool = False
+    ) -> None:
+        """Keep a DO=1 reply's pieces for the lean path until the zone's window moves."""
+        replies, size = (
+            (self.denials, self.denials_size)
+            if nxdomain
+            else (
+                self.replies,
+                self.replies_size,
+            )
+        )
+        if len(replies) >= size:
+            del replies[next(iter(replies))]
+        replies[key] = (window.start + self.refresh, *reply)
+
+    def take_soonest(self) -> int | None:
+        """The earliest expiration of the signatures sent since the last call (None: none)."""
+        soonest, self.soonest = self.soonest, NEVER
+        return None if soonest == NEVER else int.from_bytes(soonest, "big")
+
+    # -- the apex's DNSSEC records
+
+    def apex_rdatas(self, rtype: int, apex: bytes) -> list[bytes]:
+        """The rdatas of DNSKEY, CDNSKEY or CDS at ``apex``."""
+        if rtype == CDS:
+            return [ds_rdata(apex, dnskey) for dnskey in self.dnskeys]
+        return list(self.dnskeys)
+
+    def apex_records(self, rtype: int, apex: bytes, owner: bytes) -> bytes:
+        """DNSKEY, CDNSKEY or CDS records at the apex, their owner ``owner`` (a pointer)."""
+        head = owner + struct.pack("!HHI", rtype, 1, self.ttl)
+        return b"".join(
+            head + struct.pack("!H", len(rdata)) + rdata for rdata in self.apex_rdatas(rtype, apex)
+        )
+
+    def zone_rrsets(
+        self, index: Index, apex: bytes, table: Table
+    ) -> Iterator[tuple[bytes, int, int, list[bytes]]]:
+        """Every RRset of a signed zone but its RRSIGs: (owner, type, TTL, rdatas), the owner a
+        lower-case wire name; the SOA first, then the apex, then the names in canonical order."""
+        apex = apex.lower()
+        settings = index.settings
+        zone = index.zones[apex]
+        soa = index.soa(0, self.serial(apex, zone.serial), False)[2:]
+        yield apex, SOA, settings.ttl, [soa[10:]]
+        yield apex, NS, settings.ttl, [r for _, _, r in read_rdatas(index.ns_records)]
+        for rtype in (DNSKEY, CDS, CDNSKEY):
+            yield apex, rtype, self.ttl, self.apex_rdatas(rtype, apex)
+        chain = self.chain(table)
+        domain = apex[apex[0] + 1 :]
+        for i, relative in enumerate(chain.owners):
+            node = table.names.get(relative)
+            for rtype, rrset in node.rrsets.items() if node is not None else ():
+                found = read_rdatas(rrset.wire(_FIRST, domain))
+                yield relative + apex, rtype, found[0][1], [r for _, _, r in found]
+            yield relative + apex, NSEC, self.negative_ttl, [chain.rdata(i, apex)]
+
+    def signed_zone(
+        self, index: Index, apex: bytes, table: Table
+    ) -> list[tuple[bytes, int, int, bytes]]:
+        """Every record of a signed zone, RRSIGs after their RRsets: (owner, type, TTL, rdata)."""
+        apex = apex.lower()
+        window = self.window(apex)
+        out: list[tuple[bytes, int, int, bytes]] = []
+        for owner, rtype, ttl, rdatas in self.zone_rrsets(index, apex, table):
+            out.extend((owner, rtype, ttl, rdata) for rdata in rdatas)
+            for sig_ttl, sig in self.rrsigs(owner, rtype, apex, window, fixed(ttl, rdatas)):
+                out.append((owner, RRSIG, sig_ttl, sig))
+        return out
+
+
+def fixed(ttl: int, rdatas: list[bytes]) -> Callable[[], tuple[int, list[bytes]]]:
+    """What ``ZoneSigner.rrsig`` takes, for an RRset at hand."""
+    return lambda: (ttl, rdatas)
+
+
+class _FirstOrder:
+    def random(self) -> float:
+        return 0.0
+
+
+_FIRST = _FirstOrder()
+
+
+def attach(
+    index: Index, settings: DnssecSettings | None, clock: Callable[[], float] | None = None
+) -> Index:
+    """Give an index its signer (or none, unsigned); returns the index."""
+    if settings is None:
+        index.dnssec = None
+    else:
+        index.dnssec = ZoneSigner(settings, index.settings, clock or time.time)
+    return index
