@@ -275,6 +275,14 @@ class Index:
         self.ns_records = ns
         self.ns_count = len(settings.nameservers)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (the workers' snapshot, srvd.server.workers) without its signer: the key and
+        the caches stay in their process; the reader attaches a signer of its own from the same
+        settings (srvd.index.dnssec.attach), which gives the same windows, serials and bytes."""
+        state = self.__dict__.copy()
+        state["dnssec"] = None
+        return state
+
     def serial(self, apex: bytes, zone: Zone) -> int:
         """The SOA serial a zone is served with: its content's, moved by the signatures'
         validity window when the zones are signed (srvd.index.dnssec)."""

@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from srvd.answer.outcome import DROP_REASONS, QUERY_CELLS, RRL_ACTIONS, SERVICE_CELLS
+from srvd.index.dnssec import attach
 from srvd.ops.metrics import DURATION_BOUNDS_NS, SIZE_BOUNDS, Counters
 from srvd.server.loading import Built, Changes
 
@@ -159,6 +160,7 @@ def read_snapshot(path: str) -> tuple[int, Built]:
     with open(path, "rb") as handle:
         generation, built = pickle.load(handle)
     assert isinstance(generation, int) and isinstance(built, Built)
+    attach(built.index, built.config.dnssec)  # the signer is not in the snapshot
     return generation, built
 
 
