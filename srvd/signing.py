@@ -16,13 +16,15 @@ from collections.abc import Iterable
 
 from srvd.config import Config
 from srvd.config.model import DnssecSettings
+from srvd.http.pacc import OWNER as PACC_OWNER
+from srvd.http.pacc import deriver
 from srvd.index.build import build_index
 from srvd.index.zonefile import domain_zones
 from srvd.wire.dnssec import (
     ECDSAP256SHA256,
     ED25519,
     DnssecKeyError,
-    ds_rdata,
+    ds_text,
     generate_key,
     load_key,
 )
@@ -80,21 +82,20 @@ def ds_lines(config: Config, domains: Iterable[str] | None) -> list[str]:
     settings = config.dnssec
     assert settings is not None
     keys = [load_key(k.data) for k in (settings.key, *settings.publish)]
-    index = build_index(config)
+    index = build_index(config, None, deriver(config.http))  # with PACC's zones, if on
     if domains is None:
         apexes = sorted(index.zones)
     else:
-        apexes = [apex for domain in domains for apex, _ in domain_zones(config, index, domain)]
+        apexes = [
+            apex
+            for domain in domains
+            for apex, _ in domain_zones(config, index, domain, (PACC_OWNER,))
+        ]
     ttl = config.zone.ttl
     out = []
     for apex in apexes:
         owner = master_name(apex)
-        for key in keys:
-            rdata = ds_rdata(apex, key.dnskey)
-            tag, algorithm, digest_type = rdata[0] << 8 | rdata[1], rdata[2], rdata[3]
-            out.append(
-                f"{owner} {ttl} IN DS {tag} {algorithm} {digest_type} {rdata[4:].hex().upper()}"
-            )
+        out += [f"{owner} {ttl} IN DS {ds_text(apex, key.dnskey)}" for key in keys]
     return out
 
 

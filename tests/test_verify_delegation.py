@@ -382,3 +382,37 @@ zone:
                 assert names == set(NAMESERVERS), reply
     finally:
         stop_process(knot)
+
+
+def test_a_parent_holding_some_of_the_keys_ds_is_a_rollover_note(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a second key published (dnssec.publish), srvd expects a DS for each; a parent that
+    holds only one of them still validates (every key signs the key set): a note, no fault. A
+    DS srvd does not publish stays a fault."""
+    import srvd.migrate.verify as verify
+    from srvd.config import Config, load_config
+    from srvd.migrate.delegation import ParentRecord
+
+    other = "54321 13 2 " + "ab" * 32
+
+    def signed(config: Config, apex: str) -> Iterator[ParentRecord]:
+        if apex.startswith("_tcp."):
+            yield ParentRecord(apex, "DS", DS.upper())
+            yield ParentRecord(apex, "DS", other.upper())
+
+    monkeypatch.setattr(verify, "signing_records", signed)
+    checker = verify.Verifier(
+        load_config(setup.config), verify.Asker(500, 2, 60), setup.port, server=(PARENT, setup.port)
+    )
+    rolling = checker.verify("d-ds.test")
+    assert rolling.ok, rolling
+    assert any("key rollover" in note and "54321" in note for note in rolling.notes)
+
+    def unknown(config: Config, apex: str) -> Iterator[ParentRecord]:
+        if apex.startswith("_tcp."):
+            yield ParentRecord(apex, "DS", other.upper())
+
+    monkeypatch.setattr(verify, "signing_records", unknown)
+    wrong = checker.verify("d-ds.test")
+    assert [(f.kind, f.apex) for f in wrong.findings] == [("ds", "_tcp.d-ds.test")]

@@ -1,13 +1,21 @@
 """The records each parent zone needs to delegate a domain's subzones to srvd: NS for every
-served apex (``_tcp.D``, ``_axigen.D``, ...), naming ``zone.nameservers``, and DS once the
-subzones are signed. As master-file lines, or as ``nsupdate`` input."""
+served apex (``_tcp.D``, ``_axigen.D``, ...), naming ``zone.nameservers``, and DS when the
+subzones are signed (``dnssec:``). As master-file lines, or as ``nsupdate`` input."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from srvd.config import Config
+from srvd.http.pacc import OWNER as PACC_OWNER
+from srvd.http.pacc import deriver
+from srvd.index.build import build_index
+from srvd.index.model import Index
+from srvd.index.zonefile import domain_zones
+from srvd.wire.dnssec import ds_text, load_key
+from srvd.wire.names import to_wire, wire_to_text
 
 DEFAULT_TTL = 86400  # the parent's NS TTL: a day is usual (README "Delegation")
 
@@ -20,25 +28,39 @@ class ParentRecord:
 
 
 def apexes(config: Config, domain: str) -> list[str]:
-    """The apexes of the zones srvd serves for one configured domain, sorted."""
-    labels = {
-        spec.owner.rsplit(".", 1)[-1]
-        for rrsets in config.entries_of(domain).values()
-        if rrsets
-        for spec in rrsets
-    }
-    return [f"{label}.{domain}" for label in sorted(labels)]
+    """The apexes of the zones srvd serves for one configured domain, sorted: those its
+    profile's records make, and PACC's ``_ua-auto-config`` when ``http.pacc`` gives the domain a
+    document (read from the index, built once per configuration)."""
+    index = _index_of(config)
+    return [wire_to_text(apex) for apex, _ in domain_zones(config, index, domain, (PACC_OWNER,))]
+
+
+_BUILT: list[tuple[Config, Index]] = []  # the last configuration's index (one command, one)
+
+
+def _index_of(config: Config) -> Index:
+    if not _BUILT or _BUILT[0][0] is not config:
+        _BUILT[:] = [(config, build_index(config, None, deriver(config.http)))]
+    return _BUILT[0][1]
 
 
 def signing_records(config: Config, apex: str) -> Iterator[ParentRecord]:
-    """The DNSSEC hook: the DS records the parent must hold for a signed subzone ``apex``.
+    """The DS records the parent must hold for the subzone ``apex``: one (SHA-256) per key in
+    its DNSKEY set (``dnssec.key`` and any ``dnssec.publish`` key, RFC 4034 §5), none when srvd
+    does not sign. ``srvd verify-delegation`` then expects no DS at the cut: a DS there makes
+    validating resolvers reject srvd's unsigned answers."""
+    settings = config.dnssec
+    if settings is None:
+        return
+    owner = to_wire(apex)
+    for dnskey in _dnskeys(tuple(k.data for k in (settings.key, *settings.publish))):
+        yield ParentRecord(apex, "DS", ds_text(owner, dnskey))
 
-    srvd signs nothing yet, so there are none, and ``srvd verify-delegation`` then expects no
-    DS at the cut (a DS there makes validating resolvers reject srvd's unsigned answers). When
-    signing lands, this yields a DS per key-signing key of ``apex`` (RFC 4034 §5), and both
-    ``srvd delegation`` and ``srvd verify-delegation`` pick it up with no other change.
-    """
-    return iter(())
+
+@functools.lru_cache(maxsize=4)
+def _dnskeys(keys: tuple[bytes, ...]) -> tuple[bytes, ...]:
+    """The DNSKEY rdata of key files (parsed once, not once per domain)."""
+    return tuple(load_key(data).dnskey for data in keys)
 
 
 def parent_records(config: Config, domain: str) -> list[ParentRecord]:

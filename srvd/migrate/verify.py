@@ -10,8 +10,10 @@ For each configured domain D and each apex A srvd serves for it (``_tcp.D``, ``_
    compared with ``zone.nameservers`` (*NS set differs*);
 3. each delegated server (its address from the referral's glue, else looked up as in 1) is asked
    ``A SOA`` without recursion and must answer it authoritatively (else *lame*);
-4. ``A DS`` at each parent server is compared with the DS srvd.migrate.delegation expects (none
-   while srvd signs nothing: a DS there breaks validation);
+4. ``A DS`` at each parent server is compared with the DS srvd.migrate.delegation expects: none
+   while srvd does not sign (a DS there breaks validation); when it signs, one DS per key of the
+   DNSKEY set (every key signs that set), and a parent holding only some of them (a rollover
+   under way, docs/dnssec.md) is a note, not a fault;
 5. the parent zone is transferred (AXFR) when its server allows it, and records it still holds
    under a delegated A are reported (*hidden records*: the delegation hides them, such as
    Microsoft 365's ``_sipfederationtls._tcp``). A refused transfer is noted, not a fault.
@@ -335,6 +337,12 @@ class Verifier:
             for rd in rrset
         }
         if found == expected:
+            return
+        if found and found < expected:  # a rollover under way: each of these keys validates
+            result.notes.append(
+                f"{apex}: DS at {_where(server)} is {'; '.join(sorted(found))}; srvd also "
+                f"publishes {'; '.join(sorted(expected - found))} (a key rollover under way?)"
+            )
             return
         if not expected:
             message = (

@@ -147,6 +147,13 @@ def ds_rdata(owner: bytes, dnskey: bytes) -> bytes:
     return struct.pack("!HBB", key_tag(dnskey), dnskey[3], DIGEST_SHA256) + digest
 
 
+def ds_text(owner: bytes, dnskey: bytes) -> str:
+    """The SHA-256 DS of a DNSKEY at ``owner`` in master-file form: ``tag alg 2 HEX``."""
+    rdata = ds_rdata(owner, dnskey)
+    tag, algorithm, digest_type = rdata[0] << 8 | rdata[1], rdata[2], rdata[3]
+    return f"{tag} {algorithm} {digest_type} {rdata[4:].hex().upper()}"
+
+
 def labels(name: bytes) -> list[bytes]:
     """The labels of a wire name (uncompressed), leftmost first, without the root."""
     out = []
