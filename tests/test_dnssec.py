@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 from srvd.answer.full import answer
 from srvd.cli import main
 from srvd.config import ConfigError, load_config
+from srvd.http.pacc import deriver
 from srvd.index.build import build_index
 from srvd.index.dnssec import STATS, ZoneSigner, attach
 from srvd.index.model import Index
@@ -62,7 +63,10 @@ TYPES = ("SRV", "TXT", "A", "AAAA", "SOA", "NS", "DNSKEY", "CDS", "CDNSKEY", "NS
 
 def _index(path: Path, clock: float = NOW) -> Index:
     config = load_config(str(path))
-    return attach(build_index(config, lambda apex, digest: SERIAL), config.dnssec, lambda: clock)
+    serial_of = lambda apex, digest: SERIAL  # noqa: E731
+    # with PACC's _ua-auto-config zones, on in the bundled example: signed like the others
+    index = build_index(config, serial_of, deriver(config.http))
+    return attach(index, config.dnssec, lambda: clock)
 
 
 @pytest.fixture(scope="module")
@@ -269,8 +273,10 @@ def test_ds_lines_match_the_served_dnskeys(
     assert [line.split()[0] for line in lines] == [
         "_axigen.example.com.",
         "_tcp.example.com.",
+        "_ua-auto-config.example.com.",
         "_axigen.shop.example.",
         "_tcp.shop.example.",
+        "_ua-auto-config.shop.example.",
     ]
     for line in lines:
         owner, ttl, klass, rtype, *rest = line.split()
@@ -373,7 +379,8 @@ def test_udp_overflow_is_truncated_and_tcp_carries_it_whole(indexes: dict[int, I
 
 def test_do0_answers_are_the_unsigned_servers_byte_for_byte(configs: dict[int, Path]) -> None:
     signed = _index(configs[13])
-    plain = build_index(load_config(str(unsigned_twin(configs[13]))), lambda apex, digest: SERIAL)
+    twin = load_config(str(unsigned_twin(configs[13])))
+    plain = build_index(twin, lambda apex, digest: SERIAL, deriver(twin.http))
     names = [*all_names(signed), "example.com", "_tcp.nowhere.example"]
     plain_types = [t for t in TYPES if t not in ("DNSKEY", "CDS", "CDNSKEY", "NSEC")]
     one, two = Responder(signed, random.Random(3)), Responder(plain, random.Random(3))
