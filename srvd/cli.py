@@ -320,18 +320,14 @@ def check(path: str | None, strict: bool = False) -> int:
 
 def zone(domain: str, path: str | None) -> int:
     from srvd.index.zonefile import domain_zones, zone_text
-    from srvd.wire.names import host_name
 
     config = _load(path)
     if config is None:
         return 1
     try:
-        name = host_name(domain)
-    except InvalidName as exc:
+        name = config.domain_named(domain)
+    except ValueError as exc:
         print(f"srvd zone: {exc}", file=sys.stderr)
-        return 1
-    if name not in config.domains:
-        print(f"srvd zone: {name} is not a configured domain in {config.source}", file=sys.stderr)
         return 1
     serials = SerialState(config.state_dir).source(None, config.mtime)
     index = build_index(config, serials, deriver(config.http))  # with PACC's TXT, if on

@@ -28,7 +28,7 @@ from srvd.wire.dnssec import (
     generate_key,
     load_key,
 )
-from srvd.wire.names import InvalidName, host_name, master_name
+from srvd.wire.names import master_name
 
 
 def add_commands(
@@ -106,17 +106,11 @@ def ds(config: Config, domains: list[str], every: bool) -> int:
     if every == bool(domains):
         print("srvd dnssec ds: give DOMAIN... or --all", file=sys.stderr)
         return 2
-    names = []
-    for domain in domains:
-        try:
-            name = host_name(domain)
-        except InvalidName as exc:
-            print(f"srvd dnssec ds: {exc}", file=sys.stderr)
-            return 1
-        if name not in config.domains:
-            print(f"srvd dnssec ds: {name} is not a configured domain", file=sys.stderr)
-            return 1
-        names.append(name)
+    try:
+        names = [config.domain_named(domain) for domain in domains]
+    except ValueError as exc:
+        print(f"srvd dnssec ds: {exc}", file=sys.stderr)
+        return 1
     try:
         lines = ds_lines(config, None if every else names)
     except DnssecKeyError as exc:  # pragma: no cover - the configuration checked the keys

@@ -294,7 +294,7 @@ def test_delegation_formats(setup: Setup) -> None:
     assert every.stdout.count("\tNS\t") == 4 * len(DOMAINS)
     assert "; d-empty.test: srvd serves no zone for it" in every.stdout
     unknown = srvd_command("delegation", "-c", str(setup.config), "nothere.test")
-    assert unknown.returncode == 2 and "not configured" in unknown.stderr
+    assert unknown.returncode == 2 and "is not a configured domain" in unknown.stderr
 
 
 def test_ds_expected_through_the_dnssec_hook(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from typing import TypeAlias
 
 from srvd.errors import SrvdError
 from srvd.wire.discovery import SRV, TEMPLATE
+from srvd.wire.names import InvalidName, host_name
 from srvd.wire.tsig import Key
 
 MAX_WORKERS = 256
@@ -215,6 +216,18 @@ class Config:
         merged = dict(self.profiles[entry.profile].entries) if entry.profile else {}
         merged.update(entry.entries)
         return merged
+
+    def domain_named(self, given: str) -> str:
+        """A configured domain, as given on a command line (any case, IDN, trailing dot), in the
+        form the configuration holds it. ValueError, with the message, when the text is not a
+        host name or names no configured domain."""
+        try:
+            name = host_name(given)
+        except InvalidName as exc:
+            raise ValueError(str(exc)) from None
+        if name not in self.domains:
+            raise ValueError(f"{name} is not a configured domain in {self.source}")
+        return name
 
 
 # ---------------------------------------------------------------------------------------------

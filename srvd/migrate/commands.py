@@ -149,25 +149,16 @@ def _add_delegation(commands: Any, config_help: str) -> None:
 
 def _domains(config: Config, names: Sequence[str], every: bool, command: str) -> list[str] | None:
     """The domains a command works on (configured ones), or None (the problem printed)."""
-    from srvd.wire.names import InvalidName, host_name
-
     if every == bool(names):
         print(f"srvd {command}: give DOMAIN... or --all", file=sys.stderr)
         return None
     if every:
         return list(config.domains)
-    out = []
-    for raw in names:
-        try:
-            name = host_name(raw)
-        except InvalidName as exc:
-            print(f"srvd {command}: {exc}", file=sys.stderr)
-            return None
-        if name not in config.domains:
-            print(f"srvd {command}: {name} is not configured in {config.source}", file=sys.stderr)
-            return None
-        out.append(name)
-    return out
+    try:
+        return [config.domain_named(raw) for raw in names]
+    except ValueError as exc:
+        print(f"srvd {command}: {exc}", file=sys.stderr)
+        return None
 
 
 def delegation(args: argparse.Namespace, config: Config) -> int:

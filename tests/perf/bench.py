@@ -1573,6 +1573,13 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         default=None,
         help="with --dnssec: dnssec.cache_size of the signed server (default: srvd's, 1000000)",
     )
+    parser.add_argument(
+        "--flood-rounds",
+        type=int,
+        default=2,
+        help="with --dnssec: runs of the random-name flood, each with new names (2): how the "
+        "cost per answer falls as the zones' denial signatures fill the cache",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workdir", help="keep the generated data and dnsperf outputs here")
     parser.add_argument("--keep", action="store_true", help="do not delete the temporary data")
