@@ -3,6 +3,8 @@
 ```yaml
 http:
   listen: [127.0.0.1:8080]      # off unless given
+  cert: tls/fullchain.pem       # HTTPS on every listen address (srvd.config.tls; optional)
+  key: tls/privkey.pem
   pacc: on                      # PACC document and its _ua-auto-config TXT digest
   display_name: "{domain} mail" # what DNS cannot say: the account's name in the client
   username: email               # email (%EMAILADDRESS%) or local (the local part)
@@ -27,9 +29,12 @@ from srvd.config.model import (
     KeyPath,
 )
 from srvd.config.reader import _Fields, _kind, _Reader
+from srvd.config.tls import read_tls
 
 HTTP_KEYS = (
     "listen",
+    "cert",
+    "key",
     "pacc",
     "display_name",
     "username",
@@ -44,9 +49,11 @@ _ON = (True, "on", "yes", "true")
 _OFF = (False, "off", "no", "false")
 
 
-def read_http(reader: _Reader, value: Any, path: KeyPath) -> HttpSettings | None:
-    """``http:`` → HttpSettings, or None (off). Plain HTTP only: TLS is the provider's HTTPS
-    proxy's (README, "Discovery documents over HTTP")."""
+def read_http(reader: _Reader, value: Any, path: KeyPath, base: str) -> HttpSettings | None:
+    """``http:`` → HttpSettings, or None (off); ``base`` is the directory of the configuration
+    file (``cert`` and ``key`` are relative to it). Plain HTTP unless ``cert`` is given: TLS for
+    the customers' names is the provider's HTTPS proxy's (README, "Discovery documents over
+    HTTP")."""
     if value is None or value in _OFF:
         return None
     raw = reader.mapping(value, path, HTTP_KEYS)
@@ -57,6 +64,7 @@ def read_http(reader: _Reader, value: Any, path: KeyPath) -> HttpSettings | None
         fields.ok = False
     else:
         kwargs["listen"] = fields(reader.listen, raw["listen"], (*path, "listen"))
+    kwargs["tls"] = fields(read_tls, reader, raw, path, base)
     if "pacc" in raw:
         kwargs["pacc"] = fields(_switch, reader, raw["pacc"], (*path, "pacc"))
     if "display_name" in raw:

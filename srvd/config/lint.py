@@ -10,7 +10,9 @@ with them unless ``--strict``:
   of that ``include:`` matches anything (a typo in a directory name loads nothing);
 - a profile that publishes nothing (its domains get no zone at all);
 - a reply larger than srvd's EDNS payload (1232 octets): over UDP it always goes out truncated,
-  so every resolver has to come back over TCP (the names are given).
+  so every resolver has to come back over TCP (the names are given);
+- ``http.cert``'s certificate expired, not valid yet, or expiring within 14 days (srvd.config.tls:
+  served all the same, as nginx does).
 
 The domains are looked at as ``read_config`` hands them over (``Linter`` is a DomainSink in front
 of another), so a million-domain configuration is linted in the same pass as it is checked.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +37,7 @@ from srvd.config.model import (
     RRsetSpec,
 )
 from srvd.config.ops import top_level
+from srvd.config.tls import validity_warning
 from srvd.config.yamlfile import _locate
 from srvd.wire.discovery import SRV, TEMPLATE
 from srvd.wire.names import to_wire
@@ -149,6 +153,10 @@ class Linter(DomainSink):
                     size = reply_size(domain, spec)
                     if size > EDNS_PAYLOAD:
                         out.append((path, _size_message(spec, domain, size)))
+        tls = config.http.tls if config.http is not None else None
+        validity = validity_warning(tls, time.time()) if tls is not None else None
+        if validity is not None:
+            out.append((("http", "cert"), validity))
         problems = [self._place(config, path, message) for path, message in out]
         problems += _empty_globs(config)
         problems += [self._place(config, p, m) for p, m in self.domain_warnings]

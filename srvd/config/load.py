@@ -326,9 +326,9 @@ def _main_settings(
     if isinstance(state_dir, str):
         state_dir = os.path.join(os.path.dirname(main), os.path.expanduser(state_dir))
     transfer, catalog = _primary(reader, fields, top, main)
-    http = fields(read_http, reader, top.get("http"), ("http",))
-    reload = fields(read_reload, reader, top.get("reload"), ("reload",))
     base = os.path.dirname(main)
+    http = fields(read_http, reader, top.get("http"), ("http",), base)
+    reload = fields(read_reload, reader, top.get("reload"), ("reload",))
     control = fields(read_control, reader, top.get("control"), ("control",), base)
     dnssec = None
     if top.get("dnssec") is not None:
@@ -689,7 +689,9 @@ class _Streamer:
                     elif key == "http":
                         if self.hashes:  # domains were given before it: read again, in order
                             raise _Fallback
-                        self.sink.http(read_http(reader, value, ("http",)))
+                        self.sink.http(
+                            read_http(reader, value, ("http",), os.path.dirname(self.main))
+                        )
                     elif key == "zone":
                         self.begin(reader.zone(value, ("zone",)))
         except (Unusual, yaml.YAMLError):

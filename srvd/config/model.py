@@ -323,8 +323,23 @@ class HttpProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """``http.cert`` and ``http.key`` (srvd.config.tls): the paths, what was read from them when
+    the configuration was (a reload reads them again), and the leaf certificate's validity."""
+
+    cert: str  # PEM: the server's certificate, then its chain
+    key: str  # PEM: its private key (the cert file itself when it holds the key too)
+    cert_pem: bytes = field(repr=False)
+    key_pem: bytes = field(repr=False)
+    not_before: float = 0.0  # the leaf's validity, seconds since the epoch
+    not_after: float = 0.0
+    names: tuple[str, ...] = ()  # the leaf's DNS names (subjectAltName)
+
+
+@dataclass(frozen=True, slots=True)
 class HttpSettings:
     listen: tuple[Endpoint, ...] = ()
+    tls: TlsFiles | None = None  # HTTPS on every http.listen address (http.cert, http.key)
     pacc: bool = False  # /.well-known/user-agent-configuration.json (draft-ietf-mailmaint-pacc)
     # what DNS cannot say
     display_name: str = "{domain}"

@@ -12,11 +12,19 @@ only), connections (``http.max_connections``; beyond it a new one is closed at o
 (``http.idle_timeout`` for a whole request to arrive, however slowly it trickles in). Nothing of
 a request is logged: no access log (the metrics count requests by route and status), so neither
 an Authorization header nor a body can end up in a log.
+
+HTTPS, when ``http.cert`` is given (srvd.config.tls read and checked the files): every
+``http.listen`` address speaks TLS 1.2 or 1.3 with Twisted's CertificateOptions defaults and no
+client certificates, the chain after the leaf sent with it. ``Certificates`` makes each new
+connection from the context of the certificate now served; a reload that read renewed files
+swaps that context (connections already open keep theirs), one whose files are broken has
+failed before it got here (the running certificate stays).
 """
 
 from __future__ import annotations
 
 import re
+import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any, cast
@@ -24,15 +32,22 @@ from typing import Any, cast
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.interfaces import IAddress, IDelayedCall, IListeningPort
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IListeningPort,
+    IOpenSSLServerConnectionCreator,
+)
 from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
+from zope.interface import implementer
 
-from srvd.config.model import Endpoint, HttpSettings
+from srvd.config.model import Endpoint, HttpSettings, TlsFiles
+from srvd.config.tls import load_tls, validity_warning
 from srvd.http import documents
 from srvd.http.facts import Facts, table_facts
 from srvd.http.request import BadRequest, address_of, domain_of_address, pox_address
@@ -124,6 +139,7 @@ class Counts:
         self.cells = {(route, status): 0 for route in ROUTES for status in STATUSES}
         self.connections = 0
         self.rejected = 0
+        self.not_after: float | None = None  # the served certificate's, with http.cert
 
     def add(self, route: str, status: int) -> None:
         key = (route if route in ROUTES else "other", status if status in STATUSES else 500)
@@ -154,6 +170,12 @@ class HttpCollector:
         )
         rejected.add_metric([], self.counts.rejected)
         yield rejected
+        if self.counts.not_after is not None:
+            yield GaugeMetricFamily(
+                "srvd_http_certificate_expiry_timestamp_seconds",
+                "when the certificate HTTPS serves (http.cert) expires, in seconds since the epoch",
+                value=self.counts.not_after,
+            )
 
 
 class _Refused(Exception):
@@ -467,8 +489,56 @@ def _checked(value: str | None) -> str | None:
         raise _Refused(400, str(exc)) from None
 
 
+def tls_options(tls: TlsFiles) -> Any:
+    """Twisted's CertificateOptions for checked files: TLS 1.2 at least (the default of recent
+    Twisted, raised to it on older ones), no client certificates, the chain after the leaf."""
+    from twisted.internet.ssl import CertificateOptions, TLSVersion
+
+    chain, key = load_tls(tls)
+    return CertificateOptions(
+        privateKey=cast(Any, key),
+        certificate=cast(Any, chain[0]),
+        extraCertChain=cast(Any, chain[1:]),
+        raiseMinimumTo=TLSVersion.TLSv1_2,
+    )
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class Certificates:
+    """The TLS side of the front's ports: each new connection gets the context of the
+    certificate served now; ``use`` swaps it (the connections open keep the one they have)."""
+
+    def __init__(self, tls: TlsFiles) -> None:
+        self.tls = tls
+        self.context = tls_options(tls).getContext()
+
+    def use(self, tls: TlsFiles) -> None:
+        """Serve these files from the next connection on; raises (and changes nothing) when
+        OpenSSL will not take them."""
+        context = tls_options(tls).getContext()  # made (and checked by OpenSSL) before the swap
+        self.tls, self.context = tls, context
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> Any:
+        from OpenSSL.SSL import Connection
+
+        return Connection(self.context, None)
+
+
+def _names_of(certificates: Certificates | None) -> str:
+    if certificates is None or not certificates.tls.names:
+        return ""
+    return f" (a certificate for {', '.join(certificates.tls.names)})"
+
+
+def _validity(tls: TlsFiles) -> None:
+    warning = validity_warning(tls, time.time())
+    if warning is not None:
+        log.warn("http.cert: {warning} (served all the same)", warning=warning)
+
+
 class HttpService(Service):
-    """The HTTP front on every ``http.listen`` address, on srvd's reactor."""
+    """The HTTP front on every ``http.listen`` address, on srvd's reactor; HTTPS on all of them
+    with ``http.cert``."""
 
     def __init__(self, settings: HttpSettings, index: Index, reactor: Any) -> None:
         self.reactor = reactor
@@ -479,27 +549,79 @@ class HttpService(Service):
         self.endpoints = settings.listen
         self.ports: list[IListeningPort] = []
         self.bound: list[Endpoint] = []
+        self.certificates: Certificates | None = None
+        if settings.tls is not None:
+            self.certificates = Certificates(settings.tls)
+            self.counts.not_after = settings.tls.not_after
+            _validity(settings.tls)
 
     def publish(self, settings: HttpSettings, index: Index) -> None:
         """Serve a new generation (reactor thread): the index and settings of a reload."""
         if settings.listen != self.endpoints:
             log.warn("http.listen changed in the configuration: it takes effect on restart")
+        self.renew(settings.tls)
         self.site.settings = settings
         self.resource.documents = Documents(index, settings)
 
+    def renew(self, tls: TlsFiles | None) -> None:
+        """The certificate files a reload read: served to new connections from now on."""
+        certificates = self.certificates
+        if certificates is None:
+            if tls is not None:
+                log.warn("http.cert was added to the configuration: HTTPS takes effect on restart")
+            return
+        if tls is None:
+            log.warn(
+                "http.cert was removed from the configuration: HTTPS goes on with {cert} until "
+                "a restart",
+                cert=certificates.tls.cert,
+            )
+            return
+        if tls != certificates.tls:
+            try:
+                certificates.use(tls)
+            except Exception:  # srvd.config.tls checked them with OpenSSL already
+                log.failure(
+                    "http.cert: {cert} not taken; still serving the previous", cert=tls.cert
+                )
+                return
+            self.counts.not_after = tls.not_after
+            log.info(
+                "http.cert: new connections get the certificate now in {cert} (valid until "
+                "{until})",
+                cert=tls.cert,
+                until=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(tls.not_after)),
+            )
+        _validity(tls)
+
     def privilegedStartService(self) -> None:
+        scheme = "https" if self.certificates is not None else "http"
         for endpoint in self.endpoints:
             try:
-                port = self.reactor.listenTCP(
-                    endpoint.port, self.site, backlog=1024, interface=endpoint.host
-                )
+                if self.certificates is not None:
+                    port = self.reactor.listenSSL(
+                        endpoint.port,
+                        self.site,
+                        self.certificates,
+                        backlog=1024,
+                        interface=endpoint.host,
+                    )
+                else:
+                    port = self.reactor.listenTCP(
+                        endpoint.port, self.site, backlog=1024, interface=endpoint.host
+                    )
             except Exception as exc:
-                raise OSError(f"cannot listen on {endpoint} (http): {exc}") from None
+                raise OSError(f"cannot listen on {endpoint} ({scheme}): {exc}") from None
             address: IAddress = port.getHost()
             bound = Endpoint(endpoint.host, address.port)  # type: ignore[attr-defined]
             self.ports.append(port)
             self.bound.append(bound)
-            log.info("discovery documents on http://{endpoint}/", endpoint=bound)
+            log.info(
+                "discovery documents on {scheme}://{endpoint}/{names}",
+                scheme=scheme,
+                endpoint=bound,
+                names=_names_of(self.certificates),
+            )
         super().privilegedStartService()
 
     def startService(self) -> None:

@@ -32,6 +32,7 @@ import sys
 import tempfile
 from array import array
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import Service
@@ -140,8 +141,12 @@ def snapshot_place() -> str:
 
 def write_snapshot(path: str, generation: int, built: Built) -> None:
     """The index the primary serves, for its workers: written aside, then renamed into place
-    (a worker never reads half a file). Worker thread or before the reactor runs."""
-    light = Built(built.config, built.index, NO_CHANGES, 0.0)
+    (a worker never reads half a file). Worker thread or before the reactor runs. The workers
+    serve no HTTP: the private key of ``http.cert`` stays out of the file."""
+    config = built.config
+    if config.http is not None and config.http.tls is not None:
+        config = replace(config, http=replace(config.http, tls=None))
+    light = Built(config, built.index, NO_CHANGES, 0.0)
     temporary = f"{path}.{os.getpid()}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
