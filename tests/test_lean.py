@@ -14,8 +14,13 @@ import random
 import struct
 from pathlib import Path
 
+import dns.message
+import dns.name
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
 import pytest
-from dnssec_oracle import signed_config
+from dnssec_oracle import apex_of, check_denial, signed_config, validate_message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +28,7 @@ from srvd.answer.full import answer_outcome
 from srvd.answer.lean import lean_answer
 from srvd.config import load_config
 from srvd.index.build import build_index
+from srvd.index.dnssec import ZoneSigner, attach
 from srvd.index.model import Index
 from srvd.wire.names import wire_to_text
 
@@ -243,3 +249,123 @@ def test_signed_zones_sign_on_the_full_path_and_resend_on_the_lean_one(tmp_path:
     assert lean_answer(lower, index, rng, False) is None  # not asked yet: the full path's
     answer_outcome(lower, index, random.Random(SEED), False)
     assert same_as_full(index, upper, False)  # the pieces serve any letter case
+
+
+def validated(
+    index: Index, reply: bytes, now: float, keys: dict[dns.name.Name, dns.rrset.RRset]
+) -> None:
+    """A DO=1 NXDOMAIN that dnspython validates and whose NSECs prove the denial (``keys``: the
+    DNSKEY RRsets asked so far, by apex)."""
+    message = dns.message.from_wire(reply)
+    question = message.question[0]
+    apex = apex_of(question.name).canonicalize()
+    if apex not in keys:
+        query = dns.message.make_query(apex, "DNSKEY", want_dnssec=True).to_wire()
+        found = dns.message.from_wire(
+            answer_outcome(query, index, random.Random(0), True)[0] or b""
+        )
+        keys[apex] = found.find_rrset(found.answer, apex, dns.rdataclass.IN, dns.rdatatype.DNSKEY)
+    assert validate_message(message, keys, now) >= 2
+    check_denial(message, question.name, question.rdtype)
+
+
+def test_an_nxdomain_is_resent_for_every_name_its_nsecs_prove(tmp_path: Path) -> None:
+    """A DO=1 NXDOMAIN is kept by the NSECs that prove it (the gap covering the name and the one
+    covering the wildcard at its closest encloser), not by name: any other name with the same
+    proof, never asked before, in any letter case, of any length, gets the full parser's octets
+    from the lean path. Names one label below the apex (random, many per gap), deeper ones (below
+    existing names and empty non-terminals: other closest enclosers), under _tcp and _axigen,
+    every qtype the lean path takes; until the zone's window moves, and in a bounded cache."""
+    config = load_config(str(signed_config(tmp_path)))
+    assert config.dnssec is not None
+    now = [1_800_000_000.0]
+    index = attach(build_index(config), config.dnssec, lambda: now[0])
+    signer = index.dnssec
+    assert isinstance(signer, ZoneSigner)
+    rng = random.Random(13)
+    apexes = sorted(index.zones)
+    assert any(b"\x04_tcp\x03ent\x07example" in apex for apex in apexes)
+
+    def label() -> str:
+        alphabet = "0123456789abcdef-_*xyz"
+        return "".join(rng.choice(alphabet) for _ in range(rng.choice([1, 2, 5, 11, 30, 63])))
+
+    def random_name() -> str:
+        apex = rng.choice(apexes)
+        relatives = [r for r in index.zones[apex].table.names if r]
+        text = wire_to_text(apex).rstrip(".")
+        base = wire_to_text(rng.choice(relatives) + apex).rstrip(".") if relatives else text
+        shape = rng.random()
+        if shape < 0.6:  # one label below the apex
+            name = f"{label()}.{text}"
+        elif shape < 0.85:  # below an existing name (or an empty non-terminal)
+            name = f"{label()}.{base}"
+        else:  # deeper, below a name that is not there either
+            name = f"{label()}.{label()}.{rng.choice([text, base])}"
+        name = "".join(c.upper() if rng.random() < 0.5 else c for c in name)  # 0x20
+        return name
+
+    answered = declined = 0
+    deeper = set()
+    keys: dict[dns.name.Name, dns.rrset.RRset] = {}
+    for _ in range(3000):
+        name = random_name()
+        wire = wire_name(name).lower()
+        if len(wire) > 255:
+            continue
+        cut = wire.rfind(b"_") - 1
+        apex, relative = wire[cut:], wire[:cut]
+        table = index.zones[apex].table
+        if relative in table.names:
+            continue  # (a name that exists after all)
+        proof = (apex, *signer.denial(table, relative))
+        kept = proof in signer.denials
+        qtype = rng.choice([33, 33, 33, 16, 1, 28, 6, 2, 43, 46, 47, 48, 65, 250, 0, 65535])
+        flags = rng.choice([0x0000, 0x0100, 0x0110, 0x0120])
+        payload = rng.choice([512, 1232, 1232, 4096])
+        tcp = rng.random() < 0.2
+        query = struct.pack("!HHHHHH", rng.getrandbits(16), flags, 1, 0, 0, 1) + wire_name(name)
+        query += struct.pack("!HH", qtype, 1) + opt(payload, True, cookie(b"12345678"))
+        lean = same_as_full(index, query, tcp)  # (asserts the octets and cells are the full's)
+        full = answer_outcome(query, index, random.Random(SEED), tcp)[0]  # keeps the pieces
+        assert full is not None and full[3] & 0x0F == 3
+        if lean:
+            answered += 1
+            validated(index, full, now[0], keys)  # and dnspython proves the denial
+            if relative[relative[0] + 1 :]:
+                deeper.add(wire)
+        else:  # the first name of its proof, or truncated (TC=1)
+            declined += 1
+            assert not kept or full[2] & 0x02, name
+    assert answered > 2000 and answered > 5 * declined, (answered, declined)
+    assert len(deeper) > 500
+    assert len(signer.denials) <= signer.denials_size
+    assert len(signer.denials) < 300  # one per proof, not one per name
+
+    # the window moves: the kept pieces are not sent past it
+    query = struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 1) + wire_name("_nope-x._tcp.example.com")
+    query += b"\x00\x21\x00\x01" + opt(1232, True, b"")
+    answer_outcome(query, index, random.Random(SEED), False)
+    assert same_as_full(index, query, False)
+    now[0] += config.dnssec.refresh
+    assert lean_answer(query, index, rng, False) is None
+    answer_outcome(query, index, random.Random(SEED), False)  # the new window's
+    assert same_as_full(index, query, False)
+
+
+def test_the_nxdomain_cache_is_bounded(tmp_path: Path) -> None:
+    """NXDOMAIN pieces kept by proof still stay within their bound (first in, first out)."""
+    config = load_config(str(signed_config(tmp_path, dnssec_extra="  cache_size: 128\n")))
+    index = build_index(config)
+    signer = index.dnssec
+    assert isinstance(signer, ZoneSigner)
+    assert signer.denials_size == 16
+    proofs = set()
+    for apex in sorted(index.zones):
+        for label in (b"_a", b"_z", b"~", b"0"):
+            query = struct.pack("!HHHHHH", 1, 0, 1, 0, 0, 1) + bytes([len(label)]) + label + apex
+            query += b"\x00\x21\x00\x01" + opt(1232, True, b"")
+            answer_outcome(query, index, random.Random(SEED), False)
+            proofs.add((apex, *signer.denial(index.zones[apex].table, bytes([len(label)]) + label)))
+            assert len(signer.denials) <= 16
+    assert len(proofs) > 16 and len(signer.denials) == 16

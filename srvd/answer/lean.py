@@ -14,8 +14,10 @@ a name the table lacks (NXDOMAIN) has its remaining labels walked, since they co
 
 Signed zones (docs/dnssec.md): a DO=1 question that the full path answered (and signed) before is
 answered from ready pieces: the RRset and its cached signature, or the pieces of an apex answer
-NODATA or NXDOMAIN that srvd.answer.signed left in the signer; the DNSSEC types are the full
-path's.
+or NODATA that srvd.answer.signed left in the signer; an NXDOMAIN from the pieces it left for
+the NSECs that prove it, which every name they cover shares (ZoneSigner.denial finds them: a
+binary search over the chain), so a random name never asked before is answered here too; the
+DNSSEC types are the full path's.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ _ONE_QUESTION_OPT = b"\x00\x01\x00\x00\x00\x00\x00\x01"  # and one additional re
 _ROOT_OPT = b"\x00\x00\x29"  # owner "." and type OPT
 _QUESTION = b"\xc0\x0c"  # a compression pointer to the question's name
 _LAST_NAME_END = 12 + 255 - 1  # where the root label of the longest name lies
+# a compression pointer to the apex in the question, by the apex's offset in the name
+_POINTERS = tuple(struct.pack("!H", 0xC000 | (12 + cut)) for cut in range(256))
 # qtypes left to the full path: IXFR, AXFR, ANY
 _FULL_TYPES = frozenset({251, 252, 255})
 
@@ -143,11 +147,36 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
                     row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
                     service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
                     return reply, row + C_NOERROR, service + ANSWER, apex
-            # the apex's answers, NODATA and NXDOMAIN: the pieces the full path left
-            key = name + query[end + 1 : end + 3]
-            hit = signing.replies.get(key)
-            if hit is None:
-                hit = signing.denials.get(key)
+                if node is None:  # NXDOMAIN: the pieces the full path left for the NSECs'
+                    # gap (and the wildcard's), which every name in it shares but the pointers
+                    relative = name[:cut]
+                    pos = 0  # the labels before the apex come from the query alone: walk them
+                    while pos < cut:
+                        length = relative[pos]
+                        if length > 63:
+                            return None
+                        pos += length + 1
+                    if pos != cut:
+                        return None
+                    denial = signing.denials.get((apex, *signing.denial(zone.table, relative)))
+                    if denial is None or denial[0] <= signing.clock():
+                        return None
+                    reply = b"".join(
+                        (
+                            query[:2],
+                            denial[1][shape >> 1],
+                            query[12:question_end],
+                            _POINTERS[cut].join(denial[2]),
+                            opt,
+                        )
+                    )
+                    if len(reply) > limit:
+                        return None
+                    row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
+                    service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
+                    return reply, row + C_NXDOMAIN, service + NXDOMAIN_RESULT, apex
+            # the apex's answers and NODATA: the pieces the full path left
+            hit = signing.replies.get(name + query[end + 1 : end + 3])
             if hit is None or hit[0] <= signing.clock():
                 return None
             _until, heads, ordered, domain, body, column, service = hit

@@ -19,7 +19,7 @@ path does); TCP carries it whole. Owners compress to the question.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import cast
 
 from srvd.answer.outcome import (
@@ -34,7 +34,7 @@ from srvd.answer.outcome import (
     OTHER_SERVICE,
     SERVICE_OF,
 )
-from srvd.index.dnssec import Chain, ZoneSigner, fixed
+from srvd.index.dnssec import ZoneSigner, fixed
 from srvd.index.model import NS, SOA, Index, RRset, Zone
 from srvd.wire.dnssec import CDNSKEY, CDS, DNSKEY, NSEC, RRSIG, read_rdatas
 
@@ -154,22 +154,37 @@ def signed_answer(
     # NODATA or NXDOMAIN
     rcode = 0 if node is not None else _NXDOMAIN
     soa = index.soa(12 + cut, serial, True)
-    authority = [soa]
+    # the records, each (the labels of its owner before the apex, the octets after its owner):
+    # every owner ends in the pointer to the apex in the question, nothing else points
+    authority = [(b"", soa[2:])]
+    gap = None
     if do:
         settings = index.settings
 
         def soa_rrset() -> tuple[int, list[bytes]]:
             return settings.ttl, [soa[12:]]
 
-        authority.append(apex_owner + _negative_ttl(sign(apex, SOA, soa_rrset), signer))
+        authority.append((b"", _negative_ttl(sign(apex, SOA, soa_rrset), signer)))
         ttl = signer.negative_ttl
-        for i in _denial(chain, relative, node is not None, table.names):
+        if node is None:
+            gap = chain.nxdomain(relative, table.names)
+            covering, wildcard = gap
+            entries = [covering] if wildcard == covering else sorted(gap)
+        else:  # the name's NSEC, or the one before an empty non-terminal
+            at = chain.at.get(relative)
+            entries = [at if at is not None else chain.covering(relative)]
+        for i in entries:
             owner_relative = chain.owners[i]
             rdata = chain.rdata(i, apex)
-            owner = owner_relative + apex_owner
-            authority.append(owner + _RR.pack(NSEC, 1, ttl, len(rdata)) + rdata)
-            authority.append(owner + sign(owner_relative + apex, NSEC, fixed(ttl, [rdata])))
-    records = b"".join(authority)
+            authority.append((owner_relative, _RR.pack(NSEC, 1, ttl, len(rdata)) + rdata))
+            signature = sign(owner_relative + apex, NSEC, fixed(ttl, [rdata]))
+            authority.append((owner_relative, signature))
+    # the section split at its pointers: the pieces of the lean path's NXDOMAIN (any name)
+    pieces = [b""]
+    for owner_relative, rest in authority:
+        pieces[-1] += owner_relative
+        pieces.append(rest)
+    records = apex_owner.join(pieces)
     if 12 + len(question) + len(records) + len(opt) > limit:
         head = _HEAD.pack(_QR | _AA | _TC | rd | rcode, 1, 0, 0, additional) + question + opt
         cell = C_NOERROR_TC if rcode == 0 else C_NXDOMAIN
@@ -177,13 +192,17 @@ def signed_answer(
         return head, None, b"", b"", row + cell, service + result
     head = _HEAD.pack(_QR | _AA | rd | rcode, 1, 0, len(authority), additional)
     cell, result = (C_NOERROR, NODATA) if rcode == 0 else (C_NXDOMAIN, NXDOMAIN_RESULT)
-    if do and qtype != ANY:  # NODATA; NXDOMAIN in a cache of its own (names without bound)
-        signer.keep_reply(
-            qname + struct.pack("!H", qtype),
-            window,
-            (_heads(rcode, 0, len(authority)), None, b"", records, cell, service + result),
-            nxdomain=rcode != 0,
-        )
+    if do and qtype != ANY:  # the lean path's next reply: NODATA by name; NXDOMAIN in a cache
+        # of its own by the NSECs that prove it, for every name they prove (names without bound)
+        heads = _heads(rcode, 0, len(authority))
+        if gap is None:
+            signer.keep_reply(
+                qname + struct.pack("!H", qtype),
+                window,
+                (heads, None, b"", records, cell, service + result),
+            )
+        else:
+            signer.keep_denial((apex, *gap), window, heads, tuple(pieces))
     return head + question + records + opt, None, b"", b"", row + cell, service + result
 
 
@@ -203,23 +222,6 @@ def _negative_ttl(rrsig: bytes, signer: ZoneSigner) -> bytes:
 def _parsed(records: bytes) -> tuple[int, list[bytes]]:
     found = read_rdatas(records)
     return found[0][1], [rdata for _, _, rdata in found]
-
-
-def _denial(
-    chain: Chain, relative: bytes, exists: bool, names: Mapping[bytes, object]
-) -> list[int]:
-    """The chain entries whose NSECs prove NODATA (``exists``) or NXDOMAIN for ``relative``."""
-    if exists:
-        at = chain.at.get(relative)
-        return [at if at is not None else chain.covering(relative)]  # (an empty non-terminal)
-    covering = chain.covering(relative)
-    encloser = relative
-    while encloser:  # the closest encloser: the longest existing ancestor
-        encloser = encloser[encloser[0] + 1 :]
-        if not encloser or encloser in names:
-            break
-    wildcard = chain.covering(b"\x01*" + encloser)
-    return [covering] if wildcard == covering else sorted((covering, wildcard))
 
 
 def _rrsigs(

@@ -24,7 +24,7 @@ import struct
 import time
 import zlib
 from bisect import bisect_right
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from srvd.config.model import DnssecSettings, ZoneSettings
@@ -59,6 +59,14 @@ NAME_TYPES = (RRSIG, NSEC)
 # valid until first
 ReplyParts = tuple[tuple[bytes, bytes], "RRset | None", bytes, bytes, int, int]
 Reply = tuple[int, tuple[bytes, bytes], "RRset | None", bytes, bytes, int, int]
+# an NXDOMAIN's pieces (ZoneSigner.denials): the time it is valid until, the headers after the ID
+# by RD, and the authority section split at its compression pointers to the apex (they point
+# into the question, where the apex lies at an offset that differs from name to name): the
+# section is the pointer's two octets joined with these pieces
+Denial = tuple[int, tuple[bytes, bytes], tuple[bytes, ...]]
+# where one is kept: the zone's apex and its NSEC chain's entries that prove the denial
+# (Chain.nxdomain): every name below the apex with the same two entries gets the same section
+DenialKey = tuple[bytes, int, int]
 
 
 class SigningStats:
@@ -86,7 +94,7 @@ class Window:
 class Chain:
     """The NSEC chain of one table: its names with data in canonical order, and their types."""
 
-    __slots__ = ("at", "bitmaps", "keys", "owners")
+    __slots__ = ("at", "bitmaps", "keys", "owners", "wildcard")
 
     def __init__(self, table: Table) -> None:
         entries = []
@@ -102,10 +110,25 @@ class Chain:
         self.owners = [owner for _, owner, _ in entries]
         self.bitmaps = [bitmap for _, _, bitmap in entries]
         self.at = {owner: i for i, owner in enumerate(self.owners)}
+        self.wildcard = self.covering(b"\x01*")  # the entry covering the apex's wildcard
 
     def covering(self, relative: bytes) -> int:
         """The entry whose NSEC covers (or matches) a name below the apex."""
         return bisect_right(self.keys, relative_key(relative)) - 1
+
+    def nxdomain(self, relative: bytes, names: Mapping[bytes, object]) -> tuple[int, int]:
+        """(the entry covering ``relative``, the entry covering the wildcard at its closest
+        encloser): the NSECs that prove ``relative`` (lower case, whole labels, not in
+        ``names``, the table's names) does not exist. Every name with the same two entries gets
+        the same proof (srvd.answer.signed keeps it for the lean path under them)."""
+        if relative and relative[0] + 1 == len(relative):  # one label: the encloser is the apex
+            return bisect_right(self.keys, (relative[1:],)) - 1, self.wildcard
+        encloser = relative
+        while encloser:  # the closest encloser: the longest existing ancestor
+            encloser = encloser[encloser[0] + 1 :]
+            if not encloser or encloser in names:
+                break
+        return self.covering(relative), self.covering(b"\x01*" + encloser)
 
     def rdata(self, i: int, apex: bytes) -> bytes:
         """The NSEC rdata of entry ``i`` in the zone at ``apex`` (lower-case wire name)."""
@@ -157,8 +180,9 @@ class ZoneSigner:
         # exist), at most an eighth of cache_size and REPLIES
         self.replies: dict[bytes, Reply] = {}
         self.replies_size = max(16, min(settings.cache_size // 8, REPLIES))
-        # NXDOMAIN replies apart, in a smaller cache: a random-name flood churns only this one
-        self.denials: dict[bytes, Reply] = {}
+        # NXDOMAIN replies apart, in a smaller cache: a random-name flood churns only this one;
+        # kept by the NSECs that prove them, not by name: one for all the names of an NSEC gap
+        self.denials: dict[DenialKey, Denial] = {}
         self.denials_size = max(16, self.replies_size // 4)
         # the earliest expiration (RRSIG field, big-endian) of a signature sent since the metrics
         # last read it (srvd.ops.dnssec); compared as octets, the cost of one slice per answer
@@ -263,21 +287,25 @@ class ZoneSigner:
             return [self.rrsig(owner, rtype, apex, window, records)]
         return [self.rrsig(owner, rtype, apex, window, records, key) for key in self.keys]
 
-    def keep_reply(
-        self, key: bytes, window: Window, reply: ReplyParts, nxdomain: bool = False
-    ) -> None:
+    def keep_reply(self, key: bytes, window: Window, reply: ReplyParts) -> None:
         """Keep a DO=1 reply's pieces for the lean path until the zone's window moves."""
-        replies, size = (
-            (self.denials, self.denials_size)
-            if nxdomain
-            else (
-                self.replies,
-                self.replies_size,
-            )
-        )
-        if len(replies) >= size:
+        replies = self.replies
+        if len(replies) >= self.replies_size:
             del replies[next(iter(replies))]
         replies[key] = (window.start + self.refresh, *reply)
+
+    def keep_denial(
+        self, key: DenialKey, window: Window, heads: tuple[bytes, bytes], pieces: tuple[bytes, ...]
+    ) -> None:
+        """Keep a DO=1 NXDOMAIN's pieces for the lean path until the zone's window moves."""
+        denials = self.denials
+        if len(denials) >= self.denials_size and key not in denials:
+            del denials[next(iter(denials))]
+        denials[key] = (window.start + self.refresh, heads, pieces)
+
+    def denial(self, table: Table, relative: bytes) -> tuple[int, int]:
+        """Chain.nxdomain of the table's chain: the key of an NXDOMAIN (with the apex)."""
+        return self.chain(table).nxdomain(relative, table.names)
 
     def take_soonest(self) -> int | None:
         """The earliest expiration of the signatures sent since the last call (None: none)."""

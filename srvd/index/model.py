@@ -229,8 +229,11 @@ class Signing(Protocol):
         """DO=1 replies in pieces, by lower-case question name and type (keep_reply)."""
 
     @property
-    def denials(self) -> Mapping[bytes, tuple[Any, ...]]:
-        """The same for NXDOMAIN replies, in a cache of their own."""
+    def denials(self) -> Mapping[tuple[bytes, int, int], tuple[Any, ...]]:
+        """NXDOMAIN replies in pieces, in a cache of their own, by the apex and the NSEC chain's
+        entries that prove them (keep_denial, denial)."""
+
+    def denial(self, table: Table, relative: bytes) -> tuple[int, int]: ...
 
     @property
     def clock(self) -> Callable[[], float]: ...
