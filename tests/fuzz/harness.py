@@ -9,13 +9,20 @@ the index (``srvd/data/example.yaml``, or ``long.yaml`` beside this file: long S
 big TXT records, templated SRV targets), bit 2 asks the same query again with the letter case of
 its name swapped (the reply must echo the new letter case), bit 3
 (UDP only) also asks a Responder whose rate limiting lets one reply a second through and slips
-every other one (``slip: 1``), whose truncated replies must keep every invariant as well.
+every other one (``slip: 1``), whose truncated replies must keep every invariant as well, and
+bit 4 picks the example signed (``dnssec:`` with a new key; the lean path then answers DO=1
+questions from the pieces the full path left, and the two must still agree). Every index has
+PACC's ``_ua-auto-config`` zones when its configuration turns ``http.pacc`` on (the example
+does).
 """
 
 from __future__ import annotations
 
+import atexit
 import random
+import shutil
 import struct
+import tempfile
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,9 +33,12 @@ import dns.message
 from srvd.answer.full import answer, answer_outcome
 from srvd.answer.lean import lean_answer
 from srvd.config import RrlSettings, load_config
+from srvd.http.pacc import deriver
 from srvd.index.build import build_index
+from srvd.index.dnssec import attach
 from srvd.index.model import Index
 from srvd.server.responder import Responder
+from srvd.wire.dnssec import generate_key
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -42,7 +52,7 @@ OPT = 41
 UDP_PLAIN, EDNS_PAYLOAD, TCP_LIMIT = 512, 1232, 65535
 SEED = 7  # the Responder and the uncached answer() draw the same SRV order from it
 
-TCP_BIT, LONG_BIT, AGAIN_BIT, LIMITED_BIT = 1, 2, 4, 8
+TCP_BIT, LONG_BIT, AGAIN_BIT, LIMITED_BIT, SIGNED_BIT = 1, 2, 4, 8, 16
 LIMITED_SOURCE = "192.0.2.1"
 
 
@@ -59,15 +69,32 @@ class Target:
 
 
 @cache
-def targets() -> tuple[Target, Target]:
-    """One Responder per configuration, kept across inputs (as a server keeps its own)."""
+def targets() -> tuple[Target, Target, Target]:
+    """One Responder per configuration, kept across inputs (as a server keeps its own): the
+    example, long.yaml, and the example signed."""
     out = []
-    for path in (EXAMPLE, LONG):
-        index = build_index(load_config(path))
+    for name, config in (
+        (EXAMPLE.name, load_config(EXAMPLE)),
+        (LONG.name, load_config(LONG)),
+        ("example.yaml signed", load_config(signed_example())),
+    ):
+        index = attach(build_index(config, None, deriver(config.http)), config.dnssec)
         limited = Responder(index, random.Random(SEED))
         limited.limit(RrlSettings(responses_per_second=1, slip=1, exempt=()))
-        out.append(Target(path.name, index, Responder(index, random.Random(SEED)), limited))
-    return out[0], out[1]
+        out.append(Target(name, index, Responder(index, random.Random(SEED)), limited))
+    return out[0], out[1], out[2]
+
+
+def signed_example() -> Path:
+    """The bundled example with ``dnssec:`` on, and a new ECDSA key, in a directory of its own
+    (removed when the process ends)."""
+    directory = Path(tempfile.mkdtemp(prefix="srvd-fuzz-"))
+    atexit.register(shutil.rmtree, directory, True)
+    key = directory / "csk.pem"
+    key.write_bytes(generate_key(13))
+    path = directory / "signed.yaml"
+    path.write_text(EXAMPLE.read_text() + f"dnssec:\n  key: {key}\n")
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,7 +287,7 @@ def check(data: bytes) -> None:
         return
     selector, query = data[0], data[1:]
     tcp = bool(selector & TCP_BIT)
-    target = targets()[1 if selector & LONG_BIT else 0]
+    target = targets()[2 if selector & SIGNED_BIT else 1 if selector & LONG_BIT else 0]
     check_one(target, query, tcp)
     if selector & AGAIN_BIT:
         check_one(target, swap_case(query), tcp)

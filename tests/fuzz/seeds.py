@@ -61,6 +61,20 @@ def tsig(key: bytes = b"\x03key\x00") -> bytes:
 
 
 # (the additional section, ARCOUNT)
+SIGNED_TYPES = (
+    33,
+    16,
+    6,
+    2,
+    48,
+    59,
+    60,
+    47,
+    46,
+    1,
+    255,
+)  # SRV TXT SOA NS DNSKEY CDS CDNSKEY NSEC..
+
 EXTRAS = [
     (b"", 0),
     (opt(), 1),
@@ -97,6 +111,8 @@ def seed_queries() -> list[bytes]:
             out.append(query(name, 33, qclass))
         for extra in EXTRAS:
             out.append(query(name, 33, extra=extra))
+        for qtype in SIGNED_TYPES:  # DO=1: signed answers from the signed example (selector bit 4)
+            out.append(query(name, qtype, extra=(opt(payload=1232, do=True), 1)))
     base = "_imaps._tcp.example.com"
     for opcode in range(16):
         out.append(query(base, 33, flags=opcode << 11 | 0x0100))
@@ -108,8 +124,9 @@ def seed_queries() -> list[bytes]:
 
 
 def seeds() -> list[bytes]:
-    """Every seed query behind every selector (UDP/TCP, example/long, once/twice, limited)."""
-    return [bytes([selector]) + q for q in seed_queries() for selector in range(16)]
+    """Every seed query behind every selector (UDP/TCP, example/long/signed, once/twice,
+    limited)."""
+    return [bytes([selector]) + q for q in seed_queries() for selector in range(32)]
 
 
 def write(directory: Path) -> int:
