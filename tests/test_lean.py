@@ -34,7 +34,9 @@ from srvd.wire.names import wire_to_text
 
 from fuzz.harness import targets
 
-INDEXES = tuple(target.index for target in targets())
+# the fuzz harness's unsigned configurations (its signed one: the DNSSEC tests below, where a
+# DO=1 question's first answer comes from the full path by design)
+INDEXES = tuple(target.index for target in targets()[:2])
 OPT = 41
 SEED = 11
 
