@@ -150,13 +150,7 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
                 if node is None:  # NXDOMAIN: the pieces the full path left for the NSECs'
                     # gap (and the wildcard's), which every name in it shares but the pointers
                     relative = name[:cut]
-                    pos = 0  # the labels before the apex come from the query alone: walk them
-                    while pos < cut:
-                        length = relative[pos]
-                        if length > 63:
-                            return None
-                        pos += length + 1
-                    if pos != cut:
+                    if not _labels_end_at(relative, cut):
                         return None
                     denial = signing.denials.get((apex, *signing.denial(zone.table, relative)))
                     if denial is None or denial[0] <= signing.clock():
@@ -217,13 +211,7 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
             if len(reply) > limit:
                 return None
             return reply, row + C_NOERROR, service + NODATA, apex
-        pos = 0  # the labels before the apex come from the query alone: walk them
-        while pos < cut:
-            length = relative[pos]
-            if length > 63:
-                return None
-            pos += length + 1
-        if pos != cut:
+        if not _labels_end_at(relative, cut):
             return None
         reply = _negative(
             query, question_end, index, _serial(index, zone, apex), 12 + cut, _NXDOMAIN, shape, opt
@@ -257,6 +245,18 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
     if len(reply) > limit:
         return None
     return reply, row + C_NOERROR, service + ANSWER, apex
+
+
+def _labels_end_at(relative: bytes, cut: int) -> bool:
+    """Whether the labels before the apex (they come from the query alone: no index key vouches
+    for them) are each at most 63 octets and end exactly at ``cut``."""
+    pos = 0
+    while pos < cut:
+        length = relative[pos]
+        if length > 63:
+            return False
+        pos += length + 1
+    return pos == cut
 
 
 def _serial(index: Index, zone: Zone, apex: bytes) -> int:
