@@ -194,6 +194,27 @@ def _start_once(
     return server  # exited: the caller reads why
 
 
+def start_http_front(config: Path, metrics: bool = False) -> tuple[RunningServer, int, int]:
+    """srvd with its HTTP front (``--http``) on a free port, once that port takes connections:
+    (server, HTTP port, metrics port or 0). Started again on other ports when the front does
+    not come up (a port taken meanwhile)."""
+    for _attempt in range(5):
+        http, metrics_port = free_port(), free_port() if metrics else 0
+        extra = ["--http", f"127.0.0.1:{http}"]
+        if metrics:
+            extra += ["--metrics", f"127.0.0.1:{metrics_port}"]
+        server = start_srvd(config, *extra)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", http), timeout=1).close()
+                return server, http, metrics_port
+            except OSError:
+                time.sleep(0.05)
+        server.stop()
+    raise RuntimeError("the HTTP front did not start")
+
+
 @pytest.fixture
 def example_server() -> Iterator[RunningServer]:
     server = start_srvd(EXAMPLE)

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from twisted.internet.protocol import connectionDone
 from twisted.internet.testing import StringTransport
 
-from conftest import RunningServer, free_port, require_tool, start_srvd
+from conftest import RunningServer, require_tool, start_http_front
 
 CONFIG = """
 zone: {nameservers: [ns1.example.net]}
@@ -118,25 +118,9 @@ class Front:
 def front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Front]:
     config = tmp_path_factory.mktemp("http") / "srvd.yaml"
     config.write_text(CONFIG)
-    for _attempt in range(5):
-        http, metrics = free_port(), free_port()
-        server = start_srvd(
-            config, "--http", f"127.0.0.1:{http}", "--metrics", f"127.0.0.1:{metrics}"
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", http), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            server.stop()
-            continue
-        yield Front(server, http, metrics, config)
-        server.stop()
-        return
-    raise RuntimeError("the HTTP front did not start")
+    server, http, metrics = start_http_front(config, metrics=True)
+    yield Front(server, http, metrics, config)
+    server.stop()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from srvd.config.model import Config
 from srvd.server.loading import load_aside
 from srvd.server.workers import read_snapshot, write_snapshot
 
-from conftest import RunningServer, free_port, start_srvd
+from conftest import RunningServer, start_http_front
 
 NAMES = ("autoconfig.example.com", "autodiscover.example.com", "example.com")
 DAY = datetime.timedelta(days=1)
@@ -351,23 +351,9 @@ class Front:
 @pytest.fixture
 def front(tmp_path: Path, pki: Pki) -> Iterator[Front]:
     config = write_config(tmp_path, chain_files(pki))
-    for _attempt in range(5):
-        port = free_port()
-        server = start_srvd(config, "--http", f"127.0.0.1:{port}")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            server.stop()
-            continue
-        yield Front(server, port, tmp_path)
-        server.stop()
-        return
-    raise RuntimeError("the HTTPS front did not start")
+    server, port, _ = start_http_front(config)
+    yield Front(server, port, tmp_path)
+    server.stop()
 
 
 def test_autoconfig_over_https_with_the_chain(front: Front, pki: Pki) -> None:

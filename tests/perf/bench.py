@@ -382,10 +382,11 @@ def run_cpu(run: Run) -> float | None:
 
 
 def start_srvd(
-    config: Path, directory: Path, tag: str, metrics: bool, workers: int = 1
+    config: Path, directory: Path, tag: str, metrics: int | None, workers: int = 1
 ) -> rb.Server:
+    """srvd on a free port, serving /metrics on port ``metrics`` (None: off)."""
     port = rb.free_port()
-    endpoint = f"{HOST}:{rb.free_port()}" if metrics else "off"
+    endpoint = f"{HOST}:{metrics}" if metrics is not None else "off"
     logfile = directory / f"srvd-{tag}.log"
     with logfile.open("wb") as out:
         process = subprocess.Popen(
@@ -866,7 +867,8 @@ def bench_servers(
             figures = result.servers[name] = Figures(name, size)
             log(f"{name} {rb.count_text(size)}: cold start")
             began = time.monotonic()
-            server = start_srvd(data.configs["json"], data.directory, tag, metrics, args.workers)
+            port = rb.free_port() if metrics else None
+            server = start_srvd(data.configs["json"], data.directory, tag, port, args.workers)
             started.append((figures, server))
             if became_ready(figures, server, began, args.timeout):
                 answers[name] = rb.snapshot(server.port, sample, authority=False)

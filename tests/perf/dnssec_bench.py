@@ -108,30 +108,9 @@ def counters(metrics: int) -> dict[str, float]:
     return out
 
 
-def start(config: Path, directory: Path, tag: str) -> tuple[rb.Server, int]:
-    port, metrics = rb.free_port(), rb.free_port()
-    logfile = directory / f"srvd-{tag}.log"
-    with logfile.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                *rb.SRVD,
-                "serve",
-                "-c",
-                str(config),
-                "--listen",
-                f"{HOST}:{port}",
-                "--metrics",
-                f"{HOST}:{metrics}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=directory,
-        )
-    return rb.Server("srvd", process, port, logfile), metrics
-
-
 def one_size(size: int, args: argparse.Namespace, work: Path, rng: random.Random) -> list[str]:
-    from perf.bench import new_names, write_lines, write_queries  # (bench imports this module)
+    # (bench imports this module)
+    from perf.bench import new_names, start_srvd, write_lines, write_queries
     from srvd.wire.dnssec import generate_key
 
     label = rb.count_text(size)
@@ -159,7 +138,8 @@ def one_size(size: int, args: argparse.Namespace, work: Path, rng: random.Random
     try:
         loads: dict[str, Load] = {}
         for tag, config in (("unsigned", plain), ("signed", signed_config)):
-            server, metrics = start(config, data.directory, f"dnssec-{tag}-{label}")
+            metrics = rb.free_port()
+            server = start_srvd(config, data.directory, f"dnssec-{tag}-{label}", metrics)
             servers.append(server)
             ready = rb.wait_ready(server, rb.domain(size), args.timeout)
             memory = rb.memory(server.process.pid)
