@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 import dns._features
+import dns.flags
 import dns.message
 import dns.name
 import dns.rdatatype
@@ -104,6 +105,10 @@ def covers(owner: dns.name.Name, following: dns.name.Name, name: dns.name.Name) 
     return bool(owner < name < following)
 
 
+NXNAME = 128
+COMPACT_TYPES = {dns.rdatatype.RRSIG, dns.rdatatype.NSEC, NXNAME}
+
+
 def nsecs(reply: dns.message.Message) -> list[tuple[dns.name.Name, dns.name.Name, set[int]]]:
     out = []
     for rrset in reply.authority:
@@ -124,6 +129,13 @@ def check_denial(reply: dns.message.Message, qname: dns.name.Name, qtype: int) -
     qname = qname.canonicalize()
     found = nsecs(reply)
     assert found, "a signed negative answer carries NSEC"
+    if any(o == qname and NXNAME in types for o, _, types in found):
+        # a compact answer (RFC 9824): one NSEC at the name, next name its immediate successor,
+        # types RRSIG NSEC NXNAME; NOERROR, or NXDOMAIN when the query set CO (echoed)
+        assert found == [(qname, dns.name.Name((b"\x00", *qname.labels)), COMPACT_TYPES)]
+        compact = bool(reply.ednsflags & dns.flags.CO)
+        assert reply.rcode() == (3 if compact else 0)
+        return
     if reply.rcode() == 3:  # NXDOMAIN: the name, and the wildcard at the closest encloser
         assert any(covers(o, n, qname) for o, n, _ in found), "no NSEC covers the name"
         # the closest encloser: the longest ancestor that an NSEC owner or next name shows

@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import dns.dnssectypes
 import dns.flags
@@ -76,8 +77,13 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 
 
 @pytest.fixture(scope="module")
-def indexes(configs: dict[int, Path]) -> dict[int, Index]:
-    return {alg: _index(path) for alg, path in configs.items()}
+def indexes(configs: dict[int, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[Any, Index]:
+    """Signed with each algorithm (compact answers, the default), and "nsec": algorithm 13 with
+    ``denial: nsec`` (NXDOMAIN proven by the NSEC chain)."""
+    found: dict[Any, Index] = {alg: _index(path) for alg, path in configs.items()}
+    directory = tmp_path_factory.mktemp("dnssec-nsec")
+    found["nsec"] = _index(signed_config(directory, 13, "  denial: nsec\n"))
+    return found
 
 
 def ask(
@@ -88,8 +94,11 @@ def ask(
     payload: int = 1232,
     tcp: bool = False,
     rng: random.Random | None = None,
+    co: bool = False,
 ) -> dns.message.Message:
     query = dns.message.make_query(name, rtype, want_dnssec=do, payload=payload)
+    if co:  # Compact Answers OK (RFC 9824 §5)
+        query.use_edns(0, dns.flags.DO | dns.flags.CO if do else dns.flags.CO, payload)
     reply = answer(query.to_wire(), index, rng or random.Random(1), tcp)
     assert reply is not None
     return dns.message.from_wire(reply)
@@ -163,6 +172,19 @@ def test_a_signature_validates_and_is_deterministic(algorithm: int) -> None:
         )
     }
     dnssec.validate(rrset, dns.rrset.from_rdata(name, 3600, sig), keys, now=NOW)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 2**256 - 1), st.integers(1, 2**256 - 1))
+def test_ecdsa_signatures_leave_der_as_r_and_s(r: int, s: int) -> None:
+    """The DER that OpenSSL returns becomes RFC 6605's r || s, short integers included."""
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from srvd.wire.dnssec import _raw
+
+    for pair in ((r, s), (r >> 200 or 1, s), (r, s >> 250 or 1)):
+        der = encode_dss_signature(*pair)
+        assert _raw(der) == pair[0].to_bytes(32, "big") + pair[1].to_bytes(32, "big")
 
 
 def test_type_bitmap_matches_dnspython() -> None:
@@ -295,8 +317,8 @@ def test_ds_lines_match_the_served_dnskeys(
 # answers
 
 
-@pytest.mark.parametrize("algorithm", [13, 15])
-def test_every_rrset_of_every_name_validates(indexes: dict[int, Index], algorithm: int) -> None:
+@pytest.mark.parametrize("algorithm", [13, 15, "nsec"])
+def test_every_rrset_of_every_name_validates(indexes: dict[Any, Index], algorithm: Any) -> None:
     index = indexes[algorithm]
     keys: dict[dns.name.Name, dns.rrset.RRset] = {}
     seen = set()
@@ -333,17 +355,104 @@ def test_the_apex_publishes_dnskey_cds_and_cdnskey(indexes: dict[int, Index]) ->
     assert [r.rdtype for r in reply.answer] == [dns.rdatatype.DNSKEY]
 
 
-def test_ttls_follow_rfc_4034_and_9077(indexes: dict[int, Index]) -> None:
-    index = indexes[13]
+@pytest.mark.parametrize("denial", [13, "nsec"])
+def test_ttls_follow_rfc_4034_and_9077(indexes: dict[Any, Index], denial: Any) -> None:
+    index = indexes[denial]
     reply = ask(index, "_nope._tcp.example.com", "SRV")
-    assert reply.rcode() == dns.rcode.NXDOMAIN
+    assert reply.rcode() == (dns.rcode.NXDOMAIN if denial == "nsec" else dns.rcode.NOERROR)
     negative = min(index.settings.ttl, index.settings.minimum)
+    assert len(reply.authority) == (6 if denial == "nsec" else 4)
     for rrset in reply.authority:
         assert rrset.ttl == negative  # SOA, NSEC and their RRSIGs
         if rrset.rdtype == dns.rdatatype.RRSIG and rrset[0].type_covered == dns.rdatatype.SOA:
             assert rrset[0].original_ttl == index.settings.ttl
     reply = ask(index, "_imaps._tcp.example.com", "SRV")
     assert {r.ttl for r in reply.answer} == {index.settings.ttl}
+
+
+def test_a_name_that_does_not_exist_gets_a_compact_answer(
+    indexes: dict[Any, Index], configs: dict[int, Path]
+) -> None:
+    """RFC 9824 (denial: compact, the default): NOERROR with the SOA and one NSEC at the name
+    itself (next name \\000.name, types RRSIG NSEC NXNAME), each with its RRSIG, in any letter
+    case; NXDOMAIN with the CO flag echoed when the query sets CO; the same name again costs no
+    signature; DO=0 gets the plain NXDOMAIN."""
+    index = indexes[13]
+    signer = index.dnssec
+    assert isinstance(signer, ZoneSigner) and signer.compact
+    apex = dns.name.from_text("_tcp.example.com")
+    keys = dnskeys(index, apex)
+    for name in ("_nope._tcp.example.com", "x.y._IMAPS._tcp.Example.COM", "-._tcp.example.com"):
+        qname = dns.name.from_text(name)
+        reply = ask(index, name, "SRV")
+        assert reply.rcode() == dns.rcode.NOERROR and not reply.answer
+        assert not reply.ednsflags & dns.flags.CO
+        assert [(r.name, r.rdtype, r.covers) for r in reply.authority] == [
+            (apex, dns.rdatatype.SOA, 0),
+            (apex, dns.rdatatype.RRSIG, dns.rdatatype.SOA),
+            (qname, dns.rdatatype.NSEC, 0),
+            (qname, dns.rdatatype.RRSIG, dns.rdatatype.NSEC),
+        ]
+        assert reply.authority[2].name.to_text() == qname.to_text()  # the question's case
+        assert validate_message(reply, keys, NOW) == 2
+        check_denial(reply, qname, dns.rdatatype.SRV)
+        made = STATS.signatures
+        coded = ask(index, name, "SRV", co=True)
+        assert coded.rcode() == dns.rcode.NXDOMAIN and coded.ednsflags & dns.flags.CO
+        assert coded.authority == reply.authority  # (the same records, no new signature)
+        assert STATS.signatures == made
+        check_denial(coded, qname, dns.rdatatype.SRV)
+        plain = ask(index, name, "SRV", do=False)
+        assert plain.rcode() == dns.rcode.NXDOMAIN and len(plain.authority) == 1
+    # CO is echoed on every DO=1 answer; without DO it means nothing
+    reply = ask(index, "_imaps._tcp.example.com", "SRV", co=True)
+    assert reply.answer and reply.ednsflags & dns.flags.CO
+    assert not ask(index, "_nope._tcp.example.com", "SRV", do=False, co=True).ednsflags & (
+        dns.flags.CO
+    )
+    # the chain's proof where a compact answer cannot be made or would contradict itself:
+    # questions for NSEC and RRSIG, a name with no room for \000 before it, a wildcard's name
+    long = ".".join(["a" * 63] * 3) + f".{'x' * 43}._tcp.example.com"
+    assert len(dns.name.from_text(long).to_wire() or b"") == 254
+    chained = [("_nope._tcp.example.com", "NSEC"), (long, "SRV"), ("*._tcp.example.com", "TXT")]
+    for name, rtype in chained:
+        reply = ask(index, name, rtype, tcp=True)
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        validate_message(reply, keys, NOW)
+        check_denial(reply, dns.name.from_text(name), dns.rdatatype.from_text(rtype))
+    # NXNAME is a meta-type: FORMERR (RFC 9824 §3.5), with or without DO
+    for do in (True, False):
+        reply = ask(index, "_nope._tcp.example.com", "TYPE128", do=do)
+        assert reply.rcode() == dns.rcode.FORMERR and not reply.answer
+    # an unsigned server does not implement it
+    unsigned = _index(unsigned_twin(configs[13]))
+    assert ask(unsigned, "_nope._tcp.example.com", "TYPE128").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_compact_answers_are_kept_apart_and_bounded(tmp_path: Path) -> None:
+    """A random-name flood churns only the compact answers' own cache (a quarter of the DO=1
+    replies' bound), never the signatures of the answers; a name's kept answer ends with the
+    zone's window."""
+    clock = [float(NOW)]
+    config = load_config(str(signed_config(tmp_path, 13, "  cache_size: 1024\n")))
+    index = attach(
+        build_index(config, lambda apex, digest: SERIAL), config.dnssec, lambda: clock[0]
+    )
+    signer = index.dnssec
+    assert isinstance(signer, ZoneSigner)
+    ask(index, "_imaps._tcp.example.com", "SRV")
+    kept = dict(signer.cache)
+    for i in range(500):
+        ask(index, f"_r{i}._tcp.d{i % 12}.example", "SRV")
+        assert len(signer.nxnames) <= signer.denials_size == 32
+    assert all(signer.cache.get(key) == value for key, value in kept.items())
+    assert len(signer.cache) < 40  # the zones' SOA signatures, not one per name
+    made = STATS.signatures
+    ask(index, "_r499._tcp.d7.example", "SRV")
+    assert STATS.signatures == made
+    clock[0] += signer.refresh
+    ask(index, "_r499._tcp.d7.example", "SRV")
+    assert STATS.signatures > made  # the next window: signed anew
 
 
 def test_the_srv_order_is_drawn_per_reply_and_the_signature_covers_every_order(
@@ -365,8 +474,8 @@ def test_the_srv_order_is_drawn_per_reply_and_the_signature_covers_every_order(
     assert firsts == {"imap1.example.net.", "imap2.example.net."}
 
 
-def test_udp_overflow_is_truncated_and_tcp_carries_it_whole(indexes: dict[int, Index]) -> None:
-    index = indexes[13]
+def test_udp_overflow_is_truncated_and_tcp_carries_it_whole(indexes: dict[Any, Index]) -> None:
+    index = indexes["nsec"]
     name = "_nope._tcp.example.com"  # NXDOMAIN: SOA and two NSECs, each with its RRSIG
     whole = ask(index, name, "TXT", tcp=True)
     size = len(whole.to_wire())
@@ -457,8 +566,8 @@ def test_the_signature_cache_is_bounded_and_counted(
 
 
 @st.composite
-def questions(draw: st.DrawFn) -> tuple[int, str, str, bool, bool]:
-    algorithm = draw(st.sampled_from([13, 15]))
+def questions(draw: st.DrawFn) -> tuple[Any, str, str, bool, bool, bool]:
+    algorithm = draw(st.sampled_from([13, 15, "nsec"]))
     domain = draw(
         st.sampled_from(
             ["example.com", "example.org", "shop.example", "over.example"]
@@ -489,17 +598,17 @@ def questions(draw: st.DrawFn) -> tuple[int, str, str, bool, bool]:
     name = owner + apex + "." + domain
     name = "".join(c.upper() if draw(st.booleans()) else c for c in name)
     rtype = draw(st.sampled_from([*TYPES, "RRSIG", "MX", "TYPE65"]))
-    return algorithm, name, rtype, draw(st.booleans()), draw(st.booleans())
+    return algorithm, name, rtype, draw(st.booleans()), draw(st.booleans()), draw(st.booleans())
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(questions())
 def test_every_rrsig_srvd_sends_validates(
-    indexes: dict[int, Index], case: tuple[int, str, str, bool, bool]
+    indexes: dict[Any, Index], case: tuple[Any, str, str, bool, bool, bool]
 ) -> None:
-    algorithm, name, rtype, tcp, big = case
+    algorithm, name, rtype, tcp, big, co = case
     index = indexes[algorithm]
-    reply = ask(index, name, rtype, payload=1232 if big else 512, tcp=tcp)
+    reply = ask(index, name, rtype, payload=1232 if big else 512, tcp=tcp, co=co)
     if reply.flags & dns.flags.TC:
         assert not tcp and not reply.answer and not reply.authority
         return

@@ -29,9 +29,10 @@ QUESTIONS = [
         (f"_axigen.{domain}", "TXT"),
         (f"_tcp.{domain}", "DNSKEY"),
         (f"_tcp.{domain}", "SOA"),
-        (f"_nope._tcp.{domain}", "SRV"),  # NXDOMAIN
-        (f"x._imaps._tcp.{domain}", "SRV"),  # NXDOMAIN below an existing name
-        (f"zzz._axigen.{domain}", "TXT"),  # NXDOMAIN after the last name
+        (f"_nope._tcp.{domain}", "SRV"),  # a name that does not exist (compact, or NXDOMAIN)
+        (f"x._imaps._tcp.{domain}", "SRV"),  # below an existing name
+        (f"zzz._axigen.{domain}", "TXT"),  # after the last name
+        (f"_nope._tcp.{domain}", "NSEC"),  # NXDOMAIN proven by the chain in either mode
         (f"_imaps._tcp.{domain}", "A"),  # NODATA
         (f"_tcp.{domain}", "TXT"),  # NODATA at the apex
     )
@@ -43,14 +44,18 @@ QUESTIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], dict[str, object]]:
+@pytest.fixture(scope="module", params=["compact", "nsec"])
+def results(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[tuple[str, str], dict[str, object]]:
+    """Each question through Unbound and delv, srvd signing with compact answers (the default)
+    or with ``denial: nsec``; keyed by (name, type), with the mode under ("denial", "")."""
     require_tool("unbound")
     require_tool("delv")
     unshare = require_tool("unshare")
     require_tool("ip")
     work = tmp_path_factory.mktemp("validators")
-    config = signed_config(work)
+    config = signed_config(work, dnssec_extra=f"  denial: {request.param}\n")
     questions = work / "questions.json"
     questions.write_text(json.dumps(QUESTIONS))
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
@@ -72,19 +77,25 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], d
     if done.returncode != 0 and "unshare failed" in done.stderr:
         pytest.skip(f"no network namespace here: {done.stderr.strip()}")
     assert done.returncode == 0, done.stderr + (work / "srvd.log").read_text(errors="replace")
-    return {(r["name"], r["type"]): r for r in json.loads(done.stdout.splitlines()[-1])}
+    found = {(r["name"], r["type"]): r for r in json.loads(done.stdout.splitlines()[-1])}
+    found[("denial", "")] = {"mode": request.param}
+    return found
 
 
 def test_unbound_validates_every_kind_of_answer(
     results: dict[tuple[str, str], dict[str, object]],
 ) -> None:
     kinds = set()
+    compact = results[("denial", "")]["mode"] == "compact"
     for (name, rtype), result in results.items():
-        if name.endswith(".bad.example"):
+        if name.endswith(".bad.example") or name == "denial":
             continue
         assert result["ad"] is True, (name, rtype, result)
         kinds.add((result["rcode"], bool(result["answer"])))
         assert result["rcode"] in ("NOERROR", "NXDOMAIN")
+        if name.startswith(("_nope.", "x._imaps.", "zzz.")):  # names that do not exist
+            expected = "NOERROR" if compact and rtype != "NSEC" else "NXDOMAIN"
+            assert result["rcode"] == expected, (name, rtype, result)
     assert kinds == {("NOERROR", True), ("NOERROR", False), ("NXDOMAIN", False)}
     templated = results[("_imaps._tcp.shop.example", "SRV")]["answer"]
     assert "mail.shop.example." in str(templated)
@@ -101,7 +112,7 @@ def test_a_corrupted_signature_gives_servfail(
 
 def test_delv_says_fully_validated(results: dict[tuple[str, str], dict[str, object]]) -> None:
     for (name, rtype), result in results.items():
-        if name.endswith(".bad.example"):
+        if name.endswith(".bad.example") or name == "denial":
             continue
         text = str(result["delv"])
         if result["rcode"] == "NOERROR" and result["answer"]:
@@ -147,5 +158,6 @@ def test_dnsviz_finds_no_dnssec_errors(tmp_path: Path) -> None:
     assert len(statuses) > 20, text
     assert all(line.strip().startswith("[.]") for line in statuses), text
     assert not any(line.strip().startswith(("E:", "W:")) for line in lines), text
-    for expected in ("SRV:", "NXDOMAIN", "NODATA", "NSEC:", "DNSKEY:"):
+    # _nope: a compact answer (NODATA whose NSEC at the name has the NXNAME type, 128)
+    for expected in ("SRV:", "NODATA", "NSEC:", "DNSKEY:", f"_nope.{zone}. RRSIG NSEC TYPE128"):
         assert expected in text, (expected, text)

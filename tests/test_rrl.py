@@ -324,3 +324,15 @@ def test_reply_key_is_the_bucket_key_of_the_replys_kind() -> None:
         for service in range(-1, SERVICE_CELLS):
             expected = bucket_key(kind_of(cell, service), zone)
             assert reply_key(cell, service, zone) == expected, (cell, service)
+
+
+def test_a_compact_answer_is_limited_as_an_nxdomain() -> None:
+    """RFC 9824: a DO=1 question for a name that does not exist gets NOERROR on the wire (the
+    query cell) but counts as nxdomain by service: its bucket is the zone's NXDOMAIN one."""
+    from srvd.answer.outcome import C_NOERROR, NXDOMAIN_RESULT, QTYPE_ROW, SERVICE_OF
+
+    zone = b"\x04_tcp\x07example\x03com\x00"
+    service = SERVICE_OF[b"\x05_imap\x04_tcp"] + NXDOMAIN_RESULT
+    cell = QTYPE_ROW[33 + 1] + C_NOERROR
+    assert kind_of(cell, service) == K_NXDOMAIN
+    assert reply_key(cell, service, zone) == bucket_key(K_NXDOMAIN, zone)

@@ -47,7 +47,7 @@ from srvd.answer.outcome import (
 )
 from srvd.answer.signed import signed_answer
 from srvd.index.model import NS, SOA, Index, RRset
-from srvd.wire.dnssec import DNSSEC_TYPES
+from srvd.wire.dnssec import CO, DNSSEC_TYPES, NXNAME
 from srvd.wire.names import MessageFormatError, read_name, skip_name
 from srvd.wire.ordering import RandomSource
 
@@ -78,6 +78,7 @@ _U16 = struct.Struct("!H")
 _RR_FIXED = struct.Struct("!HHIH")
 OPT_PLAIN = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0, 0)
 OPT_DO = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0x8000, 0)
+OPT_DO_CO = b"\x00" + _RR_FIXED.pack(OPT, EDNS_PAYLOAD, 0x8000 | CO, 0)  # RFC 9824 §5 echo
 
 
 _FormErr = MessageFormatError  # a query answered FORMERR
@@ -263,7 +264,7 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
 
     # The additional section: at most one OPT, and a TSIG only as the last record.
     edns = False
-    payload = version = do = 0
+    payload = version = do = co = 0
     tsig_at = -1
     pos = question_end
     for i in range(ar):
@@ -283,6 +284,7 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
             payload = rclass
             version = (ttl >> 16) & 0xFF
             do = ttl & 0x8000
+            co = ttl & CO
             option = rdata
             while option < pos:
                 if option + 4 > pos:
@@ -339,11 +341,15 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
     if signing is None:
         serial = zone.serial
     else:  # a signed zone (srvd.answer.signed): its serial moves with the signatures' window
+        if qtype == NXNAME and signing.compact:  # RFC 9824 §3.5: a meta-type, never asked for
+            head = _HEAD.pack(QR | rd | FORMERR, 1, 0, 0, additional) + question + opt
+            return Raw(head, None, b"", b"", row + C_FORMERR, NO_SERVICE)
         if qclass == CLASS_IN and (do or qtype in DNSSEC_TYPES):
+            co = co if do and signing.compact else 0
             return Raw(
                 *signed_answer(
                     *(index, zone, qname, last_underscore, qtype, rd),
-                    *(question, opt, do, limit, row),
+                    *(question, OPT_DO_CO if co else opt, do, limit, row, co),
                 )
             )
         serial = signing.serial(qname[last_underscore:], zone.serial)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import struct
 
-from srvd.answer.full import EDNS_PAYLOAD, OPT_DO, OPT_PLAIN, TCP_LIMIT, UDP_PLAIN
+from srvd.answer.full import EDNS_PAYLOAD, OPT_DO, OPT_DO_CO, OPT_PLAIN, TCP_LIMIT, UDP_PLAIN
 from srvd.answer.outcome import (
     ANSWER,
     AXIGEN_LABEL,
@@ -38,8 +38,9 @@ from srvd.answer.outcome import (
     SERVICE_OF,
     TCP_CELLS,
 )
+from srvd.answer.signed import COMPACT_HEADS, compact_authority, compactable, signer_of
 from srvd.index.model import NS, SOA, Index, Zone
-from srvd.wire.dnssec import DNSSEC_TYPES
+from srvd.wire.dnssec import DNSSEC_TYPES, NXNAME
 from srvd.wire.ordering import RandomSource
 
 # A lean reply, and where it counts: (reply, query cell, service cell, the zone's apex)
@@ -55,8 +56,10 @@ _QUESTION = b"\xc0\x0c"  # a compression pointer to the question's name
 _LAST_NAME_END = 12 + 255 - 1  # where the root label of the longest name lies
 # a compression pointer to the apex in the question, by the apex's offset in the name
 _POINTERS = tuple(struct.pack("!H", 0xC000 | (12 + cut)) for cut in range(256))
-# qtypes left to the full path: IXFR, AXFR, ANY
+# qtypes left to the full path: IXFR, AXFR, ANY; from a signed zone also NXNAME (FORMERR)
 _FULL_TYPES = frozenset({251, 252, 255})
+_SIGNED_FULL_TYPES = _FULL_TYPES | {NXNAME}
+_SIGNED_ONLY_TYPES = DNSSEC_TYPES | {NXNAME}
 
 
 def _shapes() -> dict[bytes, int]:
@@ -126,8 +129,10 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
         # signed zones: DO=1 replies are made (signed) once by the full path, srvd.answer.signed,
         # which leaves their pieces in the signer; the same question again is answered here
         if opt is OPT_DO:
-            if qtype in _FULL_TYPES:
+            if qtype in _SIGNED_FULL_TYPES:
                 return None
+            if query[question_end + 7] & 0x40 and signing.compact:  # CO, echoed (RFC 9824 §5)
+                opt = OPT_DO_CO
             if cut:  # an RRset below the apex: the records and their cached signature
                 node = zone.table.names.get(name[:cut])
                 rrset = node.rrsets.get(qtype) if node is not None else None
@@ -147,11 +152,31 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
                     row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
                     service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
                     return reply, row + C_NOERROR, service + ANSWER, apex
-                if node is None:  # NXDOMAIN: the pieces the full path left for the NSECs'
-                    # gap (and the wildcard's), which every name in it shares but the pointers
+                if node is None:
                     relative = name[:cut]
                     if not _labels_end_at(relative, cut):
                         return None
+                    if signing.compact:  # one NSEC at the name (srvd.answer.signed)
+                        if not compactable(name, qtype):
+                            return None
+                        co = opt is OPT_DO_CO
+                        reply = b"".join(
+                            (
+                                query[:2],
+                                COMPACT_HEADS[co][shape >> 1],
+                                query[12:question_end],
+                                compact_authority(index, signer_of(index), zone, name, cut),
+                                opt,
+                            )
+                        )
+                        if len(reply) > limit:
+                            return None
+                        row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
+                        service = SERVICE_OF.get(name[: cut + 5], OTHER_SERVICE)
+                        column = C_NXDOMAIN if co else C_NOERROR
+                        return reply, row + column, service + NXDOMAIN_RESULT, apex
+                    # NXDOMAIN: the pieces the full path left for the NSECs' gap (and the
+                    # wildcard's), which every name in it shares but the pointers
                     denial = signing.denials.get((apex, *signing.denial(zone.table, relative)))
                     if denial is None or denial[0] <= signing.clock():
                         return None
@@ -181,7 +206,7 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
                 return None
             row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
             return reply, row + column, service, apex
-        if qtype in DNSSEC_TYPES:
+        if qtype in _SIGNED_ONLY_TYPES:
             return None
     row = QTYPE_ROW[qtype + 1] + TCP_CELLS if tcp else QTYPE_ROW[qtype + 1]
     table = zone.table

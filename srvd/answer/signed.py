@@ -8,8 +8,13 @@ in a signed zone; class IN only. What it gives:
   covers the canonical order, whatever order the records go in);
 - NODATA: the SOA and its RRSIG, the NSEC of the name (of the name before it, for an empty
   non-terminal) and its RRSIG;
-- NXDOMAIN: the SOA and its RRSIG, the NSEC covering the name and the one covering the wildcard
-  at the closest encloser (one record when they are the same), with their RRSIGs;
+- a name that does not exist, with ``denial: compact`` (the default): RFC 9824's compact answer,
+  NOERROR (NXDOMAIN when the query sets the CO flag, echoed) with the SOA and its RRSIG and one
+  NSEC at the name itself, next name ``\\000.name``, bitmap RRSIG NSEC NXNAME, and its RRSIG
+  (``compact_authority``); the few names ``compactable`` declines get the chain's NXDOMAIN;
+- NXDOMAIN (``denial: nsec``): the SOA and its RRSIG, the NSEC covering the name and the one
+  covering the wildcard at the closest encloser (one record when they are the same), with their
+  RRSIGs;
 - without DO (a DNSSEC type asked for): the same records without RRSIGs and NSECs.
 
 A reply that does not fit the UDP limit gets TC=1, the question and the OPT (as the unsigned
@@ -44,6 +49,8 @@ _RR = struct.Struct("!HHIH")
 _QR, _AA, _TC = 0x8000, 0x0400, 0x0200
 _NXDOMAIN = 3
 _QUESTION = b"\xc0\x0c"
+# a compression pointer to the apex in the question, by the apex's offset in the name
+_POINTERS = tuple(struct.pack("!H", 0xC000 | (12 + cut)) for cut in range(256))
 
 # (the reply after its ID up to the records to order, the RRset to order or None, the customer
 # domain, the octets after those records, query cell, service cell): srvd.answer.full.Raw
@@ -62,6 +69,49 @@ def signer_of(index: Index) -> ZoneSigner:
     return cast(ZoneSigner, index.dnssec)
 
 
+def compact_authority(
+    index: Index, signer: ZoneSigner, zone: Zone, qname: bytes, cut: int
+) -> bytes:
+    """The authority section of a compact answer (RFC 9824) for ``qname`` (lower case, at most
+    253 octets), a name the zone at ``qname[cut:]`` lacks: the SOA and its RRSIG, their owners a
+    pointer to the apex in the question, then the NSEC at the name and its RRSIG
+    (ZoneSigner.compact_nsec), owned by the question's name."""
+    apex = qname[cut:]
+    negative = signer.negatives.get(apex)
+    if negative is None or negative[0] <= signer.clock():
+        window = signer.window(apex)
+        soa = index.soa(0, signer.serial(apex, zone.serial), True)[2:]
+        ttl = index.settings.ttl
+        _, rdata = signer.rrsig(apex, SOA, apex, window, lambda: (ttl, [soa[10:]]))
+        rrsig = _RR.pack(RRSIG, 1, signer.negative_ttl, len(rdata)) + rdata
+        negative = signer.keep_negative(apex, window, soa, rrsig)
+    pointer = _POINTERS[cut]
+    return b"".join(
+        (pointer, negative[1], pointer, negative[2], signer.compact_nsec(qname, negative))
+    )
+
+
+def compactable(qname: bytes, qtype: int) -> bool:
+    """Whether a name the zone lacks gets a compact answer: not a question for NSEC or RRSIG
+    (the NSEC at the name would list the type asked for), not a name of more than 253 octets (no
+    room for the \\000 label of its successor), not a name whose first label is ``*`` (an NSEC
+    there would stand for a wildcard). These few get the chain's NXDOMAIN."""
+    return qtype != NSEC and qtype != RRSIG and len(qname) < 254 and qname[:2] != b"\x01*"
+
+
+def compact_heads(co: int) -> tuple[bytes, bytes]:
+    """The header after the ID of a compact answer (one question, 4 authority records, the OPT),
+    for RD 0 and 1: NOERROR, or NXDOMAIN when the query set CO (RFC 9824 §5)."""
+    rcode = _NXDOMAIN if co else 0
+    return (
+        _HEAD.pack(_QR | _AA | rcode, 1, 0, 4, 1),
+        _HEAD.pack(_QR | _AA | 0x0100 | rcode, 1, 0, 4, 1),
+    )
+
+
+COMPACT_HEADS = (compact_heads(0), compact_heads(1))
+
+
 def signed_answer(
     index: Index,
     zone: Zone,
@@ -74,8 +124,10 @@ def signed_answer(
     do: int,
     limit: int,
     row: int,
+    co: int = 0,
 ) -> Signed:
-    """The reply to a class IN query for ``qname`` (lower case; its apex at offset ``cut``)."""
+    """The reply to a class IN query for ``qname`` (lower case; its apex at offset ``cut``);
+    ``co``: the query set the CO flag (and DO), and ``opt`` echoes it."""
     signer = signer_of(index)
     apex = qname[cut:]
     window = signer.window(apex)
@@ -150,6 +202,16 @@ def signed_answer(
         if ordered is not None:
             return head, ordered, domain, signature + opt, row + C_NOERROR, service + ANSWER
         return head + records + signature + opt, None, b"", b"", row + C_NOERROR, service + ANSWER
+
+    if node is None and do and signer.compact and compactable(qname, qtype):
+        records = compact_authority(index, signer, zone, qname, cut)
+        cell = C_NXDOMAIN if co else C_NOERROR
+        if 12 + len(question) + len(records) + len(opt) > limit:
+            head = _HEAD.pack(_QR | _AA | _TC | rd | (_NXDOMAIN if co else 0), 1, 0, 0, 1)
+            cell = C_NXDOMAIN if co else C_NOERROR_TC
+            return head + question + opt, None, b"", b"", row + cell, service + NXDOMAIN_RESULT
+        reply = COMPACT_HEADS[1 if co else 0][1 if rd else 0] + question + records + opt
+        return reply, None, b"", b"", row + cell, service + NXDOMAIN_RESULT
 
     # NODATA or NXDOMAIN
     rcode = 0 if node is not None else _NXDOMAIN

@@ -8,6 +8,7 @@ dnssec:
   refresh: 7d                  # a new validity window this often, per zone (< lifetime)
   backdate: 1h                 # inception this far before the window (clock skew)
   cache_size: 1000000          # signatures kept in memory, at most (about 260 MB)
+  denial: compact              # nonexistent names: compact (RFC 9824) or nsec (the NSEC chain)
 ```
 
 Key files are read (and parsed: algorithm, curve) when the configuration is, so ``srvd check``
@@ -22,6 +23,7 @@ from typing import Any
 from srvd.config.model import (
     DNSSEC_BACKDATE,
     DNSSEC_CACHE,
+    DNSSEC_DENIALS,
     DNSSEC_LIFETIME,
     DNSSEC_REFRESH,
     DnssecKey,
@@ -31,7 +33,7 @@ from srvd.config.model import (
 from srvd.config.reader import _Fields, _Invalid, _Reader
 from srvd.wire.dnssec import DnssecKeyError, load_key
 
-DNSSEC_KEYS = ("key", "publish", "lifetime", "refresh", "backdate", "cache_size")
+DNSSEC_KEYS = ("key", "publish", "lifetime", "refresh", "backdate", "cache_size", "denial")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
@@ -67,6 +69,9 @@ def read_dnssec(reader: _Reader, value: Any, path: KeyPath, base: str) -> Dnssec
     if "cache_size" in raw:
         size = fields(reader.integer, raw["cache_size"], (*path, "cache_size"), 16, 100_000_000)
         cache = size or DNSSEC_CACHE
+    denial = raw.get("denial", DNSSEC_DENIALS[0])
+    if denial not in DNSSEC_DENIALS:
+        fields(reader.fail, (*path, "denial"), f"expected one of {', '.join(DNSSEC_DENIALS)}")
     fields.done()
     keys = [k for k in publish if k is not None]
     if key is None or len(keys) != len(publish):  # pragma: no cover - done() raised
@@ -94,6 +99,7 @@ def read_dnssec(reader: _Reader, value: Any, path: KeyPath, base: str) -> Dnssec
         times["refresh"],
         times["backdate"],
         cache,
+        denial,
     )
 
 

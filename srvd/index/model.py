@@ -236,6 +236,10 @@ class Signing(Protocol):
     def denial(self, table: Table, relative: bytes) -> tuple[int, int]: ...
 
     @property
+    def compact(self) -> bool:
+        """Whether a name that does not exist gets a compact answer (RFC 9824)."""
+
+    @property
     def clock(self) -> Callable[[], float]: ...
 
     def serial(self, apex: bytes, serial: int) -> int: ...

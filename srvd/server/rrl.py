@@ -27,6 +27,7 @@ from srvd.answer.outcome import (
     C_NXDOMAIN,
     C_REFUSED,
     NODATA,
+    NXDOMAIN_RESULT,
     ROW,
     RRL_ACTIONS,
 )
@@ -50,10 +51,14 @@ _KIND_KEY = tuple(hash(("srvd rrl", kind)) for kind in range(len(KINDS)))
 
 
 def kind_of(cell: int, service: int) -> int:
-    """The response kind of a reply, from the metric cells it counts in."""
+    """The response kind of a reply, from the metric cells it counts in (a compact answer for a
+    name that does not exist, NOERROR on the wire, is an NXDOMAIN: RFC 9824)."""
     kind = _COLUMN_KIND[cell % ROW]
-    if kind == K_ANSWER and service >= 0 and service % 3 == NODATA:
-        return K_NODATA
+    if kind == K_ANSWER and service >= 0:
+        if service % 3 == NODATA:
+            return K_NODATA
+        if service % 3 == NXDOMAIN_RESULT:
+            return K_NXDOMAIN
     return kind
 
 
@@ -73,8 +78,12 @@ def reply_key(cell: int, service: int, zone: bytes) -> int:
     """``bucket_key(kind_of(cell, service), zone)`` in one call, for the query path."""
     kind = _COLUMN_KIND[cell % ROW]
     if kind == K_ANSWER:
-        if service >= 0 and service % 3 == NODATA:
-            return hash(zone) ^ _KIND_KEY[K_NODATA]
+        if service >= 0:
+            result = service % 3
+            if result == NODATA:
+                return hash(zone) ^ _KIND_KEY[K_NODATA]
+            if result == NXDOMAIN_RESULT:  # a compact answer (RFC 9824)
+                return hash(zone) ^ _KIND_KEY[K_NXDOMAIN]
         return hash(zone) ^ _KIND_KEY[K_ANSWER]
     return _KIND_KEY[kind] if kind >= K_REFUSED else hash(zone) ^ _KIND_KEY[kind]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -24,6 +24,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 DS, RRSIG, NSEC, DNSKEY, CDS, CDNSKEY = 43, 46, 47, 48, 59, 60
 # the types that exist only in a signed zone (a query for one goes to srvd.answer.signed)
 DNSSEC_TYPES = frozenset({RRSIG, NSEC, DNSKEY, CDS, CDNSKEY})
+NXNAME = 128  # RFC 9824: a meta-type, only in the NSEC bitmap of a compact answer's name
+CO = 0x4000  # RFC 9824 §5: the EDNS header flag Compact Answers OK, after DO
 ECDSAP256SHA256 = 13
 ED25519 = 15
 ALGORITHMS = {ECDSAP256SHA256: "ECDSAP256SHA256", ED25519: "ED25519"}
@@ -54,11 +56,30 @@ class SigningKey:
 
     def sign(self, data: bytes) -> bytes:
         """The signature field of an RRSIG over ``data`` (RFC 6605 §4: r || s; RFC 8080)."""
-        if isinstance(self.private, ed25519.Ed25519PrivateKey):
-            return self.private.sign(data)
-        der = self.private.sign(data, ec.ECDSA(hashes.SHA256(), deterministic_signing=True))
-        r, s = decode_dss_signature(der)
-        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        return self.signer()(data)
+
+    def signer(self) -> Callable[[bytes], bytes]:
+        """``sign`` as one function, without the algorithm's test on each call (the hot path's:
+        srvd.index.dnssec)."""
+        private = self.private
+        if isinstance(private, ed25519.Ed25519PrivateKey):
+            return private.sign
+        return lambda data: _raw(private.sign(data, _ECDSA))
+
+
+_ECDSA = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)  # RFC 6979 nonces
+
+
+def _raw(der: bytes) -> bytes:
+    """r || s (RFC 6605 §4) from an ECDSA P-256 signature in DER, ``SEQUENCE { INTEGER r,
+    INTEGER s }``: each integer at most 33 octets (a leading zero), so every length is short."""
+    r_end = 4 + der[3]
+    r = der[4:r_end].lstrip(b"\x00")
+    s = der[r_end + 2 : r_end + 2 + der[r_end + 1]].lstrip(b"\x00")
+    if der[0] != 0x30 or der[2] != 0x02 or der[r_end] != 0x02 or len(r) > 32 or len(s) > 32:
+        r_int, s_int = decode_dss_signature(der)  # (never: OpenSSL writes DER this way)
+        return r_int.to_bytes(32, "big") + s_int.to_bytes(32, "big")
+    return r.rjust(32, b"\x00") + s.rjust(32, b"\x00")
 
 
 def _from_private(private: object) -> SigningKey:
