@@ -78,11 +78,11 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[int, Path]:
 
 @pytest.fixture(scope="module")
 def indexes(configs: dict[int, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[Any, Index]:
-    """Signed with each algorithm (compact answers, the default), and "nsec": algorithm 13 with
-    ``denial: nsec`` (NXDOMAIN proven by the NSEC chain)."""
+    """Signed with each algorithm (NXDOMAIN proven by the NSEC chain, the default), and
+    "compact": algorithm 13 with ``denial: compact`` (RFC 9824)."""
     found: dict[Any, Index] = {alg: _index(path) for alg, path in configs.items()}
-    directory = tmp_path_factory.mktemp("dnssec-nsec")
-    found["nsec"] = _index(signed_config(directory, 13, "  denial: nsec\n"))
+    directory = tmp_path_factory.mktemp("dnssec-compact")
+    found["compact"] = _index(signed_config(directory, 13, "  denial: compact\n"))
     return found
 
 
@@ -317,7 +317,7 @@ def test_ds_lines_match_the_served_dnskeys(
 # answers
 
 
-@pytest.mark.parametrize("algorithm", [13, 15, "nsec"])
+@pytest.mark.parametrize("algorithm", [13, 15, "compact"])
 def test_every_rrset_of_every_name_validates(indexes: dict[Any, Index], algorithm: Any) -> None:
     index = indexes[algorithm]
     keys: dict[dns.name.Name, dns.rrset.RRset] = {}
@@ -355,13 +355,13 @@ def test_the_apex_publishes_dnskey_cds_and_cdnskey(indexes: dict[int, Index]) ->
     assert [r.rdtype for r in reply.answer] == [dns.rdatatype.DNSKEY]
 
 
-@pytest.mark.parametrize("denial", [13, "nsec"])
+@pytest.mark.parametrize("denial", [13, "compact"])
 def test_ttls_follow_rfc_4034_and_9077(indexes: dict[Any, Index], denial: Any) -> None:
     index = indexes[denial]
     reply = ask(index, "_nope._tcp.example.com", "SRV")
-    assert reply.rcode() == (dns.rcode.NXDOMAIN if denial == "nsec" else dns.rcode.NOERROR)
+    assert reply.rcode() == (dns.rcode.NOERROR if denial == "compact" else dns.rcode.NXDOMAIN)
     negative = min(index.settings.ttl, index.settings.minimum)
-    assert len(reply.authority) == (6 if denial == "nsec" else 4)
+    assert len(reply.authority) == (4 if denial == "compact" else 6)
     for rrset in reply.authority:
         assert rrset.ttl == negative  # SOA, NSEC and their RRSIGs
         if rrset.rdtype == dns.rdatatype.RRSIG and rrset[0].type_covered == dns.rdatatype.SOA:
@@ -373,11 +373,11 @@ def test_ttls_follow_rfc_4034_and_9077(indexes: dict[Any, Index], denial: Any) -
 def test_a_name_that_does_not_exist_gets_a_compact_answer(
     indexes: dict[Any, Index], configs: dict[int, Path]
 ) -> None:
-    """RFC 9824 (denial: compact, the default): NOERROR with the SOA and one NSEC at the name
+    """RFC 9824 (denial: compact): NOERROR with the SOA and one NSEC at the name
     itself (next name \\000.name, types RRSIG NSEC NXNAME), each with its RRSIG, in any letter
     case; NXDOMAIN with the CO flag echoed when the query sets CO; the same name again costs no
     signature; DO=0 gets the plain NXDOMAIN."""
-    index = indexes[13]
+    index = indexes["compact"]
     signer = index.dnssec
     assert isinstance(signer, ZoneSigner) and signer.compact
     apex = dns.name.from_text("_tcp.example.com")
@@ -434,7 +434,9 @@ def test_compact_answers_are_kept_apart_and_bounded(tmp_path: Path) -> None:
     replies' bound), never the signatures of the answers; a name's kept answer ends with the
     zone's window."""
     clock = [float(NOW)]
-    config = load_config(str(signed_config(tmp_path, 13, "  cache_size: 1024\n")))
+    config = load_config(
+        str(signed_config(tmp_path, 13, "  cache_size: 1024\n  denial: compact\n"))
+    )
     index = attach(
         build_index(config, lambda apex, digest: SERIAL), config.dnssec, lambda: clock[0]
     )
@@ -475,7 +477,7 @@ def test_the_srv_order_is_drawn_per_reply_and_the_signature_covers_every_order(
 
 
 def test_udp_overflow_is_truncated_and_tcp_carries_it_whole(indexes: dict[Any, Index]) -> None:
-    index = indexes["nsec"]
+    index = indexes[13]
     name = "_nope._tcp.example.com"  # NXDOMAIN: SOA and two NSECs, each with its RRSIG
     whole = ask(index, name, "TXT", tcp=True)
     size = len(whole.to_wire())
@@ -567,7 +569,7 @@ def test_the_signature_cache_is_bounded_and_counted(
 
 @st.composite
 def questions(draw: st.DrawFn) -> tuple[Any, str, str, bool, bool, bool]:
-    algorithm = draw(st.sampled_from([13, 15, "nsec"]))
+    algorithm = draw(st.sampled_from([13, 15, "compact"]))
     domain = draw(
         st.sampled_from(
             ["example.com", "example.org", "shop.example", "over.example"]

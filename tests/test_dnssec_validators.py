@@ -121,13 +121,15 @@ def test_delv_says_fully_validated(results: dict[tuple[str, str], dict[str, obje
             assert "; negative response, fully validated" in text, (name, rtype, text)
 
 
-def test_dnsviz_finds_no_dnssec_errors(tmp_path: Path) -> None:
+@pytest.mark.parametrize("denial", ["nsec", "compact"])
+def test_dnsviz_finds_no_dnssec_errors(tmp_path: Path, denial: str) -> None:
     """``dnsviz probe`` (delegation given, srvd's DNSKEY trusted) and ``dnsviz print``: every
-    RRset, NODATA and NXDOMAIN proof secure ("[.]"), nothing bogus, no error or warning."""
+    RRset, NODATA and NXDOMAIN (or compact answer) proof secure ("[.]"), nothing bogus, no error
+    or warning."""
     require_tool("dnsviz")
     require_tool("named")  # dnsviz serves the delegation it is given (-N) with it
     unshare = require_tool("unshare")
-    config = signed_config(tmp_path)
+    config = signed_config(tmp_path, dnssec_extra=f"  denial: {denial}\n")
     zone = "_tcp.shop.example"
     names = [f"_imaps.{zone}", f"_caldavs.{zone}", f"_nope.{zone}"]
     env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
@@ -158,6 +160,7 @@ def test_dnsviz_finds_no_dnssec_errors(tmp_path: Path) -> None:
     assert len(statuses) > 20, text
     assert all(line.strip().startswith("[.]") for line in statuses), text
     assert not any(line.strip().startswith(("E:", "W:")) for line in lines), text
-    # _nope: a compact answer (NODATA whose NSEC at the name has the NXNAME type, 128)
-    for expected in ("SRV:", "NODATA", "NSEC:", "DNSKEY:", f"_nope.{zone}. RRSIG NSEC TYPE128"):
+    # _nope: NXDOMAIN, or a compact answer (a NODATA whose NSEC at the name has NXNAME, 128)
+    nope = "NXDOMAIN" if denial == "nsec" else f"_nope.{zone}. RRSIG NSEC TYPE128"
+    for expected in ("SRV:", "NODATA", "NSEC:", "DNSKEY:", nope):
         assert expected in text, (expected, text)

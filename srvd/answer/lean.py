@@ -38,7 +38,13 @@ from srvd.answer.outcome import (
     SERVICE_OF,
     TCP_CELLS,
 )
-from srvd.answer.signed import COMPACT_HEADS, compact_authority, compactable, signer_of
+from srvd.answer.signed import (
+    COMPACT_HEADS,
+    chain_denial,
+    compact_authority,
+    compactable,
+    signer_of,
+)
 from srvd.index.model import NS, SOA, Index, Zone
 from srvd.wire.dnssec import DNSSEC_TYPES, NXNAME
 from srvd.wire.ordering import RandomSource
@@ -177,9 +183,10 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
                         return reply, row + column, service + NXDOMAIN_RESULT, apex
                     # NXDOMAIN: the pieces the full path left for the NSECs' gap (and the
                     # wildcard's), which every name in it shares but the pointers
-                    denial = signing.denials.get((apex, *signing.denial(zone.table, relative)))
-                    if denial is None or denial[0] <= signing.clock():
-                        return None
+                    gap = signing.denial(zone.table, relative)
+                    denial = signing.denials.get((apex, *gap))
+                    if denial is None or denial[0] <= signing.clock():  # made here, not kept
+                        denial = chain_denial(index, signer_of(index), zone, apex, gap)
                     reply = b"".join(
                         (
                             query[:2],

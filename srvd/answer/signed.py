@@ -24,7 +24,6 @@ path does); TCP carries it whole. Owners compress to the question.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
 from typing import cast
 
 from srvd.answer.outcome import (
@@ -39,7 +38,7 @@ from srvd.answer.outcome import (
     OTHER_SERVICE,
     SERVICE_OF,
 )
-from srvd.index.dnssec import ZoneSigner, fixed
+from srvd.index.dnssec import Denial, Negative, ZoneSigner, fixed
 from srvd.index.model import NS, SOA, Index, RRset, Zone
 from srvd.wire.dnssec import CDNSKEY, CDS, DNSKEY, NSEC, RRSIG, read_rdatas
 
@@ -69,6 +68,20 @@ def signer_of(index: Index) -> ZoneSigner:
     return cast(ZoneSigner, index.dnssec)
 
 
+def zone_negative(index: Index, signer: ZoneSigner, zone: Zone, apex: bytes) -> Negative:
+    """What the DO=1 negative answers of the zone at ``apex`` share in its current window: the
+    SOA and its RRSIG (signed if the cache lacks it), kept per zone (ZoneSigner.keep_negative)."""
+    negative = signer.negatives.get(apex)
+    if negative is None or negative.until <= signer.clock():
+        window = signer.window(apex)
+        soa = index.soa(0, signer.serial(apex, zone.serial), True)[2:]
+        ttl = index.settings.ttl
+        _, rdata = signer.rrsig(apex, SOA, apex, window, lambda: (ttl, [soa[10:]]))
+        rrsig = _RR.pack(RRSIG, 1, signer.negative_ttl, len(rdata)) + rdata
+        negative = signer.keep_negative(apex, window, soa, rrsig)
+    return negative
+
+
 def compact_authority(
     index: Index, signer: ZoneSigner, zone: Zone, qname: bytes, cut: int
 ) -> bytes:
@@ -76,18 +89,10 @@ def compact_authority(
     253 octets), a name the zone at ``qname[cut:]`` lacks: the SOA and its RRSIG, their owners a
     pointer to the apex in the question, then the NSEC at the name and its RRSIG
     (ZoneSigner.compact_nsec), owned by the question's name."""
-    apex = qname[cut:]
-    negative = signer.negatives.get(apex)
-    if negative is None or negative[0] <= signer.clock():
-        window = signer.window(apex)
-        soa = index.soa(0, signer.serial(apex, zone.serial), True)[2:]
-        ttl = index.settings.ttl
-        _, rdata = signer.rrsig(apex, SOA, apex, window, lambda: (ttl, [soa[10:]]))
-        rrsig = _RR.pack(RRSIG, 1, signer.negative_ttl, len(rdata)) + rdata
-        negative = signer.keep_negative(apex, window, soa, rrsig)
+    negative = zone_negative(index, signer, zone, qname[cut:])
     pointer = _POINTERS[cut]
     return b"".join(
-        (pointer, negative[1], pointer, negative[2], signer.compact_nsec(qname, negative))
+        (pointer, negative.soa, pointer, negative.soa_rrsig, signer.compact_nsec(qname, negative))
     )
 
 
@@ -144,11 +149,6 @@ def signed_answer(
         service = AXIGEN_SERVICE if qname.startswith(AXIGEN_LABEL) else OTHER_SERVICE
         node = table.apex
     chain = signer.chain(table)
-
-    def sign(owner: bytes, rtype: int, make: Callable[[], tuple[int, list[bytes]]]) -> bytes:
-        """The RRSIG record over an RRset, without its owner."""
-        ttl, rdata = signer.rrsig(owner, rtype, apex, window, make)
-        return _RR.pack(RRSIG, 1, ttl, len(rdata)) + rdata
 
     # the RRset the answer holds, if any: (type, records, count, RRset to order)
     found: tuple[int, bytes, int, RRset | None] | None = None
@@ -215,48 +215,30 @@ def signed_answer(
 
     # NODATA or NXDOMAIN
     rcode = 0 if node is not None else _NXDOMAIN
-    soa = index.soa(12 + cut, serial, True)
-    # the records, each (the labels of its owner before the apex, the octets after its owner):
-    # every owner ends in the pointer to the apex in the question, nothing else points
-    authority = [(b"", soa[2:])]
     gap = None
     if do:
-        settings = index.settings
-
-        def soa_rrset() -> tuple[int, list[bytes]]:
-            return settings.ttl, [soa[12:]]
-
-        authority.append((b"", _negative_ttl(sign(apex, SOA, soa_rrset), signer)))
-        ttl = signer.negative_ttl
         if node is None:
             gap = chain.nxdomain(relative, table.names)
-            covering, wildcard = gap
-            entries = [covering] if wildcard == covering else sorted(gap)
+            entries = _entries(gap)
         else:  # the name's NSEC, or the one before an empty non-terminal
             at = chain.at.get(relative)
             entries = [at if at is not None else chain.covering(relative)]
-        for i in entries:
-            owner_relative = chain.owners[i]
-            rdata = chain.rdata(i, apex)
-            authority.append((owner_relative, _RR.pack(NSEC, 1, ttl, len(rdata)) + rdata))
-            signature = sign(owner_relative + apex, NSEC, fixed(ttl, [rdata]))
-            authority.append((owner_relative, signature))
-    # the section split at its pointers: the pieces of the lean path's NXDOMAIN (any name)
-    pieces = [b""]
-    for owner_relative, rest in authority:
-        pieces[-1] += owner_relative
-        pieces.append(rest)
+        negative = zone_negative(index, signer, zone, apex)
+        pieces = negative_pieces(signer, zone, apex, negative, entries)
+    else:
+        pieces = (b"", index.soa(0, serial, True)[2:])
+    authority = len(pieces) - 1
     records = apex_owner.join(pieces)
     if 12 + len(question) + len(records) + len(opt) > limit:
         head = _HEAD.pack(_QR | _AA | _TC | rd | rcode, 1, 0, 0, additional) + question + opt
         cell = C_NOERROR_TC if rcode == 0 else C_NXDOMAIN
         result = NODATA if rcode == 0 else NXDOMAIN_RESULT
         return head, None, b"", b"", row + cell, service + result
-    head = _HEAD.pack(_QR | _AA | rd | rcode, 1, 0, len(authority), additional)
+    head = _HEAD.pack(_QR | _AA | rd | rcode, 1, 0, authority, additional)
     cell, result = (C_NOERROR, NODATA) if rcode == 0 else (C_NXDOMAIN, NXDOMAIN_RESULT)
     if do and qtype != ANY:  # the lean path's next reply: NODATA by name; NXDOMAIN in a cache
         # of its own by the NSECs that prove it, for every name they prove (names without bound)
-        heads = _heads(rcode, 0, len(authority))
+        heads = _heads(rcode, 0, authority)
         if gap is None:
             signer.keep_reply(
                 qname + struct.pack("!H", qtype),
@@ -264,8 +246,47 @@ def signed_answer(
                 (heads, None, b"", records, cell, service + result),
             )
         else:
-            signer.keep_denial((apex, *gap), window, heads, tuple(pieces))
+            signer.keep_denial((apex, *gap), window, heads, pieces)
     return head + question + records + opt, None, b"", b"", row + cell, service + result
+
+
+def _entries(gap: tuple[int, int]) -> list[int]:
+    """The chain's entries whose NSECs prove an NXDOMAIN, in order: the one covering the name
+    and the one covering the wildcard at its closest encloser (Chain.nxdomain), once if same."""
+    covering, wildcard = gap
+    return [covering] if wildcard == covering else sorted(gap)
+
+
+def negative_pieces(
+    signer: ZoneSigner, zone: Zone, apex: bytes, negative: Negative, entries: list[int]
+) -> tuple[bytes, ...]:
+    """The authority section of a DO=1 negative answer in the zone at ``apex``: the SOA and
+    the NSECs of the chain's ``entries``, each with its RRSIG. Every owner there ends in a
+    pointer to the apex in the question (where the apex lies at an offset that differs from
+    name to name) and nothing else points, so the section is given split at those pointers:
+    joined with the one a question needs, it is that question's section."""
+    pieces = [b"", negative.soa, negative.soa_rrsig]
+    chain = signer.chain(zone.table)
+    ttl = signer.negative_ttl
+    for i in entries:
+        owner = chain.owners[i]
+        nsec = chain.rdata(i, apex)
+        sig = signer.nsec_rrsig(owner + apex, nsec, apex, negative)
+        pieces[-1] += owner
+        pieces.append(_RR.pack(NSEC, 1, ttl, len(nsec)) + nsec + owner)
+        pieces.append(_RR.pack(RRSIG, 1, ttl, len(sig)) + sig)
+    return tuple(pieces)
+
+
+def chain_denial(
+    index: Index, signer: ZoneSigner, zone: Zone, apex: bytes, gap: tuple[int, int]
+) -> Denial:
+    """The pieces of a DO=1 NXDOMAIN proven by the chain's entries ``gap`` (Chain.nxdomain) in
+    the zone at ``apex``, made (signing what the cache lacks) and kept for the lean path."""
+    negative = zone_negative(index, signer, zone, apex)
+    pieces = negative_pieces(signer, zone, apex, negative, _entries(gap))
+    heads = _NXDOMAIN_HEADS[len(pieces) - 1]
+    return signer.keep_denial((apex, *gap), negative.window, heads, pieces)
 
 
 def _heads(rcode: int, answers: int, authority: int) -> tuple[bytes, bytes]:
@@ -276,9 +297,7 @@ def _heads(rcode: int, answers: int, authority: int) -> tuple[bytes, bytes]:
     )
 
 
-def _negative_ttl(rrsig: bytes, signer: ZoneSigner) -> bytes:
-    """An RRSIG record over the SOA, sent with the SOA's negative TTL (RFC 9077)."""
-    return rrsig[:4] + struct.pack("!I", signer.negative_ttl) + rrsig[8:]
+_NXDOMAIN_HEADS = tuple(_heads(_NXDOMAIN, 0, authority) for authority in range(7))
 
 
 def _parsed(records: bytes) -> tuple[int, list[bytes]]:

@@ -8,7 +8,7 @@ dnssec:
   refresh: 7d                  # a new validity window this often, per zone (< lifetime)
   backdate: 1h                 # inception this far before the window (clock skew)
   cache_size: 1000000          # signatures kept in memory, at most (about 260 MB)
-  denial: compact              # nonexistent names: compact (RFC 9824) or nsec (the NSEC chain)
+  denial: nsec                 # nonexistent names: nsec (the NSEC chain) or compact (RFC 9824)
 ```
 
 Key files are read (and parsed: algorithm, curve) when the configuration is, so ``srvd check``

@@ -401,7 +401,7 @@ DNSSEC_LIFETIME = 14 * 86400  # seconds a signature is valid
 DNSSEC_REFRESH = 7 * 86400  # a new validity window this often (per zone, staggered)
 DNSSEC_BACKDATE = 3600  # inception this far before the window starts (clock skew)
 DNSSEC_CACHE = 1_000_000  # signatures kept, at most (about 260 octets each)
-DNSSEC_DENIALS = ("compact", "nsec")  # how DO=1 answers deny a name (docs/dnssec.md)
+DNSSEC_DENIALS = ("nsec", "compact")  # how DO=1 answers deny a name (docs/dnssec.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,4 +420,4 @@ class DnssecSettings:
     refresh: int = DNSSEC_REFRESH
     backdate: int = DNSSEC_BACKDATE
     cache_size: int = DNSSEC_CACHE
-    denial: str = "compact"  # DNSSEC_DENIALS: RFC 9824 compact answers, or the NSEC chain
+    denial: str = "nsec"  # DNSSEC_DENIALS: the NSEC chain, or RFC 9824 compact answers

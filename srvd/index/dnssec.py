@@ -31,7 +31,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from srvd.config.model import DnssecSettings, ZoneSettings
 from srvd.index.model import NS, SOA, Index, RRset, Table
@@ -61,9 +61,6 @@ NAME_TYPES = (RRSIG, NSEC)
 COMPACT_BITMAP = type_bitmap((RRSIG, NSEC, NXNAME))  # a nonexistent name's (RFC 9824 §3.1)
 _QUESTION = b"\xc0\x0c"
 _NSEC_HEAD = struct.Struct("!HHIH")
-# (valid until, the SOA record without its owner, the SOA's RRSIG record without its owner, the
-# RRSIG fields of an NSEC after Labels): what a zone's compact answers share (keep_negative)
-Negative = tuple[int, bytes, bytes, bytes]
 
 
 # a DO=1 reply in pieces (ZoneSigner.replies): the headers after the ID by RD, the RRset to order
@@ -102,6 +99,16 @@ class Window:
     start: int
     inception: int
     expiration: int
+
+
+class Negative(NamedTuple):
+    """What the negative answers of one zone share in one window (ZoneSigner.keep_negative)."""
+
+    until: int  # when the window ends
+    window: Window
+    soa: bytes  # the SOA record, without its owner
+    soa_rrsig: bytes  # its RRSIG record, without its owner
+    tail: bytes  # the RRSIG fields of an NSEC after Labels (compact answers)
 
 
 class Chain:
@@ -311,6 +318,19 @@ class ZoneSigner:
             return [self.rrsig(owner, rtype, apex, window, records)]
         return [self.rrsig(owner, rtype, apex, window, records, key) for key in self.keys]
 
+    def nsec_rrsig(self, owner: bytes, rdata: bytes, apex: bytes, negative: Negative) -> bytes:
+        """The RRSIG rdata over the chain's NSEC ``rdata`` at ``owner`` in the zone at ``apex``,
+        in the window of ``negative`` (its zone's): from the cache, else made."""
+        start = negative.window.start
+        found = self.cache.get(owner + _CACHE_KEY.pack(NSEC, start & 0xFFFFFFFF, self.key.tag))
+        if found is None:
+            records = fixed(self.negative_ttl, [rdata])
+            return self.rrsig(owner, NSEC, apex, negative.window, records)[1]
+        self.stats.hits += 1
+        if found[8:12] < self.soonest:
+            self.soonest = found[8:12]
+        return found
+
     def keep_reply(self, key: bytes, window: Window, reply: ReplyParts) -> None:
         """Keep a DO=1 reply's pieces for the lean path until the zone's window moves."""
         replies = self.replies
@@ -320,21 +340,21 @@ class ZoneSigner:
 
     def keep_denial(
         self, key: DenialKey, window: Window, heads: tuple[bytes, bytes], pieces: tuple[bytes, ...]
-    ) -> None:
+    ) -> Denial:
         """Keep a DO=1 NXDOMAIN's pieces for the lean path until the zone's window moves."""
         denials = self.denials
         if len(denials) >= self.denials_size and key not in denials:
             make_room(denials, self.denials_size)
-        denials[key] = (window.start + self.refresh, heads, pieces)
+        denial = denials[key] = (window.start + self.refresh, heads, pieces)
+        return denial
 
     def denial(self, table: Table, relative: bytes) -> tuple[int, int]:
         """Chain.nxdomain of the table's chain: the key of an NXDOMAIN (with the apex)."""
         return self.chain(table).nxdomain(relative, table.names)
 
     def keep_negative(self, apex: bytes, window: Window, soa: bytes, soa_rrsig: bytes) -> Negative:
-        """Keep what the compact answers of the zone at ``apex`` share until its window moves:
-        its SOA record and the SOA's RRSIG record, each without its owner, and the RRSIG fields
-        of an NSEC after the Labels octet (srvd.answer.signed.compact_authority)."""
+        """Keep what the negative answers of the zone at ``apex`` share until its window moves
+        (srvd.answer.signed.zone_negative)."""
         tail = struct.pack(
             "!IIIH",
             self.negative_ttl,
@@ -342,7 +362,7 @@ class ZoneSigner:
             window.inception & 0xFFFFFFFF,
             self.key.tag,
         )
-        negative = (window.start + self.refresh, soa, soa_rrsig, tail + apex)
+        negative = Negative(window.start + self.refresh, window, soa, soa_rrsig, tail + apex)
         negatives = self.negatives
         if len(negatives) >= self.replies_size and apex not in negatives:
             make_room(negatives, self.replies_size)
@@ -355,7 +375,7 @@ class ZoneSigner:
         question's name: the next name is ``\\000.name``, the bitmap RRSIG NSEC NXNAME.
         ``negative``: its zone's (keep_negative). One signature per name, kept in ``nxnames``
         until the zone's window moves."""
-        until = negative[0]
+        until = negative.until
         found = self.nxnames.get(name)
         stats = self.stats
         if found is not None and found[0] == until:
@@ -368,7 +388,7 @@ class ZoneSigner:
         while name[pos]:
             pos += name[pos] + 1
             labels += 1
-        fields = self.nsec_fields[labels] + negative[3]
+        fields = self.nsec_fields[labels] + negative.tail
         ttl = self.negative_ttl
         rdata = b"\x01\x00" + name + COMPACT_BITMAP
         head = _NSEC_HEAD.pack(NSEC, 1, ttl, len(rdata))

@@ -1576,6 +1576,12 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="with --dnssec: dnssec.cache_size of the signed server (default: srvd's, 1000000)",
     )
     parser.add_argument(
+        "--dnssec-denial",
+        choices=("nsec", "compact"),
+        default=None,
+        help="with --dnssec: dnssec.denial of the signed server (default: srvd's, nsec)",
+    )
+    parser.add_argument(
         "--flood-rounds",
         type=int,
         default=2,

@@ -121,8 +121,9 @@ def one_size(size: int, args: argparse.Namespace, work: Path, rng: random.Random
     key.write_bytes(generate_key(13))
     key.chmod(0o600)
     signed_config = data.directory / "srvd-json-signed.yaml"
-    cache = f"  cache_size: {args.dnssec_cache}\n" if args.dnssec_cache else ""
-    signed_config.write_text(plain.read_text() + f"dnssec:\n  key: {key}\n{cache}")
+    extra = f"  cache_size: {args.dnssec_cache}\n" if args.dnssec_cache else ""
+    extra += f"  denial: {args.dnssec_denial}\n" if args.dnssec_denial else ""
+    signed_config.write_text(plain.read_text() + f"dnssec:\n  key: {key}\n{extra}")
     repeated = work / f"dnssec-repeated-{label}.txt"
     queries = write_queries(size, args.queries, repeated, rng)
     repeated.write_text("".join(f"{name.lower()} {qtype}\n" for name, qtype in queries))
@@ -133,7 +134,8 @@ def one_size(size: int, args: argparse.Namespace, work: Path, rng: random.Random
         write_lines(path, new_names(size, args.fresh, rng))
     sample = rng.sample(queries, min(20, len(queries)))
 
-    lines = [f"## DNSSEC at {label} domains"]
+    denial = args.dnssec_denial or "nsec (the default)"
+    lines = [f"## DNSSEC at {label} domains, denial: {denial}"]
     servers: list[rb.Server] = []
     try:
         loads: dict[str, Load] = {}
