@@ -276,11 +276,11 @@ def test_an_nxdomain_is_resent_for_every_name_its_nsecs_prove(tmp_path: Path) ->
     signature cache lacks) and kept by the NSECs that prove it (the gap covering the name and the
     one covering the wildcard at its closest encloser), not by name: any other name with the same
     proof, never asked before, in any letter case, of any length, gets the full parser's octets
-    from the lean path without a new signature. Names one label below the apex (random, many per gap), deeper ones (below
-    existing names and empty non-terminals: other closest enclosers), under _tcp and _axigen,
-    every qtype the lean path takes; until the zone's window moves, and in a bounded cache
-    (``denial: nsec``; compact answers: the next test)."""
-    config = load_config(str(signed_config(tmp_path, dnssec_extra="  denial: nsec\n")))
+    from the lean path without a new signature. Names one label below the apex (random, many
+    per gap), deeper ones (below existing names and empty non-terminals: other closest
+    enclosers), under _tcp and _axigen, every qtype the lean path takes; until the zone's window
+    moves, and in a bounded cache (compact answers: the next test)."""
+    config = load_config(str(signed_config(tmp_path)))
     assert config.dnssec is not None
     now = [1_800_000_000.0]
     index = attach(build_index(config), config.dnssec, lambda: now[0])
@@ -402,8 +402,7 @@ def test_compact_answers_come_from_the_lean_path_at_first_contact(tmp_path: Path
 
 def test_the_nxdomain_cache_is_bounded(tmp_path: Path) -> None:
     """NXDOMAIN pieces kept by proof still stay within their bound (first in, first out)."""
-    extra = "  cache_size: 128\n  denial: nsec\n"
-    config = load_config(str(signed_config(tmp_path, dnssec_extra=extra)))
+    config = load_config(str(signed_config(tmp_path, dnssec_extra="  cache_size: 128\n")))
     index = build_index(config)
     signer = index.dnssec
     assert isinstance(signer, ZoneSigner)
