@@ -60,7 +60,10 @@ def summary(settings: DnssecSettings) -> str:
     if published:
         text += "; published too: " + ", ".join(f"key tag {k.tag}" for k in published)
     days = settings.lifetime / 86400, settings.refresh / 86400
-    return text + f"; signatures valid {days[0]:g} d, renewed every {days[1]:g} d"
+    text += f"; signatures valid {days[0]:g} d, renewed every {days[1]:g} d"
+    if settings.denial == "compact":
+        text += "; names that do not exist get compact answers (RFC 9824)"
+    return text
 
 
 def keygen(algorithm: int, output: str) -> int:

@@ -255,6 +255,7 @@ def test_check_names_bad_dnssec_settings(
         f"dnssec:\n  key: {tmp_path / 'csk13.pem'}\n  cach_size: 10\n": "did you mean",
         f"dnssec:\n  key: {key}\n  publish: [{key}]\n": "twice",
         f"dnssec:\n  key: {key}\n  publish: [{tmp_path / 'csk15.pem'}]\n": "algorithm rollover",
+        f"dnssec:\n  key: {key}\n  denial: black-lies\n": "dnssec.denial: expected one of nsec",
     }
     for section, message in cases.items():
         path = tmp_path / "bad.yaml"
@@ -266,6 +267,7 @@ def test_check_names_bad_dnssec_settings(
     config = load_config(str(good))
     assert config.dnssec is not None and config.dnssec.lifetime == 14 * 86400
     assert config.dnssec.refresh == 7 * 86400 and config.dnssec.backdate == 3600
+    assert config.dnssec.denial == "nsec"
     assert main(["check", "-c", str(good)]) == 0
     tag = load_key((tmp_path / "csk13.pem").read_bytes()).tag
     assert f"DNSSEC: every zone signed with key tag {tag} (algorithm 13)" in capsys.readouterr().out
