@@ -212,10 +212,9 @@ class ZoneSigner:
         self.nxnames: dict[bytes, tuple[int, bytes, bytes]] = {}
         # and per zone what its compact answers share (srvd.answer.signed.compact_authority)
         self.negatives: dict[bytes, Negative] = {}
-        # an NSEC's RRSIG fields up to Labels, by label count; the key's signing function
+        # an NSEC's RRSIG fields up to Labels, by label count
         algorithm = self.key.algorithm
         self.nsec_fields = tuple(struct.pack("!HBB", NSEC, algorithm, n) for n in range(128))
-        self.sign = self.key.signer()
         # the earliest expiration (RRSIG field, big-endian) of a signature sent since the metrics
         # last read it (srvd.ops.dnssec); compared as octets, the cost of one slice per answer
         self.soonest = NEVER
@@ -392,7 +391,7 @@ class ZoneSigner:
         ttl = self.negative_ttl
         rdata = b"\x01\x00" + name + COMPACT_BITMAP
         head = _NSEC_HEAD.pack(NSEC, 1, ttl, len(rdata))
-        sig = fields + self.sign(b"".join((fields, name, head, rdata)))
+        sig = fields + self.key.sign(b"".join((fields, name, head, rdata)))
         stats.misses += 1
         stats.signatures += 1
         expiration = sig[8:12]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -56,15 +57,9 @@ class SigningKey:
 
     def sign(self, data: bytes) -> bytes:
         """The signature field of an RRSIG over ``data`` (RFC 6605 §4: r || s; RFC 8080)."""
-        return self.signer()(data)
-
-    def signer(self) -> Callable[[bytes], bytes]:
-        """``sign`` as one function, without the algorithm's test on each call (the hot path's:
-        srvd.index.dnssec)."""
-        private = self.private
-        if isinstance(private, ed25519.Ed25519PrivateKey):
-            return private.sign
-        return lambda data: _raw(private.sign(data, _ECDSA))
+        if self.algorithm == ED25519:
+            return cast(ed25519.Ed25519PrivateKey, self.private).sign(data)
+        return _raw(cast(ec.EllipticCurvePrivateKey, self.private).sign(data, _ECDSA))
 
 
 _ECDSA = ec.ECDSA(hashes.SHA256(), deterministic_signing=True)  # RFC 6979 nonces
@@ -187,8 +182,12 @@ def labels(name: bytes) -> list[bytes]:
 
 def label_count(name: bytes) -> int:
     """The RRSIG Labels field: labels but the root, a leading "*" not counted."""
-    found = labels(name)
-    return len(found) - 1 if found and found[0] == b"*" else len(found)
+    count = 0
+    pos = 0
+    while name[pos]:
+        pos += name[pos] + 1
+        count += 1
+    return count - 1 if name[:2] == b"\x01*" else count
 
 
 def canonical_key(name: bytes) -> tuple[bytes, ...]:
@@ -196,11 +195,12 @@ def canonical_key(name: bytes) -> tuple[bytes, ...]:
     return tuple(reversed(labels(name.lower())))
 
 
-def canonical_rrset(owner: bytes, rtype: int, ttl: int, rdatas: Iterable[bytes]) -> bytes:
+def canonical_rrset(owner: bytes, rtype: int, ttl: int, rdatas: Collection[bytes]) -> bytes:
     """RFC 4034 §6.3: the records of one RRset in canonical form and order (rdata must already
     be canonical: lower-case names in SRV, NS, SOA...); duplicates removed."""
     head = owner.lower() + struct.pack("!HHI", rtype, CLASS_IN, ttl)
-    return b"".join(head + struct.pack("!H", len(rdata)) + rdata for rdata in sorted(set(rdatas)))
+    ordered = rdatas if len(rdatas) == 1 else sorted(set(rdatas))
+    return b"".join(head + struct.pack("!H", len(rdata)) + rdata for rdata in ordered)
 
 
 def rrsig_fields(
@@ -234,7 +234,7 @@ def sign_rrset(
     owner: bytes,
     rtype: int,
     ttl: int,
-    rdatas: Iterable[bytes],
+    rdatas: Collection[bytes],
     inception: int,
     expiration: int,
     signer: bytes,
