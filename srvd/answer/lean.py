@@ -12,12 +12,13 @@ the zone's apex starts at the name's last "_" (customer domains have none), so t
 part well formed (every key is a valid wire name), a hit in the zone's table proves the rest; only
 a name the table lacks (NXDOMAIN) has its remaining labels walked, since they come from the query.
 
-Signed zones (docs/dnssec.md): a DO=1 question that the full path answered (and signed) before is
-answered from ready pieces: the RRset and its cached signature, or the pieces of an apex answer
-or NODATA that srvd.answer.signed left in the signer; an NXDOMAIN from the pieces it left for
+Signed zones (docs/dnssec.md): a DO=1 question for a name that exists, which the full path
+answered (and signed) before, is answered from ready pieces: the RRset and its cached signature,
+or the pieces of an apex answer or NODATA that srvd.answer.signed left in the signer. A name that
+does not exist is answered here from the first question on: an NXDOMAIN from the pieces kept for
 the NSECs that prove it, which every name they cover shares (ZoneSigner.denial finds them: a
-binary search over the chain), so a random name never asked before is answered here too; the
-DNSSEC types are the full path's.
+binary search over the chain), made by srvd.answer.signed.chain_denial when they are not kept;
+or a compact answer (``denial: compact``). The DNSSEC types are the full path's.
 """
 
 from __future__ import annotations
@@ -132,8 +133,9 @@ def lean_answer(query: bytes, index: Index, rng: RandomSource, tcp: bool) -> Lea
     qtype = query[end + 1] << 8 | query[end + 2]
     signing = index.dnssec
     if signing is not None:
-        # signed zones: DO=1 replies are made (signed) once by the full path, srvd.answer.signed,
-        # which leaves their pieces in the signer; the same question again is answered here
+        # signed zones: DO=1 replies for names that exist are made (signed) once by the full
+        # path, srvd.answer.signed, which leaves their pieces in the signer; the same question
+        # again is answered here, as is every name that does not exist
         if opt is OPT_DO:
             if qtype in _SIGNED_FULL_TYPES:
                 return None

@@ -8,13 +8,13 @@ in a signed zone; class IN only. What it gives:
   covers the canonical order, whatever order the records go in);
 - NODATA: the SOA and its RRSIG, the NSEC of the name (of the name before it, for an empty
   non-terminal) and its RRSIG;
-- a name that does not exist, with ``denial: compact`` (the default): RFC 9824's compact answer,
-  NOERROR (NXDOMAIN when the query sets the CO flag, echoed) with the SOA and its RRSIG and one
-  NSEC at the name itself, next name ``\\000.name``, bitmap RRSIG NSEC NXNAME, and its RRSIG
+- NXDOMAIN (``denial: nsec``, the default): the SOA and its RRSIG, the NSEC covering the name
+  and the one covering the wildcard at the closest encloser (one record when they are the same),
+  with their RRSIGs (``chain_denial``, which the lean path calls too);
+- a name that does not exist, with ``denial: compact``: RFC 9824's compact answer, NOERROR
+  (NXDOMAIN when the query sets the CO flag, echoed) with the SOA and its RRSIG and one NSEC at
+  the name itself, next name ``\\000.name``, bitmap RRSIG NSEC NXNAME, and its RRSIG
   (``compact_authority``); the few names ``compactable`` declines get the chain's NXDOMAIN;
-- NXDOMAIN (``denial: nsec``): the SOA and its RRSIG, the NSEC covering the name and the one
-  covering the wildcard at the closest encloser (one record when they are the same), with their
-  RRSIGs;
 - without DO (a DNSSEC type asked for): the same records without RRSIGs and NSECs.
 
 A reply that does not fit the UDP limit gets TC=1, the question and the OPT (as the unsigned
