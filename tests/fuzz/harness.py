@@ -11,7 +11,8 @@ its name swapped (the reply must echo the new letter case), bit 3
 (UDP only) also asks a Responder whose rate limiting lets one reply a second through and slips
 every other one (``slip: 1``), whose truncated replies must keep every invariant as well, and
 bit 4 picks the example signed (``dnssec:`` with a new key; the lean path then answers DO=1
-questions from the pieces the full path left, and the two must still agree). Every index has
+questions from the pieces the full path left, and the two must still agree), and bit 5 with it
+the same with compact answers (``denial: compact``, RFC 9824). Every index has
 PACC's ``_ua-auto-config`` zones when its configuration turns ``http.pacc`` on (the example
 does).
 """
@@ -52,7 +53,7 @@ OPT = 41
 UDP_PLAIN, EDNS_PAYLOAD, TCP_LIMIT = 512, 1232, 65535
 SEED = 7  # the Responder and the uncached answer() draw the same SRV order from it
 
-TCP_BIT, LONG_BIT, AGAIN_BIT, LIMITED_BIT, SIGNED_BIT = 1, 2, 4, 8, 16
+TCP_BIT, LONG_BIT, AGAIN_BIT, LIMITED_BIT, SIGNED_BIT, COMPACT_BIT = 1, 2, 4, 8, 16, 32
 LIMITED_SOURCE = "192.0.2.1"
 
 
@@ -69,31 +70,32 @@ class Target:
 
 
 @cache
-def targets() -> tuple[Target, Target, Target]:
+def targets() -> tuple[Target, Target, Target, Target]:
     """One Responder per configuration, kept across inputs (as a server keeps its own): the
-    example, long.yaml, and the example signed."""
+    example, long.yaml, the example signed, and signed with compact answers."""
     out = []
     for name, config in (
         (EXAMPLE.name, load_config(EXAMPLE)),
         (LONG.name, load_config(LONG)),
         ("example.yaml signed", load_config(signed_example())),
+        ("example.yaml signed, compact", load_config(signed_example("  denial: compact\n"))),
     ):
         index = attach(build_index(config, None, deriver(config.http)), config.dnssec)
         limited = Responder(index, random.Random(SEED))
         limited.limit(RrlSettings(responses_per_second=1, slip=1, exempt=()))
         out.append(Target(name, index, Responder(index, random.Random(SEED)), limited))
-    return out[0], out[1], out[2]
+    return out[0], out[1], out[2], out[3]
 
 
-def signed_example() -> Path:
-    """The bundled example with ``dnssec:`` on, and a new ECDSA key, in a directory of its own
-    (removed when the process ends)."""
+def signed_example(extra: str = "") -> Path:
+    """The bundled example with ``dnssec:`` on (and ``extra`` in it), and a new ECDSA key, in a
+    directory of its own (removed when the process ends)."""
     directory = Path(tempfile.mkdtemp(prefix="srvd-fuzz-"))
     atexit.register(shutil.rmtree, directory, True)
     key = directory / "csk.pem"
     key.write_bytes(generate_key(13))
     path = directory / "signed.yaml"
-    path.write_text(EXAMPLE.read_text() + f"dnssec:\n  key: {key}\n")
+    path.write_text(EXAMPLE.read_text() + f"dnssec:\n  key: {key}\n{extra}")
     return path
 
 
@@ -287,7 +289,10 @@ def check(data: bytes) -> None:
         return
     selector, query = data[0], data[1:]
     tcp = bool(selector & TCP_BIT)
-    target = targets()[2 if selector & SIGNED_BIT else 1 if selector & LONG_BIT else 0]
+    if selector & SIGNED_BIT:
+        target = targets()[3 if selector & COMPACT_BIT else 2]
+    else:
+        target = targets()[1 if selector & LONG_BIT else 0]
     check_one(target, query, tcp)
     if selector & AGAIN_BIT:
         check_one(target, swap_case(query), tcp)

@@ -124,9 +124,10 @@ def seed_queries() -> list[bytes]:
 
 
 def seeds() -> list[bytes]:
-    """Every seed query behind every selector (UDP/TCP, example/long/signed, once/twice,
-    limited)."""
-    return [bytes([selector]) + q for q in seed_queries() for selector in range(32)]
+    """Every seed query behind every selector (UDP/TCP, example/long/signed/signed with compact
+    answers, once/twice, limited)."""
+    selectors = [*range(32), *(s | 32 for s in range(16, 32))]
+    return [bytes([selector]) + q for q in seed_queries() for selector in selectors]
 
 
 def write(directory: Path) -> int:
