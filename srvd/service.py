@@ -45,6 +45,7 @@ from srvd.ops.metrics import Counters, MetricsService, Snapshot, WorkerFigures, 
 from srvd.ops.systemd import Notifier
 from srvd.server.control import ControlService
 from srvd.server.loading import Built, Changes, load_aside
+from srvd.server.presign import Presigner
 from srvd.server.protocols import TCPFactory, UDPProtocol
 from srvd.server.reload import Reloader
 from srvd.server.responder import Responder
@@ -334,6 +335,8 @@ class SrvdService(MultiService):
             metrics = None
         self.responder = Responder(index, rng, counting=counting)
         self.responder.limit(config.rrl, self.workers)
+        # signs ahead, while idle, what each zone's negative answers need (srvd.server.presign)
+        self.presigner = Presigner(self.responder, reactor)
         self.notifier = Notifier(environ)
         loader = None
         source = config.source
@@ -532,6 +535,7 @@ class SrvdService(MultiService):
             except OSError as exc:
                 log.warn("cannot write the serials state file: {error}", error=exc)
         super().startService()
+        self.presigner.start(self.responder.index)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGHUP, self.sighup)
         transfer = self.config.transfer
@@ -547,6 +551,7 @@ class SrvdService(MultiService):
 
     def stopService(self) -> defer.Deferred[Any]:
         self.notifier.stopping()
+        self.presigner.stop()
         return cast(defer.Deferred[Any], super().stopService())
 
     def sighup(self, signum: int, frame: object) -> None:
@@ -557,6 +562,8 @@ class SrvdService(MultiService):
         """Serve a new configuration (reactor thread): one assignment swaps the index."""
         old = self.responder.index
         self.responder.index = index
+        if self.running:
+            self.presigner.start(index)
         _settle()
         # the old zones go in slices: freeing a million entries at once would stall answers (and
         # not while the workers' snapshot of them may still be written)

@@ -672,6 +672,7 @@ def test_the_metrics_count_signatures_and_show_the_earliest_expiry(
     assert values["srvd_dnssec_signatures_total"] == STATS.signatures >= before + 1
     assert values["srvd_dnssec_cache_hits_total"] >= 1
     assert values["srvd_dnssec_cache_entries"] == 1
+    assert values["srvd_dnssec_presign_pending_zones"] == 0  # (no presigner here)
     signer = index.dnssec
     assert isinstance(signer, ZoneSigner)
     window = signer.window(to_wire("_tcp.example.com"))

@@ -24,6 +24,7 @@ path does); TCP carries it whole. Owners compress to the question.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import cast
 
 from srvd.answer.outcome import (
@@ -80,6 +81,28 @@ def zone_negative(index: Index, signer: ZoneSigner, zone: Zone, apex: bytes) -> 
         rrsig = _RR.pack(RRSIG, 1, signer.negative_ttl, len(rdata)) + rdata
         negative = signer.keep_negative(apex, window, soa, rrsig)
     return negative
+
+
+def presign(index: Index, signer: ZoneSigner, apexes: Iterator[bytes], zones: int) -> int:
+    """Sign ahead what every DO=1 negative answer of a zone needs, for up to ``zones`` zones
+    taken from ``apexes``: its SOA's signature, and with the NSEC chain (``denial: nsec``) the
+    signature of the NSEC at its apex, which proves the wildcard absent and covers every name
+    before the zone's first (most random names: they sort before ``_service`` labels). A
+    random-name flood over zones done so costs a signature only for the names of other gaps.
+    Returns how many zones were done (fewer than ``zones``: ``apexes`` ran out)."""
+    done = 0
+    for apex in apexes:
+        zone = index.zones.get(apex)
+        if zone is None:
+            continue
+        negative = zone_negative(index, signer, zone, apex)
+        if not signer.compact:
+            chain = signer.chain(zone.table)
+            signer.nsec_rrsig(chain.owners[0] + apex, chain.rdata(0, apex), apex, negative)
+        done += 1
+        if done == zones:
+            break
+    return done
 
 
 def compact_authority(

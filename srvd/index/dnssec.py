@@ -215,6 +215,9 @@ class ZoneSigner:
         # an NSEC's RRSIG fields up to Labels, by label count
         algorithm = self.key.algorithm
         self.nsec_fields = tuple(struct.pack("!HBB", NSEC, algorithm, n) for n in range(128))
+        # zones whose negative answers' signatures are still to be made ahead, while the server
+        # is idle (srvd.server.presign; 0: done, or not started)
+        self.presign_pending = 0
         # the earliest expiration (RRSIG field, big-endian) of a signature sent since the metrics
         # last read it (srvd.ops.dnssec); compared as octets, the cost of one slice per answer
         self.soonest = NEVER

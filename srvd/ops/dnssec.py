@@ -47,9 +47,9 @@ class DnssecCollector(Collector):
             "Signatures dropped from the full cache (first in, first out)",
             value=stats.evictions,
         )
-        entries = size = 0
+        entries = size = pending = 0
         if isinstance(signer, ZoneSigner):
-            entries, size = len(signer.cache), signer.size
+            entries, size, pending = len(signer.cache), signer.size, signer.presign_pending
             soonest = signer.take_soonest()
             if soonest is not None:
                 self.last_expiry = soonest
@@ -60,6 +60,11 @@ class DnssecCollector(Collector):
             "srvd_dnssec_cache_size",
             "Signatures the cache holds at most (dnssec.cache_size)",
             value=size,
+        )
+        yield GaugeMetricFamily(
+            "srvd_dnssec_presign_pending_zones",
+            "Zones whose negative answers' signatures are still to be made ahead (while idle)",
+            value=pending,
         )
         yield GaugeMetricFamily(
             "srvd_dnssec_signature_expiry_earliest_seconds",
