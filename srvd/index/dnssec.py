@@ -210,8 +210,11 @@ class ZoneSigner:
         # signature, while a random-name flood churns only this cache, never the answers'
         self.compact = settings.denial == "compact"
         self.nxnames: dict[bytes, tuple[int, bytes, bytes]] = {}
-        # and per zone what its compact answers share (srvd.answer.signed.compact_authority)
+        # and per zone what its negative answers share (srvd.answer.signed.zone_negative): a
+        # quarter of cache_size, so that a flood over as many zones finds them (about 600
+        # octets each: 150 MB at most by default)
         self.negatives: dict[bytes, Negative] = {}
+        self.negatives_size = max(16, settings.cache_size // 4)
         # an NSEC's RRSIG fields up to Labels, by label count
         algorithm = self.key.algorithm
         self.nsec_fields = tuple(struct.pack("!HBB", NSEC, algorithm, n) for n in range(128))
@@ -366,8 +369,8 @@ class ZoneSigner:
         )
         negative = Negative(window.start + self.refresh, window, soa, soa_rrsig, tail + apex)
         negatives = self.negatives
-        if len(negatives) >= self.replies_size and apex not in negatives:
-            make_room(negatives, self.replies_size)
+        if len(negatives) >= self.negatives_size and apex not in negatives:
+            make_room(negatives, self.negatives_size)
         negatives[apex] = negative
         return negative
 
