@@ -5,6 +5,8 @@ AXFR, signed answers validate and prove their denials, DO=0 answers are the unsi
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import random
 import struct
 from collections.abc import Iterable
@@ -394,3 +396,66 @@ def test_the_signed_export_reads_back_as_the_axfr(tmp_path: Path, key: Path) -> 
     signed = SignedCatalog(catalog, signer_of(index))
     assert records_of(exported) == records_of(axfr_zone(signed))
     check_signed_zone(exported, len(index.zones), NOW)
+
+
+# ---------------------------------------------------------------------------------------------
+# The served serial: reloads, NOTIFY, the workers' snapshot
+
+
+def test_notify_and_the_next_serial_follow_the_served_serial(tmp_path: Path, key: Path) -> None:
+    from srvd.server.loading import Built, Changes
+    from srvd.server.responder import Responder
+    from srvd.xfr.transfer import Transfers
+
+    def built(names: list[str], clock: float, where: str) -> tuple[Built, Index]:
+        index = make_index(tmp_path / where, names, key, clock)
+        config = load_config(str(tmp_path / where / "srvd.yaml"))
+        config = dataclasses.replace(config, mtime=OLD)  # files older than the window
+        return Built(config, index, Changes((0, 0, 0), ([], [], [])), 0.0), index
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.first: list[list[bytes]] = []
+
+        def configure(self, settings: object) -> None:
+            pass
+
+        def enqueue(self, apexes: list[bytes], first: list[bytes] | None = None) -> None:
+            self.first.append(list(first or []))
+
+    start, index = built(domains(0, 5), NOW, "a")
+    role = Transfers(start.config, Responder(index))
+    recorder = role.notify = Recorder()
+    assert index.catalog is not None
+    served = served_serial(index.catalog, index)
+    assert served == signer_of(index).window(APEX).start  # moved: the files are older
+
+    def reload(names: list[str], clock: float, where: str) -> Index:
+        nonlocal index
+        new, new_index = built(names, clock, where)
+        changes = Changes((0, 0, 0), ([], [], []), _delta(index, new_index))
+        role.before_publish(dataclasses.replace(new, changes=changes))
+        role.responder.index = index = new_index
+        return new_index
+
+    reload(domains(0, 5), NOW + 60, "b")  # nothing changed, the same window: no NOTIFY
+    assert recorder.first[-1:] in ([], [[]])
+    grown = reload(domains(0, 6), NOW + 120, "c")  # a member more
+    assert grown.catalog is not None
+    assert grown.catalog.serial == served + 1  # newer than served, though the files are older
+    assert recorder.first[-1] == [APEX] and served_serial(grown.catalog, grown) == served + 1
+    refresh = signer_of(grown).refresh
+    moved = reload(domains(0, 6), NOW + refresh, "c")  # the window moved: a new served serial
+    assert moved.catalog is not None and moved.catalog.serial == served + 1
+    assert recorder.first[-1] == [APEX]
+    assert served_serial(moved.catalog, moved) == signer_of(moved).window(APEX).start
+
+
+def test_the_workers_snapshot_leaves_the_order_behind(tmp_path: Path, key: Path) -> None:
+    index = make_index(tmp_path, domains(0, 5), key)
+    catalog = next_catalog(None, APEX, index, None, OLD)
+    SignedCatalog(catalog, signer_of(index)).order.finish()
+    assert catalog.signing is not None
+    copy = pickle.loads(pickle.dumps(catalog))
+    assert copy.signing is None and copy.serial == catalog.serial
+    assert copy.history == catalog.history and set(copy.zones) == set(catalog.zones)
