@@ -176,6 +176,22 @@ def test_an_empty_signed_catalog(tmp_path: Path, key: Path) -> None:
     check_signed_zone(zone, 0, NOW)
 
 
+def test_during_a_rollover_every_key_signs_the_key_set(tmp_path: Path, key: Path) -> None:
+    published = tmp_path / "next.pem"
+    published.write_bytes(generate_key(13))
+    extra = f"dnssec:\n  key: {key}\n  publish: [{published}]"
+    config = load_config(str(primary_config(tmp_path, domains(0, 20), extra=extra)))
+    index = attach(build_index(config, lambda apex, digest: OLD), config.dnssec, lambda: NOW)
+    catalog = next_catalog(None, APEX, index, None, OLD)
+    zone = axfr_zone(SignedCatalog(catalog, signer_of(index)))
+    check_signed_zone(zone, len(index.zones), NOW)
+    node = zone.nodes[ORIGIN]
+    for rdtype in (dns.rdatatype.DNSKEY, dns.rdatatype.CDS, dns.rdatatype.CDNSKEY):
+        sigs = node.find_rdataset(IN, dns.rdatatype.RRSIG, rdtype)
+        assert len(sigs) == 2 and len(node.find_rdataset(IN, rdtype)) == 2
+    assert len(node.find_rdataset(IN, dns.rdatatype.RRSIG, dns.rdatatype.SOA)) == 1
+
+
 # ---------------------------------------------------------------------------------------------
 # IXFR
 

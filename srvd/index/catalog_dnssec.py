@@ -260,12 +260,12 @@ class SignedCatalog:
         ptr = owner, PTR, self.ttl, [self.order.apexes[i]]
         return ptr, (owner, NSEC, self.nsec_ttl, [self.following(i) + MEMBER_BITMAP])
 
-    def apex_rrsets(self, serial: int | None = None) -> list[RRsetRows]:
-        """SOA (``serial``: another one than served), NS, DNSKEY, CDS, CDNSKEY, the apex's NSEC
-        and ``version``'s TXT: the RRsets that do not depend on the members."""
+    def apex_rrsets(self) -> list[RRsetRows]:
+        """SOA, NS, DNSKEY, CDS, CDNSKEY, the apex's NSEC and ``version``'s TXT: the RRsets that
+        do not depend on the members."""
         apex, ttl, signer = self.apex, self.ttl, self.signer
         rows: list[RRsetRows] = [
-            (apex, SOA, ttl, [self.soa_rdata(serial)]),
+            (apex, SOA, ttl, [self.soa_rdata()]),
             (apex, NS, ttl, [NS_RDATA]),
         ]
         rows += [(apex, t, signer.ttl, signer.apex_rdatas(t, apex)) for t in (DNSKEY, CDS, CDNSKEY)]

@@ -16,6 +16,11 @@ so a million-member transfer never holds the reactor for more than one message.
 IXFR: ordinary zones keep no history, so a client with an older serial gets the whole zone in AXFR
 form (RFC 1995 §4 allows it) and one with our serial (or newer) gets the SOA alone; the catalog
 keeps its last few member changes (srvd.index.catalog) and answers those incrementally.
+
+Signed (``dnssec:``), the catalog's transfers come from srvd.index.catalog_dnssec: members signed
+as each message is made, an IXFR only to a client whose version the current validity window
+served (its signatures can be made again to delete them), else the AXFR form. While the members'
+canonical order is being made the stream yields empty steps, taken again on the next reactor turn.
 """
 
 from __future__ import annotations
