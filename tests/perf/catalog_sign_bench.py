@@ -65,6 +65,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from perf import reload_bench as rb  # noqa: E402
+from perf.secondary_bench import cpu_seconds, write_extra  # noqa: E402
 from srvd.wire.dnssec import generate_key  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -109,21 +110,12 @@ include: [domains.json, extra.json]
     return config
 
 
-def write_extra(directory: Path, names: dict[str, str]) -> None:
-    rb.atomic_write(directory / "extra.json", json.dumps({"domains": names}))
-
-
 def metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=30) as response:
         for line in response.read().decode().splitlines():
             if line.startswith(name + " "):
                 return float(line.split()[1])
     return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def status_kib(pid: int, key: str) -> int:
