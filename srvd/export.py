@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from srvd.config import Config
 from srvd.http.pacc import deriver
 from srvd.index.build import build_index
-from srvd.index.catalog import catalog_text
+from srvd.index.catalog import catalog_lines
 from srvd.index.model import Catalog
 from srvd.index.serials import SerialState
 from srvd.index.zonefile import zone_text
@@ -23,17 +23,17 @@ def export_all(config: Config, output: str | None) -> int:
     index = build_index(config, serials, deriver(config.http))  # with PACC's TXT, if on
     apexes = sorted(index.zones)
 
-    def texts() -> Iterator[tuple[bytes, str]]:
+    def texts() -> Iterator[tuple[bytes, Iterable[str]]]:
         for apex in apexes:
-            yield apex, zone_text(index, apex, index.zones[apex])
-        if config.catalog:
+            yield apex, [zone_text(index, apex, index.zones[apex])]
+        if config.catalog:  # written as it is made (signed: some 600 octets a member)
             catalog = Catalog(to_wire(config.catalog), config.mtime & 0xFFFFFFFF, index)
-            yield catalog.apex, catalog_text(catalog, index)
+            yield catalog.apex, catalog_lines(catalog, index)
 
     count = 0
     if output is None:
         for _apex, text in texts():
-            sys.stdout.write(text)
+            sys.stdout.writelines(text)
             count += 1
         return 0
     os.makedirs(output, exist_ok=True)
@@ -41,7 +41,7 @@ def export_all(config: Config, output: str | None) -> int:
         name = os.path.join(output, f"{wire_to_text(apex)}.zone")
         temporary = f"{name}.tmp"
         with open(temporary, "w", encoding="ascii") as handle:
-            handle.write(text)
+            handle.writelines(text)
         os.replace(temporary, name)
         count += 1
     print(f"srvd zone --all: {count} zone files written to {output}", file=sys.stderr)

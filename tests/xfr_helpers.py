@@ -160,8 +160,17 @@ class Secondary:
         return self.log.read_text(errors="replace")
 
 
-def start_knot(knotd: str, tmp: Path, srvd_port: int, port: int) -> Secondary:
-    """Knot DNS as a catalog consumer (RFC 9432 ``interpret``) of srvd, TSIG on."""
+def start_knot(
+    knotd: str, tmp: Path, srvd_port: int, port: int, transfer_out: bool = False
+) -> Secondary:
+    """Knot DNS as a catalog consumer (RFC 9432 ``interpret``) of srvd, TSIG on;
+    ``transfer_out``: Knot lets 127.0.0.1 transfer the catalog from it (with the key)."""
+    out_acl = (
+        f"  - id: transfer-out\n    address: 127.0.0.1\n    key: {KEY_NAME}\n    action: transfer\n"
+        if transfer_out
+        else ""
+    )
+    catalog_acl = "[srvd-notify, transfer-out]" if transfer_out else "srvd-notify"
     for sub in ("run", "storage"):
         (tmp / sub).mkdir(exist_ok=True)
     conf = f"""\
@@ -189,7 +198,7 @@ acl:
     address: 127.0.0.1
     key: {KEY_NAME}
     action: notify
-template:
+{out_acl}template:
   - id: default
     storage: "{tmp}/storage"
     zonefile-sync: -1
@@ -204,7 +213,7 @@ template:
 zone:
   - domain: {CATALOG}
     master: srvd
-    acl: srvd-notify
+    acl: {catalog_acl}
     catalog-role: interpret
     catalog-template: member
 """

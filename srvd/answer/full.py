@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from srvd.answer.catalog import catalog_entry
+from srvd.answer.catalog import catalog_answer
 from srvd.answer.outcome import (
     ANSWER,
     AXIGEN_LABEL,
@@ -329,7 +329,9 @@ def _entry(query: bytes, n: int, flags: int, rd: int, index: Index, tcp: bool) -
     zone = index.zones.get(qname[last_underscore:]) if last_underscore >= 0 else None
     if zone is None:
         if index.catalog is not None:  # the catalog zone (srvd.index.catalog), when there is one
-            found = catalog_entry(index.catalog, qname, qtype, qclass, rd, question, opt, row)
+            found = catalog_answer(
+                *(index, index.catalog, qname, qtype, qclass, rd, question, opt, do, limit, row)
+            )
             if found is not None:
                 return Raw(found[0], None, b"", b"", found[1], found[2])
         head = _HEAD.pack(QR | rd | REFUSED, 1, 0, 0, additional) + question + opt

@@ -25,8 +25,13 @@ by its hash would need a map of every member).
 
 from __future__ import annotations
 
-from srvd.index.model import Catalog, Delta, Index, ZoneDelta, member_label
+from collections.abc import Iterator
+
+from srvd.index.catalog_dnssec import SignedCatalog
+from srvd.index.dnssec import ZoneSigner
+from srvd.index.model import Catalog, Delta, Index, ZoneDelta, catalog_key, member_label
 from srvd.index.serials import next_serial
+from srvd.index.zonefile import rdata_text, type_text
 from srvd.wire.names import master_name, to_wire
 
 HISTORY_DELTAS = 10  # IXFR deltas kept
@@ -34,18 +39,30 @@ HISTORY_MEMBERS = 10_000  # a larger change is not kept as a delta: such clients
 
 
 def next_catalog(
-    previous: Catalog | None, apex: bytes, index: Index, delta: ZoneDelta | None, now: int
+    previous: Catalog | None,
+    apex: bytes,
+    index: Index,
+    delta: ZoneDelta | None,
+    now: int,
+    served: int | None = None,
 ) -> Catalog:
     """The catalog of a new index: the previous one's serial and history unless the member
     set (or the SOA's settings) changed. ``delta`` is the reload's zone delta (None: unknown,
-    taken as changed); ``now`` the serial a new version prefers (the configuration's time)."""
+    taken as changed); ``now`` the serial a new version prefers (the configuration's time);
+    ``served`` the serial the previous version was served with (signed: moved by its window,
+    ``served_serial``; None: its own). A new version's serial is newer than that served one, so
+    that a signed catalog's served serial moves with every change of its content, even when the
+    configuration's time is older than the window's start."""
     if previous is None or previous.apex != apex:
         return Catalog(apex, now & 0xFFFFFFFF, index)
-    if repr(index.settings) != previous.settings_key or delta is None:
-        return Catalog(apex, next_serial(previous.serial, now), index)
+    floor = previous.serial if served is None else served
+    if catalog_key(index) != previous.settings_key or delta is None:
+        return Catalog(apex, next_serial(floor, now), index)
     if not delta.added and not delta.removed:
-        return Catalog(apex, previous.serial, index, previous.history)
-    serial = next_serial(previous.serial, now)
+        kept = Catalog(apex, previous.serial, index, previous.history)
+        kept.signing = previous.signing  # the same members: the same order
+        return kept
+    serial = next_serial(floor, now)
     history = previous.history
     if len(delta.added) + len(delta.removed) <= HISTORY_MEMBERS:
         step = Delta(previous.serial, serial, delta.removed, delta.added)
@@ -53,6 +70,30 @@ def next_catalog(
     else:
         history = ()
     return Catalog(apex, serial, index, history)
+
+
+def served_serial(catalog: Catalog, index: Index) -> int:
+    """The serial the catalog is served with: its own, moved by the signatures' validity window
+    when the zones are signed (as every zone's, srvd.index.dnssec)."""
+    signing = index.dnssec
+    return catalog.serial if signing is None else signing.serial(catalog.apex, catalog.serial)
+
+
+def catalog_lines(catalog: Catalog, index: Index) -> Iterator[str]:
+    """The catalog as an RFC 1035 master file, line by line (for ``srvd zone --all``); signed
+    when the zones are (srvd.index.catalog_dnssec: every record and RRSIG, made as taken)."""
+    signer = index.dnssec
+    if not isinstance(signer, ZoneSigner):
+        yield catalog_text(catalog, index)
+        return
+    signed = SignedCatalog(catalog, signer)
+    signed.order.finish()
+    yield f"$ORIGIN {master_name(catalog.apex)}\n"
+    for record in signed.zone():
+        if record is not None:
+            owner, rtype, ttl, rdata = record
+            text = rdata_text(rtype, rdata)
+            yield f"{master_name(owner)}\t{ttl}\tIN\t{type_text(rtype)}\t{text}\n"
 
 
 def catalog_text(catalog: Catalog, index: Index) -> str:

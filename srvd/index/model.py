@@ -324,6 +324,18 @@ ZONES_LABEL = b"\x05zones"
 VERSION_LABEL = b"\x07version"
 
 
+def catalog_key(index: Index) -> str:
+    """What a catalog's records are made from besides its members: the zone settings (the SOA,
+    the TTLs, the DNSSEC keys' tags) and, signed, the signatures' validity parameters. A version
+    whose key differs from the previous one's keeps no IXFR history (signed: the deltas' old
+    signatures could not be made again)."""
+    settings = getattr(index.dnssec, "settings", None)
+    if settings is None:
+        return repr(index.settings)
+    window = (settings.lifetime, settings.refresh, settings.backdate)
+    return f"{index.settings!r} signed {window}"
+
+
 def member_label(apex: bytes) -> bytes:
     """The member's unique ID (RFC 9432 §4.4) as a wire label: a hash of its name."""
     return b"\x14" + hashlib.blake2b(apex.lower(), digest_size=10).hexdigest().encode()
@@ -347,6 +359,7 @@ class Catalog:
         "history",
         "serial",
         "settings_key",
+        "signing",
         "soa_answer",
         "soa_negative",
         "ttl",
@@ -364,11 +377,24 @@ class Catalog:
         self.serial = serial
         self.zones: Mapping[bytes, object] = index.zones  # the member set
         self.ttl = index.settings.ttl
-        self.settings_key = repr(index.settings)
+        self.settings_key = catalog_key(index)
         self.history = history
+        # signed (srvd.index.catalog_dnssec): the members in canonical order and the apex's
+        # signatures, made on the first signed transfer or answer that needs them
+        self.signing: Any = None
         # the SOA records without their owner (no reference to the index)
         self.soa_answer = index.soa(0, serial, False)[2:]
         self.soa_negative = index.soa(0, serial, True)[2:]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (the workers' snapshot) without ``signing``: each process makes its own."""
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state["signing"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
     @property
     def members(self) -> int:

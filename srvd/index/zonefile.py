@@ -102,6 +102,7 @@ _TYPES = {
     1: "A",
     2: "NS",
     6: "SOA",
+    12: "PTR",
     16: "TXT",
     28: "AAAA",
     33: "SRV",
@@ -124,7 +125,7 @@ def rdata_text(rtype: int, rdata: bytes) -> str:
         return _srv_text(rdata)
     if rtype == TXT:
         return _txt_text(rdata)
-    if rtype == NS:
+    if rtype in (NS, 12):  # NS, PTR (the catalog's members)
         return master_name(_read_name(rdata, 0)[0])
     if rtype == SOA:
         mname, pos = _read_name(rdata, 0)

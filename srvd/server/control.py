@@ -42,6 +42,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
 from srvd import __version__
+from srvd.index.catalog import served_serial
 from srvd.index.model import Index, Zone
 from srvd.index.zonefile import zone_text
 from srvd.server.loading import load_aside
@@ -186,7 +187,10 @@ class Control:
             "catalog": (
                 None
                 if catalog is None
-                else {"name": wire_to_text(catalog.apex), "serial": catalog.serial}
+                else {
+                    "name": wire_to_text(catalog.apex),
+                    "serial": served_serial(catalog, server.responder.index),
+                }
             ),
             "reloads": {"succeeded": reloads.succeeded, "failed": reloads.failed},
             "reload_in_progress": reloads.in_progress,

@@ -16,6 +16,11 @@ so a million-member transfer never holds the reactor for more than one message.
 IXFR: ordinary zones keep no history, so a client with an older serial gets the whole zone in AXFR
 form (RFC 1995 §4 allows it) and one with our serial (or newer) gets the SOA alone; the catalog
 keeps its last few member changes (srvd.index.catalog) and answers those incrementally.
+
+Signed (``dnssec:``), the catalog's transfers come from srvd.index.catalog_dnssec: members signed
+as each message is made, an IXFR only to a client whose version the current validity window
+served (its signatures can be made again to delete them), else the AXFR form. While the members'
+canonical order is being made the stream yields empty steps, taken again on the next reactor turn.
 """
 
 from __future__ import annotations
@@ -29,13 +34,20 @@ from typing import Any, cast
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from twisted.application.service import Service
-from twisted.internet.interfaces import IConsumer, IPullProducer, IPushProducer, ITCPTransport
+from twisted.internet.interfaces import (
+    IConsumer,
+    IDelayedCall,
+    IPullProducer,
+    IPushProducer,
+    ITCPTransport,
+)
 from twisted.logger import Logger
 from zope.interface import implementer
 
 from srvd.config import Config
 from srvd.config.model import TransferSettings
-from srvd.index.catalog import next_catalog
+from srvd.index.catalog import next_catalog, served_serial
+from srvd.index.catalog_dnssec import Record, SignedCatalog, compressed
 from srvd.index.dnssec import ZoneSigner
 from srvd.index.model import Catalog, Index, Zone
 from srvd.ops.metrics import counter_by_label
@@ -154,11 +166,15 @@ def _each_record(records: bytes) -> list[bytes]:
     return out
 
 
-def _split(records: Iterable[bytes]) -> Iterator[list[bytes]]:
-    """Records in groups that fit one message."""
+def _split(records: Iterable[bytes | None]) -> Iterator[list[bytes]]:
+    """Records in groups that fit one message; None (records not ready yet: the signed catalog
+    makes its member order) passes on as an empty group."""
     group: list[bytes] = []
     size = 0
     for record in records:
+        if record is None:
+            yield []
+            continue
         if group and size + len(record) > MESSAGE_SIZE:
             yield group
             group, size = [], 0
@@ -209,8 +225,10 @@ class Transfers:
             return None
         if index.catalog is not None and index.catalog.apex == to_wire(name):
             return index.catalog  # it came with the index: a worker's snapshot of the primary's
-        previous = self.responder.index.catalog if self.responder.index is not index else None
-        index.catalog = next_catalog(previous, to_wire(name), index, delta, now)
+        running = self.responder.index
+        previous = running.catalog if running is not index else None
+        served = None if previous is None else served_serial(previous, running)
+        index.catalog = next_catalog(previous, to_wire(name), index, delta, now, served)
         return index.catalog
 
     def before_publish(self, built: Built) -> None:
@@ -220,6 +238,8 @@ class Transfers:
         self.keys = self.settings.key_map
         old = self.responder.index
         old_catalog = old.catalog
+        # the serials as served (signed: moved by the window), as secondaries compare them
+        old_serial = None if old_catalog is None else served_serial(old_catalog, old)
         catalog = self.attach(index, changes.zones, config.mtime, config.catalog)
         self.catalog_name = config.catalog
         if self.notify is None:
@@ -227,7 +247,7 @@ class Transfers:
         self.notify.configure(self.settings)
         apexes: list[bytes] = []
         first: list[bytes] = []
-        if catalog is not None and (old_catalog is None or old_catalog.serial != catalog.serial):
+        if catalog is not None and old_serial != served_serial(catalog, index):
             first.append(catalog.apex)
         if changes.zones is not None:
             apexes.extend(changes.zones.changed)
@@ -373,6 +393,8 @@ class Transfers:
         kind = "catalog" if is_catalog else "zone"
         if is_catalog:
             assert catalog is not None
+            if isinstance(index.dnssec, ZoneSigner):  # signed (srvd.index.catalog_dnssec)
+                return self._signed_catalog(request, signer, SignedCatalog(catalog, index.dnssec))
             serial, soa = catalog.serial, catalog.soa()
         else:
             assert zone is not None
@@ -396,6 +418,27 @@ class Transfers:
         self._count("axfr" if request.qtype == AXFR else "ixfr_full", kind)
         return self._messages(request, signer, _split(_axfr_records(soa, body)))
 
+    def _signed_catalog(
+        self, request: Request, signer: Signer, signed: SignedCatalog
+    ) -> Iterator[bytes]:
+        """A transfer of the signed catalog: its SOA alone to a client that is current, an IXFR
+        to one that holds a version this window served (srvd.index.catalog_dnssec), else the
+        zone in AXFR form. Members are signed as each message is made."""
+        client = request.ixfr_serial
+        records: Iterable[Record | None]
+        if request.qtype == IXFR and client is not None:
+            if not serial_newer(signed.serial, client):
+                self._count("uptodate", "catalog")
+                return self._messages(request, signer, [[signed.catalog.soa(signed.serial)]])
+            old = signed.client_version(client)
+            if old is not None:
+                self._count("ixfr", "catalog")
+                records = signed.ixfr(old)
+                return self._messages(request, signer, _split(compressed(records, signed.apex)))
+        self._count("axfr" if request.qtype == AXFR else "ixfr_full", "catalog")
+        records = signed.axfr()
+        return self._messages(request, signer, _split(compressed(records, signed.apex)))
+
     def _count(self, kind: str, zone_kind: str) -> None:
         self.counts.transfers[(kind, zone_kind)] += 1
 
@@ -407,6 +450,9 @@ class Transfers:
         additional = 1 if request.opt is not None else 0
         opt = request.opt_record
         for group in groups:
+            if not group:  # the records are not ready yet: no message this turn (_Stream)
+                yield b""
+                continue
             head = msg[:2] + struct.pack("!HHHHH", flags, 1, len(group), 0, additional)
             yield signer.sign(head + request.question + b"".join(group) + opt)
 
@@ -464,8 +510,12 @@ class _Stream:
     def __init__(self, protocol: PrimaryTCPProtocol, messages: Iterator[bytes]) -> None:
         self.protocol = protocol
         self.messages = messages
+        self.later: IDelayedCall | None = None
 
     def resumeProducing(self) -> None:
+        if self.later is not None and self.later.active():  # the transport asked first
+            self.later.cancel()
+        self.later = None
         try:
             message = next(self.messages)
         except StopIteration:
@@ -478,10 +528,18 @@ class _Stream:
             return
         self.protocol.resetTimeout()
         self.protocol.factory.touch(self.protocol)  # a transfer under way is not idle
+        if not message:  # a step of work without a message (the signed catalog's member
+            # order): the transport asks a pull producer again only after a write, so ask here,
+            # on the next turn of the reactor (answers go in between)
+            self.later = self.protocol.callLater(0, self.resumeProducing)
+            return
         self.protocol.sendString(message)
 
     def stopProducing(self) -> None:
         self.messages = iter(())
+        if self.later is not None and self.later.active():
+            self.later.cancel()
+        self.later = None
 
 
 def unacknowledged(transport: Any) -> int:
