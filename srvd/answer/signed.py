@@ -112,11 +112,11 @@ def compact_authority(
     253 octets), a name the zone at ``qname[cut:]`` lacks: the SOA and its RRSIG, their owners a
     pointer to the apex in the question, then the NSEC at the name and its RRSIG
     (ZoneSigner.compact_nsec), owned by the question's name."""
-    negative = zone_negative(index, signer, zone, qname[cut:])
+    apex = qname[cut:]
+    negative = zone_negative(index, signer, zone, apex)
     pointer = _POINTERS[cut]
-    return b"".join(
-        (pointer, negative.soa, pointer, negative.soa_rrsig, signer.compact_nsec(qname, negative))
-    )
+    nsec = signer.compact_nsec(qname, apex, negative)
+    return b"".join((pointer, negative.soa, pointer, negative.soa_rrsig, nsec))
 
 
 def compactable(qname: bytes, qtype: int) -> bool:

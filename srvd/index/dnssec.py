@@ -61,6 +61,7 @@ NAME_TYPES = (RRSIG, NSEC)
 COMPACT_BITMAP = type_bitmap((RRSIG, NSEC, NXNAME))  # a nonexistent name's (RFC 9824 §3.1)
 _QUESTION = b"\xc0\x0c"
 _NSEC_HEAD = struct.Struct("!HHIH")
+_NSEC_TAIL = struct.Struct("!IIIH")  # an RRSIG's fields after Labels: TTL, expiration, ...
 
 
 # a DO=1 reply in pieces (ZoneSigner.replies): the headers after the ID by RD, the RRset to order
@@ -108,7 +109,6 @@ class Negative(NamedTuple):
     window: Window
     soa: bytes  # the SOA record, without its owner
     soa_rrsig: bytes  # its RRSIG record, without its owner
-    tail: bytes  # the RRSIG fields of an NSEC after Labels (compact answers)
 
 
 class Chain:
@@ -189,6 +189,7 @@ class ZoneSigner:
         self.lifetime = settings.lifetime
         self.refresh = settings.refresh
         self.slots = max(1, settings.refresh // 3600)  # window starts: one an hour
+        self.windows: dict[int, Window] = {}  # by start
         self.backdate = settings.backdate
         self.size = settings.cache_size
         self.cache: dict[bytes, bytes] = {}  # owner, type, window start, key tag → RRSIG rdata
@@ -229,7 +230,14 @@ class ZoneSigner:
 
     def window(self, apex: bytes, now: float | None = None) -> Window:
         start = self.start(apex, now)
-        return Window(start, start - self.backdate, start + self.lifetime)
+        window = self.windows.get(start)
+        if window is None:  # one object a window start (a few hundred at most), not one a zone
+            if len(self.windows) >= 4096:
+                self.windows.clear()
+            window = self.windows[start] = Window(
+                start, start - self.backdate, start + self.lifetime
+            )
+        return window
 
     def start(self, apex: bytes, now: float | None = None) -> int:
         """When the zone's current window started (Unix time)."""
@@ -360,21 +368,14 @@ class ZoneSigner:
     def keep_negative(self, apex: bytes, window: Window, soa: bytes, soa_rrsig: bytes) -> Negative:
         """Keep what the negative answers of the zone at ``apex`` share until its window moves
         (srvd.answer.signed.zone_negative)."""
-        tail = struct.pack(
-            "!IIIH",
-            self.negative_ttl,
-            window.expiration & 0xFFFFFFFF,
-            window.inception & 0xFFFFFFFF,
-            self.key.tag,
-        )
-        negative = Negative(window.start + self.refresh, window, soa, soa_rrsig, tail + apex)
+        negative = Negative(window.start + self.refresh, window, soa, soa_rrsig)
         negatives = self.negatives
         if len(negatives) >= self.negatives_size and apex not in negatives:
             make_room(negatives, self.negatives_size)
         negatives[apex] = negative
         return negative
 
-    def compact_nsec(self, name: bytes, negative: Negative) -> bytes:
+    def compact_nsec(self, name: bytes, apex: bytes, negative: Negative) -> bytes:
         """The NSEC that a nonexistent ``name`` (lower case, at most 253 octets) gets in a
         compact answer (RFC 9824 §3.1), then its RRSIG, both owned by a pointer to the
         question's name: the next name is ``\\000.name``, the bitmap RRSIG NSEC NXNAME.
@@ -393,7 +394,14 @@ class ZoneSigner:
         while name[pos]:
             pos += name[pos] + 1
             labels += 1
-        fields = self.nsec_fields[labels] + negative.tail
+        window = negative.window
+        fields = self.nsec_fields[labels] + _NSEC_TAIL.pack(
+            self.negative_ttl,
+            window.expiration & 0xFFFFFFFF,
+            window.inception & 0xFFFFFFFF,
+            self.key.tag,
+        )
+        fields += apex
         ttl = self.negative_ttl
         rdata = b"\x01\x00" + name + COMPACT_BITMAP
         head = _NSEC_HEAD.pack(NSEC, 1, ttl, len(rdata))

@@ -5,9 +5,11 @@ time needs its SOA's signature and the NSEC of its apex (srvd.answer.signed.pres
 each, where an answer whose signatures are cached costs 11-20 µs. These are a handful per zone
 and known in advance, so after every start and reload the Presigner makes them while the server
 is idle: every ``INTERVAL`` it signs for ``BATCH`` zones, unless more than ``IDLE`` queries came
-in since the last time (then it waits: answers first). It stops when every zone is done, when
-the signature cache is half full (the other half is for the answers), or when another index is
-published (and starts over for that one). With the metrics off (queries not counted) it runs
+in since the last time (then it waits: answers first). It starts only when every zone's fit in
+half the signature cache (the other half is for the answers: a part of the zones would be of
+little use against a flood spread over them all), and stops when every zone is done, when the
+cache is half full after all, or when another index is published (and starts over for that
+one). With the metrics off (queries not counted) it runs
 unconditionally: about a tenth of a core until done. ``srvd_dnssec_presign_pending_zones``
 shows its progress.
 """
@@ -18,11 +20,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
 
 from srvd.answer.signed import presign, signer_of
 from srvd.index.dnssec import ZoneSigner
 from srvd.index.model import Index
 from srvd.server.responder import Responder
+
+log = Logger()
 
 INTERVAL = 0.05  # seconds between two batches
 BATCH = 100  # zones a batch (two signatures each: 5-9 ms)
@@ -47,8 +52,19 @@ class Presigner:
         if self.index is None:
             self.stop()
             return
+        signer = signer_of(index)
+        if len(index.zones) * (1 if signer.compact else 2) > signer.size // 2:
+            # a part of the zones would be little use against a flood spread over them all,
+            # and would crowd the answers' signatures out of the cache
+            log.info(
+                "not signing ahead: {zones} zones need more than half of dnssec.cache_size",
+                zones=len(index.zones),
+            )
+            self.index = None
+            self.stop()
+            return
         self.apexes = iter(list(index.zones))
-        signer_of(index).presign_pending = len(index.zones)
+        signer.presign_pending = len(index.zones)
         if not self.loop.running:
             self.loop.start(INTERVAL, now=False)
 
