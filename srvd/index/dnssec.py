@@ -212,8 +212,8 @@ class ZoneSigner:
         self.compact = settings.denial == "compact"
         self.nxnames: dict[bytes, tuple[int, bytes, bytes]] = {}
         # and per zone what its negative answers share (srvd.answer.signed.zone_negative): a
-        # quarter of cache_size, so that a flood over as many zones finds them (about 450
-        # octets each: 110 MB at most by default)
+        # quarter of cache_size, so that a flood over as many zones finds them (about 400
+        # octets each: 100 MB at most by default)
         self.negatives: dict[bytes, Negative] = {}
         self.negatives_size = max(16, settings.cache_size // 4)
         # an NSEC's RRSIG fields up to Labels, by label count
