@@ -9,9 +9,9 @@ in since the last time (then it waits: answers first). It starts only when every
 half the signature cache (the other half is for the answers: a part of the zones would be of
 little use against a flood spread over them all), and stops when every zone is done, when the
 cache is half full after all, or when another index is published (and starts over for that
-one). With the metrics off (queries not counted) it runs
-unconditionally: about a tenth of a core until done. ``srvd_dnssec_presign_pending_zones``
-shows its progress.
+one). With the metrics off (queries not counted) it runs unconditionally: about a tenth of a
+core until done. Each worker process (``workers: N``) signs ahead for itself.
+``srvd_dnssec_presign_pending_zones`` shows its progress.
 """
 
 from __future__ import annotations
@@ -47,12 +47,11 @@ class Presigner:
 
     def start(self, index: Index) -> None:
         """Sign ahead for ``index`` (just published), instead of the index before."""
+        self.index = None
         signer = index.dnssec
-        self.index = index if isinstance(signer, ZoneSigner) else None
-        if self.index is None:
+        if not isinstance(signer, ZoneSigner):
             self.stop()
             return
-        signer = signer_of(index)
         if len(index.zones) * (1 if signer.compact else 2) > signer.size // 2:
             # a part of the zones would be little use against a flood spread over them all,
             # and would crowd the answers' signatures out of the cache
@@ -60,9 +59,9 @@ class Presigner:
                 "not signing ahead: {zones} zones need more than half of dnssec.cache_size",
                 zones=len(index.zones),
             )
-            self.index = None
             self.stop()
             return
+        self.index = index
         self.apexes = iter(list(index.zones))
         signer.presign_pending = len(index.zones)
         if not self.loop.running:
