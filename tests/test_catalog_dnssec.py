@@ -9,7 +9,7 @@ import dataclasses
 import pickle
 import random
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dns.message
@@ -167,6 +167,35 @@ def test_the_axfr_stream_waits_while_the_order_is_made(tmp_path: Path, key: Path
     again = next_catalog(catalog, APEX, index, ZoneDelta((), (), ()), OLD)
     assert again.signing is catalog.signing
     assert next(SignedCatalog(again, signer_of(index)).axfr()) is not None  # ready at once
+
+
+def test_the_member_order_is_made_on_the_reactor_after_a_new_version(
+    tmp_path: Path, key: Path
+) -> None:
+    """srvd.xfr.transfer.prepare_order: after a start or a reload the order is made in steps of
+    its own, one reactor turn each, so that no answer has to make it at once; unsigned: nothing."""
+    from srvd.xfr.transfer import prepare_order
+
+    turns: list[Callable[[], None]] = []  # the reactor's turns to come
+
+    def call_later(delay: float, step: Callable[[], None]) -> None:
+        assert delay == 0
+        turns.append(step)
+
+    index = make_index(tmp_path, domains(0, 40_000), key)
+    index.catalog = next_catalog(None, APEX, index, None, OLD)
+    order = prepare_order(index, call_later)
+    assert order is not None and not order.ready and len(turns) == 1
+    steps = 0
+    while turns:
+        turns.pop(0)()
+        steps += 1
+    assert order.ready and steps > 2  # (hashing, then sorting, in bounded steps)
+    assert SignedCatalog(index.catalog, signer_of(index)).order is order
+    assert prepare_order(index, call_later) is order and not turns
+    unsigned = make_index(tmp_path / "unsigned", domains(0, 5), None)
+    unsigned.catalog = next_catalog(None, APEX, unsigned, None, OLD)
+    assert prepare_order(unsigned, call_later) is None
 
 
 def test_an_empty_signed_catalog(tmp_path: Path, key: Path) -> None:

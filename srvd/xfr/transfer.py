@@ -47,7 +47,7 @@ from zope.interface import implementer
 from srvd.config import Config
 from srvd.config.model import TransferSettings
 from srvd.index.catalog import next_catalog, served_serial
-from srvd.index.catalog_dnssec import Record, SignedCatalog, compressed
+from srvd.index.catalog_dnssec import MemberOrder, Record, SignedCatalog, compressed
 from srvd.index.dnssec import ZoneSigner
 from srvd.index.model import Catalog, Index, Zone
 from srvd.ops.metrics import counter_by_label
@@ -708,6 +708,27 @@ class _NotifyService(Service):
         self.sender.stop()
 
 
+def prepare_order(
+    index: Index, call_later: Callable[[float, Callable[[], None]], object]
+) -> MemberOrder | None:
+    """Make the signed catalog's member order in steps on the reactor (``call_later``), right
+    after its version is made, so that neither a transfer nor an answer has to wait for it
+    (an answer that needs it before it is ready makes the rest at once: 1.65 s at 1M members).
+    None: the catalog is not signed, or there is none."""
+    catalog, signer = index.catalog, index.dnssec
+    if catalog is None or not isinstance(signer, ZoneSigner):
+        return None
+    order = SignedCatalog(catalog, signer).order
+
+    def step() -> None:
+        if not order.step():
+            call_later(0, step)
+
+    if not order.ready:
+        call_later(0, step)
+    return order
+
+
 def start_primary(server: Any, notify: bool) -> Transfers:
     """The primary role of an SrvdService (before it starts): installed on its transports and
     its reloads; ``notify``: this process sends the NOTIFYs (the primary process, not workers)."""
@@ -716,6 +737,11 @@ def start_primary(server: Any, notify: bool) -> Transfers:
     role = Transfers(server.config, server.responder)
     role.install(server.listeners, server.tcp)
     server.reloader.before_publish.append(role.before_publish)
+    # the signed catalog's member order, made in steps after the start and every reload
+    prepare_order(server.responder.index, server.reactor.callLater)
+    server.reloader.before_publish.append(
+        lambda built: prepare_order(built.index, server.reactor.callLater)
+    )
     if notify:
         role.notify = NotifySender(
             server.reactor, role.settings, role.counts.notify, clock=role.clock
