@@ -16,10 +16,10 @@ its window's start: it moves when the window does, and secondaries transfer the 
 Authenticated denial: every zone has a plain NSEC chain (RFC 4034/4035) over its names, which
 are all known at build time: the chain's shape (relative names and type bitmaps) is computed once
 per Table, shared by every domain on a profile, and rendered per domain by appending its apex.
-Transfers, exports and NODATA answers use it. A DO=1 question for a name that does not exist is
-answered (``denial: compact``, the default) with RFC 9824's compact answer: one NSEC at the name
-itself, its next name the name's immediate successor and its bitmap RRSIG NSEC NXNAME, signed
-for that name alone (``compact_nsec``); with ``denial: nsec``, with the chain's NSECs.
+Transfers, exports, NODATA and (``denial: nsec``, the default) NXDOMAIN answers use it. With
+``denial: compact`` a DO=1 question for a name that does not exist gets RFC 9824's compact
+answer instead: one NSEC at the name itself, its next name the name's immediate successor and its
+bitmap RRSIG NSEC NXNAME, signed for that name alone (``compact_nsec``).
 """
 
 from __future__ import annotations
@@ -395,14 +395,11 @@ class ZoneSigner:
             pos += name[pos] + 1
             labels += 1
         window = negative.window
-        fields = self.nsec_fields[labels] + _NSEC_TAIL.pack(
-            self.negative_ttl,
-            window.expiration & 0xFFFFFFFF,
-            window.inception & 0xFFFFFFFF,
-            self.key.tag,
-        )
-        fields += apex
         ttl = self.negative_ttl
+        tail = _NSEC_TAIL.pack(
+            ttl, window.expiration & 0xFFFFFFFF, window.inception & 0xFFFFFFFF, self.key.tag
+        )
+        fields = self.nsec_fields[labels] + tail + apex
         rdata = b"\x01\x00" + name + COMPACT_BITMAP
         head = _NSEC_HEAD.pack(NSEC, 1, ttl, len(rdata))
         sig = fields + self.key.sign(b"".join((fields, name, head, rdata)))
