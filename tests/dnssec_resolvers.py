@@ -45,6 +45,15 @@ def wait(port: int) -> None:
     raise TimeoutError(f"nothing answers on port {port}")
 
 
+def start_srvd(config: str, listen: str, log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``srvd serve`` on ``listen``, metrics off, its output in ``log`` (the child keeps the
+    file open; this process needs no handle on it)."""
+    command = [sys.executable, "-m", "srvd", "serve", "-c", config, "--listen", listen]
+    command += ["--metrics", "off"]
+    with log.open("wb") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+
 def corrupting_proxy(listen: int, target: int) -> None:
     """Forward datagrams to srvd; flip a bit of the last RRSIG's signature in each reply (the
     octet before the OPT record, which srvd sends last and without options)."""
@@ -74,25 +83,7 @@ def main() -> int:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     port, resolver, proxy = free_port(), free_port(), free_port()
-    log = open(work / "srvd.log", "wb")  # noqa: SIM115 - lives as long as srvd
-    srvd = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "srvd",
-            "serve",
-            "-c",
-            config,
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--metrics",
-            "off",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=ROOT,
-    )
+    srvd = start_srvd(config, f"127.0.0.1:{port}", work / "srvd.log", env)
     unbound = None
     try:
         wait(port)
@@ -166,7 +157,6 @@ def main() -> int:
             unbound.wait(10)
         srvd.terminate()
         srvd.wait(10)
-        log.close()
 
 
 def _apex(name: str) -> str:
@@ -188,25 +178,7 @@ def dnsviz_main() -> int:
     resolv.write_text("nameserver 127.0.0.1\n")
     subprocess.run(["mount", "--bind", str(resolv), "/etc/resolv.conf"], check=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    log = open(work / "srvd-dnsviz.log", "wb")  # noqa: SIM115 - lives as long as srvd
-    srvd = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "srvd",
-            "serve",
-            "-c",
-            config,
-            "--listen",
-            "127.0.0.1:53",
-            "--metrics",
-            "off",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=ROOT,
-    )
+    srvd = start_srvd(config, "127.0.0.1:53", work / "srvd-dnsviz.log", env)
     try:
         wait(53)
         keys = dns.query.tcp(
@@ -244,7 +216,6 @@ def dnsviz_main() -> int:
     finally:
         srvd.terminate()
         srvd.wait(10)
-        log.close()
 
 
 if __name__ == "__main__":

@@ -98,7 +98,8 @@ def presign(index: Index, signer: ZoneSigner, apexes: Iterator[bytes], zones: in
         negative = zone_negative(index, signer, zone, apex)
         if not signer.compact:
             chain = signer.chain(zone.table)
-            signer.nsec_rrsig(chain.owners[0] + apex, chain.rdata(0, apex), apex, negative)
+            nsec = fixed(signer.negative_ttl, [chain.rdata(0, apex)])
+            signer.rrsig(chain.owners[0] + apex, NSEC, apex, negative.window, nsec)
         done += 1
         if done == zones:
             break
@@ -294,7 +295,7 @@ def negative_pieces(
     for i in entries:
         owner = chain.owners[i]
         nsec = chain.rdata(i, apex)
-        sig = signer.nsec_rrsig(owner + apex, nsec, apex, negative)
+        _, sig = signer.rrsig(owner + apex, NSEC, apex, negative.window, fixed(ttl, [nsec]))
         pieces[-1] += owner
         pieces.append(_RR.pack(NSEC, 1, ttl, len(nsec)) + nsec + owner)
         pieces.append(_RR.pack(RRSIG, 1, ttl, len(sig)) + sig)

@@ -331,19 +331,6 @@ class ZoneSigner:
             return [self.rrsig(owner, rtype, apex, window, records)]
         return [self.rrsig(owner, rtype, apex, window, records, key) for key in self.keys]
 
-    def nsec_rrsig(self, owner: bytes, rdata: bytes, apex: bytes, negative: Negative) -> bytes:
-        """The RRSIG rdata over the chain's NSEC ``rdata`` at ``owner`` in the zone at ``apex``,
-        in the window of ``negative`` (its zone's): from the cache, else made."""
-        start = negative.window.start
-        found = self.cache.get(owner + _CACHE_KEY.pack(NSEC, start & 0xFFFFFFFF, self.key.tag))
-        if found is None:
-            records = fixed(self.negative_ttl, [rdata])
-            return self.rrsig(owner, NSEC, apex, negative.window, records)[1]
-        self.stats.hits += 1
-        if found[8:12] < self.soonest:
-            self.soonest = found[8:12]
-        return found
-
     def keep_reply(self, key: bytes, window: Window, reply: ReplyParts) -> None:
         """Keep a DO=1 reply's pieces for the lean path until the zone's window moves."""
         replies = self.replies
